@@ -1,1 +1,62 @@
-pub fn x(){}
+//! # sandpool: CPU tasks with process-grade isolation at close to thread cost
+//!
+//! sandpool is a worker pool for Rust that runs CPU-bound tasks as
+//! WebAssembly: each task in a fresh wasm instance with its own linear
+//! memory, a wall-clock deadline, optional fuel and a memory cap, so a
+//! crash, a runaway loop or a memory bomb fails that one task and nothing
+//! else. Only serializable values cross the boundary; the compiler rejects
+//! closures, files and connections.
+//!
+//! ```no_run
+//! use sandpool::{FileInput, Json, Pool, Task};
+//! use sandpool::workloads::DocStats;
+//!
+//! // Compile the module once; every task gets a fresh instance of it.
+//! let task: Task<FileInput, Json<DocStats>> = Task::from_file("doc_stats.wasm")?;
+//! let pool = Pool::builder(task).workers(2).build()?;
+//!
+//! let docs = vec![
+//!     FileInput { name: "a.txt".into(), data: b"the cat and the hat".to_vec() },
+//!     FileInput { name: "b.txt".into(), data: b"to be or not to be".to_vec() },
+//! ];
+//! // `map` yields one result per input, in input order, whatever finishes first.
+//! for (doc, stats) in docs.iter().zip(pool.map(&docs)) {
+//!     println!("{}: {} words", doc.name, stats?.0.words);
+//! }
+//! # Ok::<(), sandpool::Error>(())
+//! ```
+//!
+//! Writing the guest side is one macro in the `sandpool-guest` crate:
+//! `sandpool_guest::export_task!(my_function);` where `my_function` is a
+//! plain `fn(In) -> Result<Out, E>`.
+//!
+//! ## Layout
+//! - [`Task`]: a loaded module and its boundary types (`task.rs`; loading and
+//!   ABI checks in `module.rs`).
+//! - [`Pool`], [`PoolBuilder`], [`TaskHandle`]: the executor API (`pool.rs`),
+//!   over a queue and worker threads shared by all wasm executors (`dispatch.rs`).
+//! - Running one task in a fresh instance: `instance.rs`; the deny-by-default
+//!   WASI it links: `wasi.rs`.
+//! - [`Limits`]: deadline, fuel, memory, output and log caps.
+//! - [`Error`]: one error type, a variant per cause, each naming the task and input.
+//! - The serialization boundary: `codec.rs` (bincode) and the ABI constants
+//!   in `sandpool_guest::abi`; the contract for non-Rust guests is `docs/abi.md`.
+
+mod codec;
+mod dispatch;
+mod error;
+mod instance;
+mod limits;
+mod module;
+mod pool;
+mod task;
+mod wasi;
+
+pub use error::{Error, ErrorKind, Result, TaskRef};
+pub use instance::TaskLogs;
+pub use limits::Limits;
+pub use pool::{AsCompleted, Isolation, MapIter, Pool, PoolBuilder, TaskHandle, TaskOutput};
+pub use sandpool_guest::workloads;
+pub use sandpool_guest::{FileInput, Json};
+pub use task::Task;
+pub use wasi::CapturedStream;

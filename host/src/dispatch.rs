@@ -1,0 +1,248 @@
+//! The queue and worker threads every wasm executor shares.
+//!
+//! A [`Backend`] says how one worker runs one encoded task (a fresh wasm
+//! instance in this process, or a request to a worker subprocess); the
+//! [`Dispatcher`] owns the bounded queue, the worker threads, cancellation
+//! of queued jobs and shutdown. Every job ends in exactly one call of its
+//! reply, or in the reply being dropped, which its handle reports as
+//! cancelled or shut down: no waiter is ever left hanging.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::{Error, TaskRef};
+use crate::instance::{RawOutcome, TaskLogs};
+use crate::limits::Limits;
+
+const QUEUED: u8 = 0;
+const RUNNING: u8 = 1;
+const CANCELLED: u8 = 2;
+const DONE: u8 = 3;
+
+/// The life of one submitted job, shared by its handle and the worker.
+#[derive(Debug, Default)]
+pub(crate) struct JobState(AtomicU8);
+
+impl JobState {
+    /// Queued → cancelled; false if the job already started or finished.
+    pub fn cancel(&self) -> bool {
+        self.0.compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+    /// Queued → running; false if it was cancelled.
+    fn start(&self) -> bool {
+        self.0.compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+    fn finish(&self) {
+        self.0.store(DONE, Ordering::Release);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire) == CANCELLED
+    }
+}
+
+/// Called with the job's outcome, on the worker thread.
+pub(crate) type Reply = Box<dyn FnOnce(RawOutcome) + Send>;
+
+/// One encoded task waiting for a worker.
+pub(crate) struct Job {
+    pub task: TaskRef,
+    pub input: Vec<u8>,
+    pub limits: Limits,
+    pub state: Arc<JobState>,
+    pub reply: Reply,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+/// How a worker runs jobs: one value per pool, one `Worker` per worker thread.
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// Per-thread state (nothing for instances; a subprocess for process isolation).
+    type Worker;
+    /// Prepares worker `id`; called on the worker's own thread.
+    fn start_worker(&self, id: usize) -> Result<Self::Worker, Error>;
+    /// Runs one job to its outcome. Must not panic on bad input.
+    fn run(&self, worker: &mut Self::Worker, job: &Job) -> RawOutcome;
+}
+
+struct Shared {
+    sender: Mutex<Option<Sender<Job>>>,
+    receiver: Receiver<Job>,
+    slots: Arc<Semaphore>,
+    closed: AtomicBool,
+    next_index: AtomicU64,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    workers: usize,
+}
+
+/// A bounded queue served by a fixed set of worker threads.
+pub(crate) struct Dispatcher {
+    shared: Arc<Shared>,
+}
+
+impl Dispatcher {
+    /// Starts `workers` threads running `backend`, with room for `queue` waiting jobs.
+    pub fn start<B: Backend>(backend: Arc<B>, workers: usize, queue: usize, name: &str) -> Result<Self, Error> {
+        if workers == 0 {
+            return Err(Error::Config("a pool needs at least one worker".into()));
+        }
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        let shared = Arc::new(Shared {
+            sender: Mutex::new(Some(sender)),
+            receiver,
+            slots: Arc::new(Semaphore::new(queue.clamp(1, Semaphore::MAX_PERMITS))),
+            closed: AtomicBool::new(false),
+            next_index: AtomicU64::new(0),
+            threads: Mutex::new(Vec::new()),
+            workers,
+        });
+        let mut threads = Vec::with_capacity(workers);
+        for id in 0..workers {
+            let backend = Arc::clone(&backend);
+            let receiver = shared.receiver.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("sandpool-{name}-{id}"))
+                .stack_size(8 << 20)
+                .spawn(move || worker_loop(&*backend, id, &receiver));
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    let dispatcher = Dispatcher { shared };
+                    dispatcher.shutdown(false, true);
+                    return Err(Error::Pool(format!("cannot start worker thread {id}: {e}")));
+                }
+            }
+        }
+        *lock(&shared.threads) = threads;
+        Ok(Dispatcher { shared })
+    }
+
+    /// Number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.shared.workers
+    }
+
+    /// The next pool-wide submission index.
+    pub fn next_index(&self) -> u64 {
+        self.shared.next_index.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// True once `shutdown` has been called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Waits for a queue slot (blocking) and enqueues the job.
+    pub fn enqueue_blocking(&self, job: PendingJob) -> Result<(), Error> {
+        let permit = futures::executor::block_on(Arc::clone(&self.shared.slots).acquire_owned());
+        self.enqueue_with(job, permit.ok())
+    }
+
+    /// Waits for a queue slot (async) and enqueues the job.
+    pub async fn enqueue(&self, job: PendingJob) -> Result<(), Error> {
+        let permit = Arc::clone(&self.shared.slots).acquire_owned().await;
+        self.enqueue_with(job, permit.ok())
+    }
+
+    fn enqueue_with(&self, job: PendingJob, permit: Option<OwnedSemaphorePermit>) -> Result<(), Error> {
+        let shut = |task: TaskRef| Error::ShutDown { task };
+        let Some(permit) = permit else { return Err(shut(job.task)) };
+        let sender = lock(&self.shared.sender);
+        let (Some(sender), false) = (sender.as_ref(), self.is_closed()) else { return Err(shut(job.task)) };
+        let PendingJob { task, input, limits, state, reply } = job;
+        sender
+            .send(Job { task, input, limits, state, reply, permit: Some(permit) })
+            .map_err(|e| shut(e.into_inner().task))
+    }
+
+    /// Stops accepting work. `cancel_queued` cancels jobs that have not
+    /// started; `wait` blocks until the workers have finished and exited.
+    /// Calling it again is harmless.
+    pub fn shutdown(&self, wait: bool, cancel_queued: bool) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.slots.close();
+        drop(lock(&self.shared.sender).take());
+        if cancel_queued {
+            while let Ok(job) = self.shared.receiver.try_recv() {
+                job.state.cancel();
+                drop(job);
+            }
+        }
+        if wait {
+            let current = std::thread::current().id();
+            let threads = std::mem::take(&mut *lock(&self.shared.threads));
+            for t in threads {
+                if t.thread().id() == current {
+                    continue;
+                }
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        // Queued work still completes (handles keep their results); new work is refused.
+        self.shutdown(false, false);
+    }
+}
+
+/// A job before it has a queue slot.
+pub(crate) struct PendingJob {
+    pub task: TaskRef,
+    pub input: Vec<u8>,
+    pub limits: Limits,
+    pub state: Arc<JobState>,
+    pub reply: Reply,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn worker_loop<B: Backend>(backend: &B, id: usize, receiver: &Receiver<Job>) {
+    let mut worker = match backend.start_worker(id) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::error!("worker {id} could not start: {e}");
+            None
+        }
+    };
+    while let Ok(mut job) = receiver.recv() {
+        drop(job.permit.take());
+        if !job.state.start() {
+            continue; // cancelled while queued: dropping the reply tells the handle
+        }
+        let outcome = match worker.as_mut() {
+            None => RawOutcome {
+                result: Err(Error::WorkerCrashed { task: job.task.clone(), reason: format!("worker {id} failed to start") }),
+                logs: TaskLogs::default(),
+            },
+            Some(w) => match catch_unwind(AssertUnwindSafe(|| backend.run(w, &job))) {
+                Ok(outcome) => outcome,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    tracing::error!("worker {id} panicked running {}: {what}", job.task);
+                    RawOutcome {
+                        result: Err(Error::WorkerCrashed {
+                            task: job.task.clone(),
+                            reason: format!("host worker thread panicked: {what}"),
+                        }),
+                        logs: TaskLogs::default(),
+                    }
+                }
+            },
+        };
+        job.state.finish();
+        let Job { reply, .. } = job;
+        reply(outcome);
+    }
+}

@@ -1,0 +1,197 @@
+//! Running one task in a fresh wasm instance: the unit of work of both the
+//! in-process executor and the `sandpool worker` subprocess.
+//!
+//! A task gets its own `Store` and instance from the module's `InstancePre`
+//! (pooling allocator slot), its input copied in, the run export called
+//! under its limits, and its output copied out. The instance is then
+//! dropped, so no state survives into the next task.
+
+use std::time::{Duration, Instant};
+
+use sandpool_guest::abi;
+use wasmtime::{Extern, Store, Trap, WasmBacktrace};
+
+use crate::error::{Error, TaskRef};
+use crate::limits::Limits;
+use crate::module::{CompiledModule, ticks_for};
+use crate::wasi::{CapturedStream, GuestExit, HostState};
+
+/// Wasm backtrace lines kept in a trap message.
+const MAX_BACKTRACE_LINES: usize = 12;
+
+/// The longest guest error message kept.
+const MAX_GUEST_MESSAGE: usize = 64 << 10;
+
+/// What a task left behind besides its result: captured output and timing.
+#[derive(Debug, Default, Clone)]
+pub struct TaskLogs {
+    /// Captured standard output (bounded by [`Limits::max_log`]).
+    pub stdout: CapturedStream,
+    /// Captured standard error (bounded by [`Limits::max_log`]).
+    pub stderr: CapturedStream,
+    /// Wall-clock time from instantiation to output copied out.
+    pub elapsed: Duration,
+}
+
+/// The raw outcome of one task: encoded output bytes or an error, plus logs.
+#[derive(Debug)]
+pub(crate) struct RawOutcome {
+    pub result: Result<Vec<u8>, Error>,
+    pub logs: TaskLogs,
+}
+
+impl CompiledModule {
+    /// Runs one task on `input` (already encoded) in a fresh instance.
+    pub fn run_task(&self, limits: &Limits, task: &TaskRef, input: &[u8]) -> RawOutcome {
+        let started = Instant::now();
+        let memory_limit = usize::try_from(limits.memory).unwrap_or(usize::MAX);
+        let mut store = Store::new(&self.engine, HostState::new(memory_limit, limits.max_log));
+        let result = self.run_in(&mut store, limits, task, input);
+        let state = store.into_data();
+        RawOutcome {
+            result,
+            logs: TaskLogs { stdout: state.stdout, stderr: state.stderr, elapsed: started.elapsed() },
+        }
+    }
+
+    fn run_in(
+        &self,
+        store: &mut Store<HostState>,
+        limits: &Limits,
+        task: &TaskRef,
+        input: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        store.limiter(|s| s);
+        match limits.timeout {
+            Some(t) => store.set_epoch_deadline(ticks_for(t)),
+            None => store.set_epoch_deadline(u64::MAX / 2),
+        }
+        if self.fuel {
+            let fuel = limits.fuel.unwrap_or(u64::MAX);
+            store.set_fuel(fuel).map_err(|e| Error::Pool(format!("{e:#}")))?;
+        } else if limits.fuel.is_some() {
+            return Err(Error::Config(format!(
+                "{task}: a fuel limit needs a pool built with fuel metering (PoolBuilder::fuel_metering)"
+            )));
+        }
+        let fail = |store: &mut Store<HostState>, err: wasmtime::Error| classify(store, limits, task, err);
+
+        let instance = match self.pre.instantiate(&mut *store) {
+            Ok(instance) => instance,
+            Err(e) => return Err(fail(store, e.context("cannot instantiate the module"))),
+        };
+        if let Some(init) = &self.initialize {
+            let init = func(store, &instance, init).and_then(|f| f.typed::<(), ()>(&*store));
+            if let Err(e) = init.and_then(|f| f.call(&mut *store, ())) {
+                return Err(fail(store, e));
+            }
+        }
+        let Some(Extern::Memory(memory)) = instance.get_module_export(&mut *store, &self.memory) else {
+            return Err(Error::Trap { task: task.clone(), message: "the module has no memory export".into() });
+        };
+        let len = u32::try_from(input.len()).map_err(|_| Error::Encode {
+            task: task.clone(),
+            reason: format!("input of {} bytes is over the 4 GiB wasm32 limit", input.len()),
+        })?;
+        let alloc = func(store, &instance, &self.alloc).and_then(|f| f.typed::<i32, i32>(&*store));
+        let ptr = match alloc.and_then(|f| f.call(&mut *store, len as i32)) {
+            Ok(ptr) => ptr,
+            Err(e) => return Err(fail(store, e.context("`sandpool_alloc` failed"))),
+        };
+        if let Err(e) = memory.write(&mut *store, ptr as u32 as usize, input) {
+            return Err(Error::Trap {
+                task: task.clone(),
+                message: format!("`sandpool_alloc({len})` returned {ptr:#x}, outside linear memory: {e}"),
+            });
+        }
+        let run = func(store, &instance, &self.run).and_then(|f| f.typed::<(i32, i32), i64>(&*store));
+        let packed = match run.and_then(|f| f.call(&mut *store, (ptr, len as i32))) {
+            Ok(packed) => packed as u64,
+            Err(e) => return Err(fail(store, e)),
+        };
+        let (out_ptr, out_len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+        let payload_len = out_len.saturating_sub(1) as u64;
+        if payload_len > limits.max_output {
+            return Err(Error::OutputTooLarge { task: task.clone(), size: payload_len, limit: limits.max_output });
+        }
+        let data = memory.data(&*store);
+        let Some(output) = out_ptr.checked_add(out_len).and_then(|end| data.get(out_ptr..end)) else {
+            return Err(Error::Decode {
+                task: task.clone(),
+                what: "output",
+                reason: format!(
+                    "the guest returned the range {out_ptr:#x}+{out_len}, outside its {} bytes of linear memory",
+                    data.len()
+                ),
+            });
+        };
+        decode_tagged(task, output)
+    }
+}
+
+fn func(
+    store: &mut Store<HostState>,
+    instance: &wasmtime::Instance,
+    export: &wasmtime::ModuleExport,
+) -> wasmtime::Result<wasmtime::Func> {
+    match instance.get_module_export(&mut *store, export) {
+        Some(Extern::Func(f)) => Ok(f),
+        _ => Err(wasmtime::format_err!("export is not a function")),
+    }
+}
+
+/// Splits a tagged output into the value bytes or the guest's error.
+pub(crate) fn decode_tagged(task: &TaskRef, output: &[u8]) -> Result<Vec<u8>, Error> {
+    let Some((&tag, rest)) = output.split_first() else {
+        return Err(Error::Decode { task: task.clone(), what: "output", reason: "empty output (no result tag)".into() });
+    };
+    let message = || String::from_utf8_lossy(&rest[..rest.len().min(MAX_GUEST_MESSAGE)]).into_owned();
+    match tag {
+        abi::TAG_OK => Ok(rest.to_vec()),
+        abi::TAG_GUEST_ERROR => Err(Error::Guest { task: task.clone(), message: message() }),
+        abi::TAG_INPUT_ERROR => Err(Error::Decode { task: task.clone(), what: "input in the guest", reason: message() }),
+        other => Err(Error::Decode {
+            task: task.clone(),
+            what: "output",
+            reason: format!("unknown result tag {other} (expected 0, 1 or 2)"),
+        }),
+    }
+}
+
+/// Turns an error from wasmtime into the task error that explains it.
+fn classify(store: &mut Store<HostState>, limits: &Limits, task: &TaskRef, err: wasmtime::Error) -> Error {
+    let task = task.clone();
+    let trap = err.downcast_ref::<Trap>().copied();
+    if trap == Some(Trap::Interrupt) {
+        return Error::Timeout { task, limit: limits.timeout.unwrap_or_default() };
+    }
+    if trap == Some(Trap::OutOfFuel) {
+        return Error::FuelExhausted { task, limit: limits.fuel.unwrap_or(u64::MAX) };
+    }
+    let state = store.data_mut();
+    if state.memory_denied {
+        return Error::MemoryLimit { task, limit: limits.memory };
+    }
+    if let Some(message) = state.panic.take() {
+        return Error::Panic { task, message };
+    }
+    if let Some(exit) = err.downcast_ref::<GuestExit>() {
+        return Error::Trap { task, message: exit.to_string() };
+    }
+    let mut message = match trap {
+        Some(trap) => trap.to_string(),
+        None => format!("{err:#}"),
+    };
+    if let Some(backtrace) = err.downcast_ref::<WasmBacktrace>() {
+        let frames = backtrace.to_string();
+        let lines: Vec<&str> = frames.lines().filter(|l| !l.trim().is_empty()).collect();
+        for line in lines.iter().take(MAX_BACKTRACE_LINES) {
+            message.push('\n');
+            message.push_str(line);
+        }
+        if lines.len() > MAX_BACKTRACE_LINES {
+            message.push_str(&format!("\n    ... {} more frames", lines.len() - MAX_BACKTRACE_LINES));
+        }
+    }
+    Error::Trap { task, message }
+}

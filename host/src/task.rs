@@ -1,0 +1,139 @@
+//! `Task<In, Out>`: a loaded task module with the types that cross its boundary.
+//!
+//! Loading compiles the module once and checks it implements guest ABI v1;
+//! pools built from the task share that compiled code. The type parameters
+//! are where the compile-time boundary lives: `In` must be `Serialize` and
+//! `Out` `DeserializeOwned`, so closures, files, `Rc`s and connections are
+//! rejected by the compiler, not at run time.
+
+use std::marker::PhantomData;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::error::Error;
+use crate::module::{CompiledModule, name_from_path};
+
+pub(crate) struct TaskModule {
+    pub name: Arc<str>,
+    pub wasm: Arc<[u8]>,
+    plain: OnceLock<Result<Arc<CompiledModule>, Error>>,
+    fueled: OnceLock<Result<Arc<CompiledModule>, Error>>,
+}
+
+impl TaskModule {
+    /// The module compiled for an engine with or without fuel metering (compiled once each).
+    pub fn compiled(&self, fuel: bool) -> Result<Arc<CompiledModule>, Error> {
+        let slot = if fuel { &self.fueled } else { &self.plain };
+        slot.get_or_init(|| CompiledModule::compile(&self.name, &self.wasm, fuel).map(Arc::new))
+            .clone()
+    }
+}
+
+/// A task module whose input type is `In` and output type is `Out`.
+///
+/// Cheap to clone; clones share the compiled module.
+///
+/// ```no_run
+/// use sandpool::{Pool, Task};
+/// let task: Task<u64, u64> = Task::from_file("primes.wasm")?;
+/// let pool = Pool::builder(task).workers(2).build()?;
+/// assert_eq!(pool.submit(&100)?.wait()?, 25);
+/// # Ok::<(), sandpool::Error>(())
+/// ```
+///
+/// Only serializable values cross the boundary. A closure is not a task
+/// input, the Rust version of Python's "Can't pickle local object":
+///
+/// ```compile_fail
+/// use sandpool::{Pool, Task};
+/// let task = Task::from_file("echo.wasm").unwrap();
+/// let pool = Pool::builder(task).build().unwrap();
+/// let offset = 1;
+/// pool.submit(&move |x: u32| x + offset); // error: the closure is not `Serialize`
+/// ```
+pub struct Task<In, Out> {
+    pub(crate) module: Arc<TaskModule>,
+    _types: PhantomData<fn(In) -> Out>,
+}
+
+impl<In, Out> Clone for Task<In, Out> {
+    fn clone(&self) -> Self {
+        Task { module: Arc::clone(&self.module), _types: PhantomData }
+    }
+}
+
+impl<In, Out> std::fmt::Debug for Task<In, Out> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Task").field("name", &self.module.name).field("bytes", &self.module.wasm.len()).finish()
+    }
+}
+
+impl<In: Serialize, Out: DeserializeOwned> Task<In, Out> {
+    /// Loads, compiles and checks the module at `path`; the task is named after the file stem.
+    ///
+    /// ```
+    /// let err = sandpool::Task::<u64, u64>::from_file("/no/such/task.wasm").unwrap_err();
+    /// assert_eq!(err.kind(), sandpool::ErrorKind::Io);
+    /// ```
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let wasm = std::fs::read(path).map_err(|e| Error::io(format!("cannot read module {}", path.display()), &e))?;
+        Self::from_bytes(name_from_path(path), wasm)
+    }
+
+    /// Compiles and checks a module from bytes (binary wasm, or text with the `wat` syntax).
+    ///
+    /// ```
+    /// let err = sandpool::Task::<u64, u64>::from_bytes("junk", b"not wasm".to_vec()).unwrap_err();
+    /// assert_eq!(err.kind(), sandpool::ErrorKind::InvalidModule);
+    /// ```
+    pub fn from_bytes(name: impl Into<String>, wasm: Vec<u8>) -> Result<Self, Error> {
+        let module = Arc::new(TaskModule {
+            name: name.into().into(),
+            wasm: wasm.into(),
+            plain: OnceLock::new(),
+            fueled: OnceLock::new(),
+        });
+        module.compiled(false)?;
+        Ok(Task { module, _types: PhantomData })
+    }
+}
+
+impl<In, Out> Task<In, Out> {
+    /// The task's name, used in every error it causes.
+    ///
+    /// ```no_run
+    /// let task = sandpool::Task::<u64, u64>::from_file("primes.wasm")?;
+    /// assert_eq!(task.name(), "primes");
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.module.name
+    }
+
+    /// The module's wasm bytes as loaded.
+    ///
+    /// ```no_run
+    /// let task = sandpool::Task::<u64, u64>::from_file("primes.wasm")?;
+    /// assert!(task.wasm().starts_with(b"\0asm"));
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub fn wasm(&self) -> &[u8] {
+        &self.module.wasm
+    }
+
+    /// The same module viewed with other boundary types (e.g. a generic
+    /// `Json<serde_json::Value>` output instead of a concrete struct).
+    ///
+    /// ```no_run
+    /// use sandpool::{Json, Task};
+    /// let typed: Task<sandpool::FileInput, Json<serde_json::Value>> = Task::from_file("doc_stats.wasm")?;
+    /// let raw: Task<sandpool::FileInput, String> = typed.retype();
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub fn retype<In2: Serialize, Out2: DeserializeOwned>(&self) -> Task<In2, Out2> {
+        Task { module: Arc::clone(&self.module), _types: PhantomData }
+    }
+}

@@ -1,0 +1,114 @@
+//! Modules that are not sandpool tasks fail at load with a clear error, never a panic.
+
+mod common;
+
+use sandpool::{Error, ErrorKind, Task};
+
+fn load_wat(wat: &str) -> Result<Task<u64, u64>, Error> {
+    Task::from_bytes("fixture", wat.as_bytes().to_vec())
+}
+
+#[test]
+fn a_file_that_is_not_wasm_is_an_invalid_module() {
+    let err = Task::<u64, u64>::from_bytes("junk", b"\x7fELF this is not wasm".to_vec()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidModule, "{err}");
+    assert!(err.to_string().contains("junk"), "names the module: {err}");
+}
+
+#[test]
+fn a_truncated_module_is_an_invalid_module() {
+    let bytes = std::fs::read(common::guest("echo")).unwrap();
+    let err = Task::<u64, u64>::from_bytes("cut", bytes[..bytes.len() / 2].to_vec()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidModule, "{err}");
+}
+
+#[test]
+fn a_missing_file_is_an_io_error_naming_the_path() {
+    let err = Task::<u64, u64>::from_file("/definitely/not/here.wasm").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io);
+    assert!(err.to_string().contains("/definitely/not/here.wasm"), "{err}");
+}
+
+#[test]
+fn a_module_missing_the_run_export_is_an_abi_mismatch() {
+    let err = load_wat(
+        r#"(module (memory (export "memory") 1)
+             (func (export "sandpool_abi_version") (result i32) i32.const 1)
+             (func (export "sandpool_alloc") (param i32) (result i32) i32.const 0))"#,
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AbiMismatch, "{err}");
+    assert!(err.to_string().contains("sandpool_run"), "names the export: {err}");
+}
+
+#[test]
+fn a_module_without_memory_is_an_abi_mismatch() {
+    let err = load_wat(
+        r#"(module
+             (func (export "sandpool_abi_version") (result i32) i32.const 1)
+             (func (export "sandpool_alloc") (param i32) (result i32) i32.const 0)
+             (func (export "sandpool_run") (param i32 i32) (result i64) i64.const 0))"#,
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AbiMismatch, "{err}");
+    assert!(err.to_string().contains("memory"), "{err}");
+}
+
+#[test]
+fn an_export_with_the_wrong_signature_is_an_abi_mismatch() {
+    let err = load_wat(
+        r#"(module (memory (export "memory") 1)
+             (func (export "sandpool_abi_version") (result i32) i32.const 1)
+             (func (export "sandpool_alloc") (param i32) (result i32) i32.const 0)
+             (func (export "sandpool_run") (param i32) (result i32) i32.const 0))"#,
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AbiMismatch, "{err}");
+    assert!(err.to_string().contains("sandpool_run"), "{err}");
+}
+
+#[test]
+fn a_module_with_another_abi_version_is_an_abi_mismatch_naming_the_version() {
+    let err = load_wat(
+        r#"(module (memory (export "memory") 1)
+             (func (export "sandpool_abi_version") (result i32) i32.const 7)
+             (func (export "sandpool_alloc") (param i32) (result i32) i32.const 0)
+             (func (export "sandpool_run") (param i32 i32) (result i64) i64.const 0))"#,
+    )
+    .unwrap_err();
+    assert!(matches!(&err, Error::AbiMismatch { reason, .. } if reason.contains("version 7")), "{err}");
+}
+
+#[test]
+fn a_module_importing_unknown_host_functions_is_an_invalid_module() {
+    let err = load_wat(
+        r#"(module (import "env" "launch_missiles" (func))
+             (memory (export "memory") 1)
+             (func (export "sandpool_abi_version") (result i32) i32.const 1)
+             (func (export "sandpool_alloc") (param i32) (result i32) i32.const 0)
+             (func (export "sandpool_run") (param i32 i32) (result i64) i64.const 0))"#,
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidModule, "{err}");
+    assert!(err.to_string().contains("env::launch_missiles"), "{err}");
+}
+
+#[test]
+fn a_module_whose_start_function_traps_is_an_invalid_module() {
+    let err = load_wat(
+        r#"(module (memory (export "memory") 1)
+             (func $start unreachable) (start $start)
+             (func (export "sandpool_abi_version") (result i32) i32.const 1)
+             (func (export "sandpool_alloc") (param i32) (result i32) i32.const 0)
+             (func (export "sandpool_run") (param i32 i32) (result i64) i64.const 0))"#,
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidModule, "{err}");
+}
+
+#[test]
+fn every_example_guest_loads() {
+    for name in ["doc_stats", "primes", "echo", "counter", "spin", "hostile"] {
+        Task::<u64, u64>::from_file(common::guest(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
