@@ -49,6 +49,7 @@ mod instance;
 mod limits;
 mod module;
 mod pool;
+pub mod process;
 mod task;
 mod wasi;
 

@@ -1,0 +1,30 @@
+//! The `sandpool` command line: thin over the library.
+//!
+//! Exit codes: 0 all tasks succeeded, 1 some tasks failed, 2 usage or setup
+//! error (bad flag, missing folder, unreadable or invalid module).
+
+mod args;
+mod inspect;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                _ => ExitCode::from(2),
+            };
+        }
+    };
+    match cli.command {
+        args::Command::Run(run_args) => run::main(run_args),
+        args::Command::Inspect(inspect_args) => inspect::main(inspect_args),
+        args::Command::Worker => sandpool::process::worker_main(),
+    }
+}
