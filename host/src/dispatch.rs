@@ -34,10 +34,10 @@ impl JobState {
         self.0.compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
     /// Queued → running; false if it was cancelled.
-    fn start(&self) -> bool {
+    pub fn start(&self) -> bool {
         self.0.compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
-    fn finish(&self) {
+    pub fn finish(&self) {
         self.0.store(DONE, Ordering::Release);
     }
     pub fn is_cancelled(&self) -> bool {

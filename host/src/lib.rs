@@ -46,18 +46,26 @@ mod codec;
 mod dispatch;
 mod error;
 mod instance;
+mod io;
 mod limits;
 mod module;
+mod pipeline;
 mod pool;
 pub mod process;
 mod task;
+mod wait;
 mod wasi;
 
 pub use error::{Error, ErrorKind, Result, TaskRef};
 pub use instance::TaskLogs;
+#[doc(hidden)]
+pub use instance::bench as __bench;
+pub use io::{IoHandle, IoPool, IoPoolBuilder};
 pub use limits::Limits;
+pub use pipeline::{CancelToken, Order, Pipeline, PipelineBuilder, PipelineRun, PipelineStats};
 pub use pool::{AsCompleted, Isolation, MapIter, Pool, PoolBuilder, TaskHandle, TaskOutput};
 pub use sandpool_guest::workloads;
 pub use sandpool_guest::{FileInput, Json};
 pub use task::Task;
+pub use wait::{ReturnWhen, Waited, wait, wait_async};
 pub use wasi::CapturedStream;
