@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use sandpool_guest::abi;
-use wasmtime::{Extern, Store, Trap, WasmBacktrace};
+use wasmtime::{Extern, Memory, Store, Trap, TypedFunc, WasmBacktrace};
 
 use crate::error::{Error, TaskRef};
 use crate::limits::Limits;
@@ -48,10 +48,7 @@ impl CompiledModule {
         let mut store = Store::new(&self.engine, HostState::new(memory_limit, limits.max_log));
         let result = self.run_in(&mut store, limits, task, input);
         let state = store.into_data();
-        RawOutcome {
-            result,
-            logs: TaskLogs { stdout: state.stdout, stderr: state.stderr, elapsed: started.elapsed() },
-        }
+        RawOutcome { result, logs: TaskLogs { stdout: state.stdout, stderr: state.stderr, elapsed: started.elapsed() } }
     }
 
     fn run_in(
@@ -89,44 +86,64 @@ impl CompiledModule {
         let Some(Extern::Memory(memory)) = instance.get_module_export(&mut *store, &self.memory) else {
             return Err(Error::Trap { task: task.clone(), message: "the module has no memory export".into() });
         };
-        let len = u32::try_from(input.len()).map_err(|_| Error::Encode {
-            task: task.clone(),
-            reason: format!("input of {} bytes is over the 4 GiB wasm32 limit", input.len()),
-        })?;
-        let alloc = func(store, &instance, &self.alloc).and_then(|f| f.typed::<i32, i32>(&*store));
-        let ptr = match alloc.and_then(|f| f.call(&mut *store, len as i32)) {
-            Ok(ptr) => ptr,
-            Err(e) => return Err(fail(store, e.context("`sandpool_alloc` failed"))),
-        };
-        if let Err(e) = memory.write(&mut *store, ptr as u32 as usize, input) {
-            return Err(Error::Trap {
-                task: task.clone(),
-                message: format!("`sandpool_alloc({len})` returned {ptr:#x}, outside linear memory: {e}"),
-            });
-        }
-        let run = func(store, &instance, &self.run).and_then(|f| f.typed::<(i32, i32), i64>(&*store));
-        let packed = match run.and_then(|f| f.call(&mut *store, (ptr, len as i32))) {
-            Ok(packed) => packed as u64,
+        let alloc = match func(store, &instance, &self.alloc).and_then(|f| f.typed::<i32, i32>(&*store)) {
+            Ok(f) => f,
             Err(e) => return Err(fail(store, e)),
         };
-        let (out_ptr, out_len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
-        let payload_len = out_len.saturating_sub(1) as u64;
-        if payload_len > limits.max_output {
-            return Err(Error::OutputTooLarge { task: task.clone(), size: payload_len, limit: limits.max_output });
-        }
-        let data = memory.data(&*store);
-        let Some(output) = out_ptr.checked_add(out_len).and_then(|end| data.get(out_ptr..end)) else {
-            return Err(Error::Decode {
-                task: task.clone(),
-                what: "output",
-                reason: format!(
-                    "the guest returned the range {out_ptr:#x}+{out_len}, outside its {} bytes of linear memory",
-                    data.len()
-                ),
-            });
+        let run = match func(store, &instance, &self.run).and_then(|f| f.typed::<(i32, i32), i64>(&*store)) {
+            Ok(f) => f,
+            Err(e) => return Err(fail(store, e)),
         };
-        decode_tagged(task, output)
+        call_task(store, memory, &alloc, &run, limits, task, input)
     }
+}
+
+/// Copies `input` into the instance, runs it, and copies the tagged output out.
+fn call_task(
+    store: &mut Store<HostState>,
+    memory: Memory,
+    alloc: &TypedFunc<i32, i32>,
+    run: &TypedFunc<(i32, i32), i64>,
+    limits: &Limits,
+    task: &TaskRef,
+    input: &[u8],
+) -> Result<Vec<u8>, Error> {
+    let fail = |store: &mut Store<HostState>, err: wasmtime::Error| classify(store, limits, task, err);
+    let len = u32::try_from(input.len()).map_err(|_| Error::Encode {
+        task: task.clone(),
+        reason: format!("input of {} bytes is over the 4 GiB wasm32 limit", input.len()),
+    })?;
+    let ptr = match alloc.call(&mut *store, len as i32) {
+        Ok(ptr) => ptr,
+        Err(e) => return Err(fail(store, e.context("`sandpool_alloc` failed"))),
+    };
+    if let Err(e) = memory.write(&mut *store, ptr as u32 as usize, input) {
+        return Err(Error::Trap {
+            task: task.clone(),
+            message: format!("`sandpool_alloc({len})` returned {ptr:#x}, outside linear memory: {e}"),
+        });
+    }
+    let packed = match run.call(&mut *store, (ptr, len as i32)) {
+        Ok(packed) => packed as u64,
+        Err(e) => return Err(fail(store, e)),
+    };
+    let (out_ptr, out_len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+    let payload_len = out_len.saturating_sub(1) as u64;
+    if payload_len > limits.max_output {
+        return Err(Error::OutputTooLarge { task: task.clone(), size: payload_len, limit: limits.max_output });
+    }
+    let data = memory.data(&*store);
+    let Some(output) = out_ptr.checked_add(out_len).and_then(|end| data.get(out_ptr..end)) else {
+        return Err(Error::Decode {
+            task: task.clone(),
+            what: "output",
+            reason: format!(
+                "the guest returned the range {out_ptr:#x}+{out_len}, outside its {} bytes of linear memory",
+                data.len()
+            ),
+        });
+    };
+    decode_tagged(task, output)
 }
 
 fn func(
@@ -143,13 +160,19 @@ fn func(
 /// Splits a tagged output into the value bytes or the guest's error.
 pub(crate) fn decode_tagged(task: &TaskRef, output: &[u8]) -> Result<Vec<u8>, Error> {
     let Some((&tag, rest)) = output.split_first() else {
-        return Err(Error::Decode { task: task.clone(), what: "output", reason: "empty output (no result tag)".into() });
+        return Err(Error::Decode {
+            task: task.clone(),
+            what: "output",
+            reason: "empty output (no result tag)".into(),
+        });
     };
     let message = || String::from_utf8_lossy(&rest[..rest.len().min(MAX_GUEST_MESSAGE)]).into_owned();
     match tag {
         abi::TAG_OK => Ok(rest.to_vec()),
         abi::TAG_GUEST_ERROR => Err(Error::Guest { task: task.clone(), message: message() }),
-        abi::TAG_INPUT_ERROR => Err(Error::Decode { task: task.clone(), what: "input in the guest", reason: message() }),
+        abi::TAG_INPUT_ERROR => {
+            Err(Error::Decode { task: task.clone(), what: "input in the guest", reason: message() })
+        }
         other => Err(Error::Decode {
             task: task.clone(),
             what: "output",
@@ -194,4 +217,152 @@ fn classify(store: &mut Store<HostState>, limits: &Limits, task: &TaskRef, err: 
         }
     }
     Error::Trap { task, message }
+}
+
+/// Direct access to the fresh-instance path, and to one instance reused for
+/// many calls, for the benchmarks in `benches/`. Not a stable API: hidden
+/// from the docs and free to change.
+///
+/// ```no_run
+/// use sandpool::{Limits, Task, __bench::DirectRunner};
+/// let task: Task<serde_bytes::ByteBuf, serde_bytes::ByteBuf> = Task::from_file("echo.wasm")?;
+/// let runner = DirectRunner::new(&task, Limits::default())?;
+/// let input = [3u8, 1, 2, 3]; // bincode of the byte string [1, 2, 3]
+/// assert_eq!(runner.run_fresh(&input)?, input);
+/// let mut reused = runner.reused_instance()?;
+/// assert_eq!(reused.run(&input)?, input);
+/// # Ok::<(), sandpool::Error>(())
+/// ```
+#[doc(hidden)]
+pub mod bench {
+    use std::sync::Arc;
+
+    use wasmtime::{Memory, Store, TypedFunc};
+
+    use super::{call_task, func};
+    use crate::error::{Error, TaskRef};
+    use crate::limits::Limits;
+    use crate::module::CompiledModule;
+    use crate::task::Task;
+    use crate::wasi::HostState;
+
+    /// Runs tasks of one module on the calling thread, with no pool.
+    ///
+    /// ```no_run
+    /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
+    /// let runner = sandpool::__bench::DirectRunner::new(&task, sandpool::Limits::default())?;
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub struct DirectRunner {
+        module: Arc<CompiledModule>,
+        limits: Limits,
+        task: TaskRef,
+    }
+
+    impl std::fmt::Debug for DirectRunner {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("DirectRunner").field("task", &self.task).finish()
+        }
+    }
+
+    impl DirectRunner {
+        /// Compiles (or reuses) the task's module for these limits.
+        ///
+        /// ```no_run
+        /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
+        /// let runner = sandpool::__bench::DirectRunner::new(&task, sandpool::Limits::default())?;
+        /// # Ok::<(), sandpool::Error>(())
+        /// ```
+        pub fn new<In, Out>(task: &Task<In, Out>, limits: Limits) -> Result<Self, Error> {
+            let module = task.module.compiled(limits.fuel.is_some())?;
+            Ok(DirectRunner { task: TaskRef::new(Arc::clone(&module.name), 0), module, limits })
+        }
+
+        /// Runs one task in a fresh instance (the executor's own path);
+        /// `input` is encoded, and so is the output.
+        ///
+        /// ```no_run
+        /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
+        /// # let runner = sandpool::__bench::DirectRunner::new(&task, sandpool::Limits::default())?;
+        /// assert_eq!(runner.run_fresh(&[10])?, vec![4]);
+        /// # Ok::<(), sandpool::Error>(())
+        /// ```
+        pub fn run_fresh(&self, input: &[u8]) -> Result<Vec<u8>, Error> {
+            self.module.run_task(&self.limits, &self.task, input).result
+        }
+
+        /// One instance that every call reuses: no isolation between calls,
+        /// the floor of any call path.
+        ///
+        /// ```no_run
+        /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
+        /// # let runner = sandpool::__bench::DirectRunner::new(&task, sandpool::Limits::default())?;
+        /// let mut instance = runner.reused_instance()?;
+        /// assert_eq!(instance.run(&[10])?, vec![4]);
+        /// # Ok::<(), sandpool::Error>(())
+        /// ```
+        pub fn reused_instance(&self) -> Result<ReusedInstance, Error> {
+            let module = &self.module;
+            let memory_limit = usize::try_from(self.limits.memory).unwrap_or(usize::MAX);
+            let mut store = Store::new(&module.engine, HostState::new(memory_limit, self.limits.max_log));
+            store.limiter(|s| s);
+            store.set_epoch_deadline(u64::MAX / 2);
+            if module.fuel {
+                store.set_fuel(u64::MAX).map_err(|e| Error::Pool(format!("{e:#}")))?;
+            }
+            let fail = |e: wasmtime::Error| Error::Pool(format!("{e:#}"));
+            let instance = module.pre.instantiate(&mut store).map_err(fail)?;
+            if let Some(init) = &module.initialize {
+                func(&mut store, &instance, init)
+                    .and_then(|f| f.typed::<(), ()>(&store))
+                    .and_then(|f| f.call(&mut store, ()))
+                    .map_err(fail)?;
+            }
+            let Some(wasmtime::Extern::Memory(memory)) = instance.get_module_export(&mut store, &module.memory) else {
+                return Err(Error::Pool("no memory export".into()));
+            };
+            let alloc = func(&mut store, &instance, &module.alloc).and_then(|f| f.typed(&store)).map_err(fail)?;
+            let run = func(&mut store, &instance, &module.run).and_then(|f| f.typed(&store)).map_err(fail)?;
+            Ok(ReusedInstance { store, memory, alloc, run, limits: self.limits, task: self.task.clone() })
+        }
+    }
+
+    /// One live instance that runs call after call (see [`DirectRunner::reused_instance`]).
+    ///
+    /// ```no_run
+    /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
+    /// # let runner = sandpool::__bench::DirectRunner::new(&task, sandpool::Limits::default())?;
+    /// let mut instance = runner.reused_instance()?;
+    /// for _ in 0..3 { instance.run(&[10])?; }
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub struct ReusedInstance {
+        store: Store<HostState>,
+        memory: Memory,
+        alloc: TypedFunc<i32, i32>,
+        run: TypedFunc<(i32, i32), i64>,
+        limits: Limits,
+        task: TaskRef,
+    }
+
+    impl std::fmt::Debug for ReusedInstance {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("ReusedInstance").field("task", &self.task).finish()
+        }
+    }
+
+    impl ReusedInstance {
+        /// Runs one call in the same instance as every other call.
+        ///
+        /// ```no_run
+        /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
+        /// # let runner = sandpool::__bench::DirectRunner::new(&task, sandpool::Limits::default())?;
+        /// let mut instance = runner.reused_instance()?;
+        /// assert_eq!(instance.run(&[100])?, vec![25]);
+        /// # Ok::<(), sandpool::Error>(())
+        /// ```
+        pub fn run(&mut self, input: &[u8]) -> Result<Vec<u8>, Error> {
+            call_task(&mut self.store, self.memory, &self.alloc, &self.run, &self.limits, &self.task, input)
+        }
+    }
 }
