@@ -31,11 +31,18 @@ use sandpool::{Limits, Pool, Task};
 use serde_bytes::ByteBuf;
 
 fn guest(name: &str) -> PathBuf {
-    let dir = std::env::var_os("SANDPOOL_GUEST_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guest/wasm32-wasip1/release/examples")
-    });
+    let dir = std::env::var_os("SANDPOOL_GUEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/guest/wasm32-wasip1/release/examples")
+        });
     let path = dir.join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: run scripts/build-guests.sh first", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-guests.sh first",
+        path.display()
+    );
     path
 }
 
@@ -46,7 +53,10 @@ fn overhead(c: &mut Criterion) {
     let limits = Limits::default();
     let runner = DirectRunner::new(&task, limits).expect("runner");
     let mut reused = runner.reused_instance().expect("instance");
-    let pool = Pool::builder(task.clone()).workers(1).build().expect("pool");
+    let pool = Pool::builder(task.clone())
+        .workers(1)
+        .build()
+        .expect("pool");
 
     // One native worker thread fed through a channel: the thread-pool level.
     type Job = Box<dyn FnOnce() + Send>;
@@ -76,7 +86,9 @@ fn overhead(c: &mut Criterion) {
             b.iter(|| {
                 let input = bytes.clone();
                 let (tx, rx) = crossbeam_channel::bounded(1);
-                job_tx.send(Box::new(move || drop(tx.send(input)))).expect("send");
+                job_tx
+                    .send(Box::new(move || drop(tx.send(input))))
+                    .expect("send");
                 black_box(rx.recv().expect("recv"))
             })
         });

@@ -40,11 +40,18 @@ const DOCS: usize = 600;
 const DOC_BYTES: usize = 8 << 10;
 
 fn guest(name: &str) -> PathBuf {
-    let dir = std::env::var_os("SANDPOOL_GUEST_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guest/wasm32-wasip1/release/examples")
-    });
+    let dir = std::env::var_os("SANDPOOL_GUEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/guest/wasm32-wasip1/release/examples")
+        });
     let path = dir.join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: run scripts/build-guests.sh first", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-guests.sh first",
+        path.display()
+    );
     path
 }
 
@@ -54,7 +61,11 @@ fn median(values: &mut [f64]) -> f64 {
     if n == 0 {
         return f64::NAN;
     }
-    if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -89,12 +100,24 @@ fn print_machine() {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+        })
         .unwrap_or_else(|| "?".into());
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     println!("# sandpool throughput benchmark\n");
-    println!("- date: {}", command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
-    println!("- machine: {} CPUs (nproc {}), {model}", cpus, command_line("nproc", &[]));
+    println!(
+        "- date: {}",
+        command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+    );
+    println!(
+        "- machine: {} CPUs (nproc {}), {model}",
+        cpus,
+        command_line("nproc", &[])
+    );
     println!("- kernel: {}", command_line("uname", &["-sr"]));
     println!(
         "- load average at start: {}",
@@ -106,9 +129,18 @@ fn print_machine() {
             .join(" ")
     );
     println!("- host rustc: {}", command_line("rustc", &["--version"]));
-    println!("- guest rustc: {}", command_line("/usr/bin/rustc", &["--version"]));
-    println!("- wasmtime {}, sandpool {}", locked_version("wasmtime"), env!("CARGO_PKG_VERSION"));
-    println!("- every figure: median over {ROUNDS} interleaved rounds; ratios taken within a round\n");
+    println!(
+        "- guest rustc: {}",
+        command_line("/usr/bin/rustc", &["--version"])
+    );
+    println!(
+        "- wasmtime {}, sandpool {}",
+        locked_version("wasmtime"),
+        env!("CARGO_PKG_VERSION")
+    );
+    println!(
+        "- every figure: median over {ROUNDS} interleaved rounds; ratios taken within a round\n"
+    );
 }
 
 /// Times `f` once per task, `n` tasks; returns the sorted per-task times in µs.
@@ -127,7 +159,10 @@ fn overhead() {
     let task: Task<ByteBuf, ByteBuf> = Task::from_file(guest("echo")).expect("load echo.wasm");
     let runner = DirectRunner::new(&task, Limits::default()).expect("runner");
     let mut reused = runner.reused_instance().expect("instance");
-    let pool = Pool::builder(task.clone()).workers(1).build().expect("pool");
+    let pool = Pool::builder(task.clone())
+        .workers(1)
+        .build()
+        .expect("pool");
     let bytes = ByteBuf::from((0..1024).map(|i| i as u8).collect::<Vec<u8>>());
     let encoded = sandpool_guest::abi::encode(&bytes).expect("encode");
     assert_eq!(runner.run_fresh(&encoded).expect("fresh"), encoded);
@@ -138,13 +173,26 @@ fn overhead() {
         std::hint::black_box(runner.run_fresh(&encoded).expect("fresh"));
         std::hint::black_box(reused.run(&encoded).expect("reused"));
     }
-    let (mut native, mut reuse, mut fresh, mut p90, mut ratio) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut native, mut reuse, mut fresh, mut p90, mut ratio) =
+        (vec![], vec![], vec![], vec![], vec![]);
     let (mut pool_map, mut pool_rt) = (vec![], vec![]);
     for _ in 0..ROUNDS {
-        let n = time_each(OVERHEAD_TASKS, || drop(std::hint::black_box(echo(std::hint::black_box(&bytes)))));
-        let r = time_each(OVERHEAD_TASKS, || drop(std::hint::black_box(reused.run(&encoded).expect("reused"))));
-        let f = time_each(OVERHEAD_TASKS, || drop(std::hint::black_box(runner.run_fresh(&encoded).expect("fresh"))));
-        let (nm, rm, fm) = (median(&mut n.clone()), median(&mut r.clone()), median(&mut f.clone()));
+        let n = time_each(OVERHEAD_TASKS, || {
+            drop(std::hint::black_box(echo(std::hint::black_box(&bytes))))
+        });
+        let r = time_each(OVERHEAD_TASKS, || {
+            drop(std::hint::black_box(reused.run(&encoded).expect("reused")))
+        });
+        let f = time_each(OVERHEAD_TASKS, || {
+            drop(std::hint::black_box(
+                runner.run_fresh(&encoded).expect("fresh"),
+            ))
+        });
+        let (nm, rm, fm) = (
+            median(&mut n.clone()),
+            median(&mut r.clone()),
+            median(&mut f.clone()),
+        );
         native.push(nm);
         reuse.push(rm);
         fresh.push(fm);
@@ -170,7 +218,10 @@ fn overhead() {
     println!("## (a) Per-task overhead, echo task, 1 KiB input, one thread\n");
     println!("| level | median per task | note |");
     println!("|---|---|---|");
-    println!("| native function call | {:.2} µs | the same echo as plain Rust |", median(&mut native));
+    println!(
+        "| native function call | {:.2} µs | the same echo as plain Rust |",
+        median(&mut native)
+    );
     println!(
         "| one wasm instance reused (no isolation) | {:.2} µs | floor of any wasm call path |",
         median(&mut reuse)
@@ -283,7 +334,10 @@ fn documents() -> Vec<FileInput> {
                     _ => " ",
                 });
             }
-            FileInput { name: format!("doc{d}.txt"), data: text.into_bytes() }
+            FileInput {
+                name: format!("doc{d}.txt"),
+                data: text.into_bytes(),
+            }
         })
         .collect()
 }
@@ -291,17 +345,38 @@ fn documents() -> Vec<FileInput> {
 fn cpu_bound() {
     println!("## (b) CPU-bound throughput: fresh instance per task vs native threads (2 each)\n");
     let primes_task: Task<u64, u64> = Task::from_file(guest("primes")).expect("load primes.wasm");
-    let primes2 = Pool::builder(primes_task.clone()).workers(2).build().expect("pool");
+    let primes2 = Pool::builder(primes_task.clone())
+        .workers(2)
+        .build()
+        .expect("pool");
     let primes1 = Pool::builder(primes_task).workers(1).build().expect("pool");
-    let limits: Vec<u64> = (0..PRIMES_TASKS as u64).map(|i| PRIMES_LIMIT + i % 7).collect();
-    assert_eq!(primes2.submit(&1000).expect("submit").wait().expect("primes"), count_primes(1000));
+    let limits: Vec<u64> = (0..PRIMES_TASKS as u64)
+        .map(|i| PRIMES_LIMIT + i % 7)
+        .collect();
+    assert_eq!(
+        primes2
+            .submit(&1000)
+            .expect("submit")
+            .wait()
+            .expect("primes"),
+        count_primes(1000)
+    );
 
-    let docs_task: Task<FileInput, String> = Task::from_file(guest("doc_stats")).expect("load doc_stats.wasm");
+    let docs_task: Task<FileInput, String> =
+        Task::from_file(guest("doc_stats")).expect("load doc_stats.wasm");
     let docs2 = Pool::builder(docs_task).workers(2).build().expect("pool");
     let corpus = documents();
     let docs: Vec<FileInput> = corpus.iter().cycle().take(DOCS).cloned().collect();
-    let native_doc = |doc: &FileInput| serde_json::to_string(&doc_stats_of(&doc.text())).expect("json");
-    assert_eq!(docs2.submit(&docs[0]).expect("submit").wait().expect("doc_stats"), native_doc(&docs[0]));
+    let native_doc =
+        |doc: &FileInput| serde_json::to_string(&doc_stats_of(&doc.text())).expect("json");
+    assert_eq!(
+        docs2
+            .submit(&docs[0])
+            .expect("submit")
+            .wait()
+            .expect("doc_stats"),
+        native_doc(&docs[0])
+    );
 
     let primes_native = |n: &u64| {
         std::hint::black_box(count_primes(std::hint::black_box(*n)));
@@ -333,7 +408,13 @@ fn cpu_bound() {
         p1.push(pool_throughput(&primes1, half));
         p2.push(pool_throughput(&primes2, &limits));
     }
-    let verdict = |r: f64| if r >= 0.6 { "meets 0.6×" } else { "MISSES 0.6×" };
+    let verdict = |r: f64| {
+        if r >= 0.6 {
+            "meets 0.6×"
+        } else {
+            "MISSES 0.6×"
+        }
+    };
     println!("| workload | native, 2 threads | sandpool pool, 2 workers | ratio | target 0.6× |");
     println!("|---|---|---|---|---|");
     let names = [
@@ -360,7 +441,11 @@ fn cpu_bound() {
         "| sandpool pool | {:.0} tasks/s | {:.0} tasks/s | **{pr:.2}×** | {} |",
         median(&mut p1),
         median(&mut p2),
-        if pr >= 1.8 { "meets 1.8×" } else { "MISSES 1.8×" }
+        if pr >= 1.8 {
+            "meets 1.8×"
+        } else {
+            "MISSES 1.8×"
+        }
     );
     println!(
         "| native threads (the machine's ceiling) | {:.0} tasks/s | {:.0} tasks/s | {:.2}× | — |",

@@ -5,8 +5,10 @@ mod common;
 
 use sandpool::{ErrorKind, Pool, Task};
 
-fn c_pool<In: serde::Serialize, Out: serde::de::DeserializeOwned + Send + 'static>() -> Pool<In, Out> {
-    let task: Task<In, Out> = Task::from_file(common::c_guest("echo_c")).expect("the C guest loads");
+fn c_pool<In: serde::Serialize, Out: serde::de::DeserializeOwned + Send + 'static>() -> Pool<In, Out>
+{
+    let task: Task<In, Out> =
+        Task::from_file(common::c_guest("echo_c")).expect("the C guest loads");
     Pool::builder(task).workers(2).build().expect("pool starts")
 }
 

@@ -26,7 +26,9 @@ struct Spun {
 fn expected_checksum(id: u64, rounds: u32) -> u64 {
     let mut x = id ^ 0x9e37_79b9_7f4a_7c15;
     for _ in 0..rounds {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
     }
     x
 }
@@ -34,12 +36,24 @@ fn expected_checksum(id: u64, rounds: u32) -> u64 {
 fn random_spins(n: u64, seed: u64) -> Vec<Spin> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     // Run times vary by three orders of magnitude, so completion order differs from input order.
-    (0..n).map(|id| Spin { id, rounds: if rng.random_bool(0.1) { rng.random_range(0..200_000) } else { rng.random_range(0..200) } }).collect()
+    (0..n)
+        .map(|id| Spin {
+            id,
+            rounds: if rng.random_bool(0.1) {
+                rng.random_range(0..200_000)
+            } else {
+                rng.random_range(0..200)
+            },
+        })
+        .collect()
 }
 
 fn spin_pool(workers: usize) -> Pool<Spin, Spun> {
     let task: Task<Spin, Spun> = Task::from_file(common::guest("spin")).expect("spin guest loads");
-    Pool::builder(task).workers(workers).build().expect("pool starts")
+    Pool::builder(task)
+        .workers(workers)
+        .build()
+        .expect("pool starts")
 }
 
 #[test]
@@ -66,7 +80,10 @@ fn as_completed_yields_every_index_once_with_its_own_result() {
     for (index, result) in pool.as_completed(&inputs) {
         let out = result.expect("spin succeeds");
         assert_eq!(out.id, inputs[index].id);
-        assert_eq!(out.checksum, expected_checksum(inputs[index].id, inputs[index].rounds));
+        assert_eq!(
+            out.checksum,
+            expected_checksum(inputs[index].id, inputs[index].rounds)
+        );
         assert!(seen.insert(index), "index {index} yielded twice");
         if let Some(prev) = last {
             in_order &= index > prev;
@@ -74,7 +91,10 @@ fn as_completed_yields_every_index_once_with_its_own_result() {
         last = Some(index);
     }
     assert_eq!(seen.len(), inputs.len());
-    assert!(!in_order, "with varied run times, completion order should differ from input order");
+    assert!(
+        !in_order,
+        "with varied run times, completion order should differ from input order"
+    );
 }
 
 #[derive(Serialize)]
@@ -92,7 +112,11 @@ enum Mode {
 
 fn hostile_pool(limits: Limits) -> Pool<Mode, serde_bytes::ByteBuf> {
     let task = Task::from_file(common::guest("hostile")).expect("hostile guest loads");
-    Pool::builder(task).workers(2).limits(limits).build().expect("pool starts")
+    Pool::builder(task)
+        .workers(2)
+        .limits(limits)
+        .build()
+        .expect("pool starts")
 }
 
 fn ok_value(result: &Result<serde_bytes::ByteBuf, Error>) -> u64 {
@@ -102,7 +126,10 @@ fn ok_value(result: &Result<serde_bytes::ByteBuf, Error>) -> u64 {
 
 #[test]
 fn each_fault_fails_only_its_own_task_with_the_right_error() {
-    let limits = Limits::default().timeout(Duration::from_millis(300)).memory(32 << 20).max_output(1 << 20);
+    let limits = Limits::default()
+        .timeout(Duration::from_millis(300))
+        .memory(32 << 20)
+        .max_output(1 << 20);
     let pool = hostile_pool(limits);
     let faults = [
         (Mode::Trap, ErrorKind::Trap),
@@ -128,8 +155,15 @@ fn each_fault_fails_only_its_own_task_with_the_right_error() {
             1 => {
                 let err = result.as_ref().expect_err("the fault fails");
                 assert_eq!(err.kind(), kinds[i / 3], "input {i}: {err}");
-                assert_eq!(err.task().map(|t| t.index), Some(i as u64), "error names its input");
-                assert_eq!(err.task().map(|t| t.task.to_string()), Some("hostile".to_string()));
+                assert_eq!(
+                    err.task().map(|t| t.index),
+                    Some(i as u64),
+                    "error names its input"
+                );
+                assert_eq!(
+                    err.task().map(|t| t.task.to_string()),
+                    Some("hostile".to_string())
+                );
             }
             _ => assert_eq!(ok_value(result), i as u64),
         }
@@ -139,10 +173,24 @@ fn each_fault_fails_only_its_own_task_with_the_right_error() {
 #[test]
 fn a_panic_reports_its_message_and_a_guest_error_its_text() {
     let pool = hostile_pool(Limits::default());
-    let err = pool.submit(&Mode::Panic("the sky fell".into())).unwrap().wait().unwrap_err();
-    assert!(matches!(&err, Error::Panic { message, .. } if message.contains("the sky fell")), "{err}");
-    let err = pool.submit(&Mode::Fail("no such word".into())).unwrap().wait().unwrap_err();
-    assert!(matches!(&err, Error::Guest { message, .. } if message == "no such word"), "{err}");
+    let err = pool
+        .submit(&Mode::Panic("the sky fell".into()))
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Panic { message, .. } if message.contains("the sky fell")),
+        "{err}"
+    );
+    let err = pool
+        .submit(&Mode::Fail("no such word".into()))
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Guest { message, .. } if message == "no such word"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -153,9 +201,18 @@ fn endless_recursion_is_a_trap_with_a_bounded_backtrace() {
     let err = pool.submit(&Mode::Recurse).unwrap().wait().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Trap, "{err}");
     let message = err.to_string();
-    assert!(message.contains("out of bounds") || message.contains("stack overflow"), "{message}");
-    assert!(message.contains("recurse"), "the backtrace names the function: {message}");
-    assert!(message.lines().count() < 20, "backtrace is bounded: {message}");
+    assert!(
+        message.contains("out of bounds") || message.contains("stack overflow"),
+        "{message}"
+    );
+    assert!(
+        message.contains("recurse"),
+        "the backtrace names the function: {message}"
+    );
+    assert!(
+        message.lines().count() < 20,
+        "backtrace is bounded: {message}"
+    );
 }
 
 #[test]
@@ -163,28 +220,63 @@ fn per_task_limits_override_the_pool_defaults() {
     let pool = hostile_pool(Limits::default());
     let strict = Limits::default().timeout(Duration::from_millis(50));
     let started = std::time::Instant::now();
-    let err = pool.submit_with(&Mode::Loop, strict).unwrap().wait().unwrap_err();
-    assert!(matches!(err, Error::Timeout { limit, .. } if limit == Duration::from_millis(50)), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(30), "the deadline fired");
+    let err = pool
+        .submit_with(&Mode::Loop, strict)
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout { limit, .. } if limit == Duration::from_millis(50)),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the deadline fired"
+    );
     let small = Limits::default().max_output(4);
-    let err = pool.submit_with(&Mode::Ok(1), small).unwrap().wait().unwrap_err();
-    assert!(matches!(err, Error::OutputTooLarge { size: 9, limit: 4, .. }), "{err}");
+    let err = pool
+        .submit_with(&Mode::Ok(1), small)
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::OutputTooLarge {
+                size: 9,
+                limit: 4,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn fuel_limits_stop_a_task_that_runs_too_long() {
     let task: Task<u64, u64> = Task::from_file(common::guest("primes")).unwrap();
-    let pool = Pool::builder(task).workers(1).limits(Limits::default().fuel(10_000)).build().unwrap();
+    let pool = Pool::builder(task)
+        .workers(1)
+        .limits(Limits::default().fuel(10_000))
+        .build()
+        .unwrap();
     assert_eq!(pool.submit(&10).unwrap().wait().unwrap(), 4);
     let err = pool.submit(&1_000_000).unwrap().wait().unwrap_err();
-    assert!(matches!(err, Error::FuelExhausted { limit: 10_000, .. }), "{err}");
+    assert!(
+        matches!(err, Error::FuelExhausted { limit: 10_000, .. }),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_fuel_limit_on_an_unmetered_pool_is_a_config_error_not_a_hang() {
     let task: Task<u64, u64> = Task::from_file(common::guest("primes")).unwrap();
     let pool = Pool::builder(task).workers(1).build().unwrap();
-    let err = pool.submit_with(&10, Limits::default().fuel(5)).unwrap().wait().unwrap_err();
+    let err = pool
+        .submit_with(&10, Limits::default().fuel(5))
+        .unwrap()
+        .wait()
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
 }
 
@@ -198,7 +290,10 @@ fn guest_output_is_captured_per_task_and_bounded() {
     assert_eq!(out.logs.stdout.dropped, 100_000 - 1000);
     assert!(out.logs.stdout.bytes.starts_with(b"xxxx"));
     let quiet = pool.submit(&Mode::Ok(3)).unwrap().wait_output();
-    assert!(quiet.logs.stdout.bytes.is_empty(), "no output leaks from the previous task");
+    assert!(
+        quiet.logs.stdout.bytes.is_empty(),
+        "no output leaks from the previous task"
+    );
 }
 
 #[test]
@@ -207,7 +302,11 @@ fn state_does_not_leak_between_tasks() {
     let pool = Pool::builder(task).workers(2).build().unwrap();
     let results: Vec<(u64, u64)> = pool.map(vec![(); 500]).map(|r| r.unwrap()).collect();
     assert_eq!(results.len(), 500);
-    assert!(results.iter().all(|&r| r == (1, 1)), "every task sees a fresh counter: {:?}", &results[..5]);
+    assert!(
+        results.iter().all(|&r| r == (1, 1)),
+        "every task sees a fresh counter: {:?}",
+        &results[..5]
+    );
 }
 
 #[test]
@@ -230,13 +329,19 @@ fn shutdown_with_cancel_queued_cancels_waiting_tasks_and_refuses_new_ones() {
     let pool = hostile_pool(Limits::default().timeout(Duration::from_millis(300)));
     let busy: Vec<_> = (0..2).map(|_| pool.submit(&Mode::Loop).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(50));
-    let queued: Vec<_> = (0..10).map(|i| pool.submit(&Mode::Ok(i)).unwrap()).collect();
+    let queued: Vec<_> = (0..10)
+        .map(|i| pool.submit(&Mode::Ok(i)).unwrap())
+        .collect();
     pool.shutdown(true, true);
     for handle in queued {
         assert_eq!(handle.wait().unwrap_err().kind(), ErrorKind::Cancelled);
     }
     for handle in busy {
-        assert_eq!(handle.wait().unwrap_err().kind(), ErrorKind::Timeout, "running work finished");
+        assert_eq!(
+            handle.wait().unwrap_err().kind(),
+            ErrorKind::Timeout,
+            "running work finished"
+        );
     }
     let err = pool.submit(&Mode::Ok(1)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ShutDown);
@@ -246,7 +351,10 @@ fn shutdown_with_cancel_queued_cancels_waiting_tasks_and_refuses_new_ones() {
 #[test]
 fn shutdown_with_wait_finishes_queued_work() {
     let pool = spin_pool(2);
-    let handles: Vec<_> = random_spins(200, 3).iter().map(|s| pool.submit(s).unwrap()).collect();
+    let handles: Vec<_> = random_spins(200, 3)
+        .iter()
+        .map(|s| pool.submit(s).unwrap())
+        .collect();
     pool.shutdown(true, false);
     for (i, handle) in handles.into_iter().enumerate() {
         assert_eq!(handle.wait().unwrap().id, i as u64);
@@ -258,12 +366,19 @@ fn dropping_a_map_part_way_cancels_what_has_not_started() {
     let pool = hostile_pool(Limits::default().timeout(Duration::from_millis(200)));
     let inputs: Vec<Mode> = (0..1000).map(|_| Mode::Loop).collect();
     let mut results = pool.map(&inputs);
-    assert_eq!(results.next().unwrap().unwrap_err().kind(), ErrorKind::Timeout);
+    assert_eq!(
+        results.next().unwrap().unwrap_err().kind(),
+        ErrorKind::Timeout
+    );
     drop(results);
     // With the rest cancelled, a fresh task runs promptly instead of after ~1000 timeouts.
     let started = std::time::Instant::now();
     assert_eq!(ok_value(&pool.submit(&Mode::Ok(9)).unwrap().wait()), 9);
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -277,7 +392,9 @@ fn map_pulls_inputs_lazily_so_an_endless_iterator_works() {
 #[test]
 fn handles_can_be_awaited_from_async_code() {
     let pool = spin_pool(2);
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let out = rt.block_on(async {
         let handle = pool.submit_async(&Spin { id: 77, rounds: 5 }).await?;
         handle.await

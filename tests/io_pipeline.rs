@@ -24,7 +24,10 @@ struct Spun {
 }
 
 fn spin_pool() -> Pool<Spin, Spun> {
-    Pool::builder(Task::from_file(common::guest("spin")).unwrap()).workers(2).build().unwrap()
+    Pool::builder(Task::from_file(common::guest("spin")).unwrap())
+        .workers(2)
+        .build()
+        .unwrap()
 }
 
 /// Tracks how many tasks run at once.
@@ -62,7 +65,11 @@ fn a_thousand_sleeping_tasks_overlap_but_never_exceed_the_bound() {
         .collect::<Result<_, _>>()
         .unwrap();
     let elapsed = started.elapsed();
-    assert_eq!(results, (0..1000).collect::<Vec<_>>(), "map keeps input order");
+    assert_eq!(
+        results,
+        (0..1000).collect::<Vec<_>>(),
+        "map keeps input order"
+    );
     let peak = gauge.peak.load(Ordering::SeqCst);
     assert!(peak <= 100, "never more than 100 at once, saw {peak}");
     assert!(peak >= 50, "tasks overlapped (peak {peak})");
@@ -94,8 +101,14 @@ fn blocking_closures_share_the_same_bound() {
 
 #[test]
 fn io_tasks_time_out_are_cancelled_and_report_panics() {
-    let pool = IoPool::builder().concurrency(1).timeout(Duration::from_millis(50)).build().unwrap();
-    let slow = pool.submit(async { tokio::time::sleep(Duration::from_secs(10)).await }).unwrap();
+    let pool = IoPool::builder()
+        .concurrency(1)
+        .timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let slow = pool
+        .submit(async { tokio::time::sleep(Duration::from_secs(10)).await })
+        .unwrap();
     let queued = pool.submit(async { 1 }).unwrap();
     assert!(queued.cancel());
     assert_eq!(queued.wait().unwrap_err().kind(), ErrorKind::Cancelled);
@@ -108,20 +121,31 @@ fn io_tasks_time_out_are_cancelled_and_report_panics() {
 #[test]
 fn io_pool_shutdown_refuses_new_work_and_cancels_queued_work() {
     let pool = IoPool::builder().concurrency(1).build().unwrap();
-    let running = pool.submit(async { tokio::time::sleep(Duration::from_millis(100)).await }).unwrap();
+    let running = pool
+        .submit(async { tokio::time::sleep(Duration::from_millis(100)).await })
+        .unwrap();
     let queued = pool.submit(async { 2 }).unwrap();
     std::thread::sleep(Duration::from_millis(30)); // let the first task take the only slot
     pool.shutdown(true, true);
     assert!(running.wait().is_ok());
     assert_eq!(queued.wait().unwrap_err().kind(), ErrorKind::Cancelled);
-    assert_eq!(pool.submit(async {}).unwrap_err().kind(), ErrorKind::ShutDown);
+    assert_eq!(
+        pool.submit(async {}).unwrap_err().kind(),
+        ErrorKind::ShutDown
+    );
     pool.shutdown(true, true);
 }
 
 #[test]
 fn wait_returns_on_first_completed_first_error_or_all() {
     let io = IoPool::builder().build().unwrap();
-    let slow = || io.submit(async { tokio::time::sleep(Duration::from_millis(300)).await; Ok::<u8, String>(0) }).unwrap();
+    let slow = || {
+        io.submit(async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok::<u8, String>(0)
+        })
+        .unwrap()
+    };
     let handles = vec![slow(), io.submit(async { Ok(1) }).unwrap()];
     let first = sandpool::wait(handles, ReturnWhen::FirstCompleted);
     assert_eq!(first.done.len(), 1);
@@ -134,10 +158,22 @@ fn wait_returns_on_first_completed_first_error_or_all() {
         .limits(sandpool::Limits::default().timeout(Duration::from_millis(100)))
         .build()
         .unwrap();
-    let handles = vec![pool.submit(&10).unwrap(), pool.submit(&u64::MAX).unwrap(), pool.submit(&20).unwrap()];
+    let handles = vec![
+        pool.submit(&10).unwrap(),
+        pool.submit(&u64::MAX).unwrap(),
+        pool.submit(&20).unwrap(),
+    ];
     let waited = sandpool::wait(handles, ReturnWhen::FirstError);
-    assert!(waited.done.iter().any(|(i, r)| *i == 1 && r.as_ref().unwrap_err().kind() == ErrorKind::Timeout));
-    let all = sandpool::wait(waited.pending.into_iter().map(|(_, h)| h).collect(), ReturnWhen::AllCompleted);
+    assert!(
+        waited
+            .done
+            .iter()
+            .any(|(i, r)| *i == 1 && r.as_ref().unwrap_err().kind() == ErrorKind::Timeout)
+    );
+    let all = sandpool::wait(
+        waited.pending.into_iter().map(|(_, h)| h).collect(),
+        ReturnWhen::AllCompleted,
+    );
     assert!(all.pending.is_empty());
     assert!(all.done.iter().all(|(_, r)| r.is_ok()));
 }
@@ -146,11 +182,20 @@ fn wait_returns_on_first_completed_first_error_or_all() {
 fn a_pipeline_over_100000_inputs_stays_within_its_bound_and_keeps_identities() {
     let io = IoPool::builder().build().unwrap();
     let pool = spin_pool();
-    let pipeline = Pipeline::builder(&io).read_concurrency(8).compute_window(8).write_concurrency(8).build();
+    let pipeline = Pipeline::builder(&io)
+        .read_concurrency(8)
+        .compute_window(8)
+        .write_concurrency(8)
+        .build();
     let bound = 8 + 8 + 8;
     let run = pipeline.run(
         0..100_000u64,
-        |&id: &u64| async move { Ok(Spin { id, rounds: (id % 7) as u32 }) },
+        |&id: &u64| async move {
+            Ok(Spin {
+                id,
+                rounds: (id % 7) as u32,
+            })
+        },
         &pool,
         |id: u64, out: Result<Spun, Error>| async move { (id, out.map(|o| o.id)) },
     );
@@ -162,7 +207,11 @@ fn a_pipeline_over_100000_inputs_stays_within_its_bound_and_keeps_identities() {
         assert!(!std::mem::replace(&mut seen[index], true), "{index} twice");
     }
     assert!(seen.iter().all(|&s| s), "every input produced an output");
-    assert!(stats.peak_in_flight() <= bound as u64, "peak {} > bound {bound}", stats.peak_in_flight());
+    assert!(
+        stats.peak_in_flight() <= bound as u64,
+        "peak {} > bound {bound}",
+        stats.peak_in_flight()
+    );
     assert!(stats.peak_in_flight() > 1, "stages overlapped");
 }
 
@@ -172,12 +221,20 @@ fn a_pipeline_in_input_order_yields_in_input_order() {
     let pool = spin_pool();
     let run = Pipeline::builder(&io).order(Order::Input).build().run(
         0..2000u64,
-        |&id: &u64| async move { Ok(Spin { id, rounds: if id % 50 == 0 { 100_000 } else { 1 } }) },
+        |&id: &u64| async move {
+            Ok(Spin {
+                id,
+                rounds: if id % 50 == 0 { 100_000 } else { 1 },
+            })
+        },
         &pool,
         |id: u64, out: Result<Spun, Error>| async move { (id, out) },
     );
     for (expected, (index, (id, out))) in run.enumerate() {
-        assert_eq!((index, id as usize, out.unwrap().id as usize), (expected, expected, expected));
+        assert_eq!(
+            (index, id as usize, out.unwrap().id as usize),
+            (expected, expected, expected)
+        );
     }
 }
 
@@ -187,7 +244,11 @@ fn cancelling_a_pipeline_stops_new_work_and_leaves_no_partial_output() {
     let pool = spin_pool();
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().to_path_buf();
-    let pipeline = Pipeline::builder(&io).read_concurrency(4).compute_window(4).write_concurrency(4).build();
+    let pipeline = Pipeline::builder(&io)
+        .read_concurrency(4)
+        .compute_window(4)
+        .write_concurrency(4)
+        .build();
     let run = pipeline.run(
         0..50_000u64,
         |&id: &u64| async move { Ok(Spin { id, rounds: 20_000 }) },
@@ -200,7 +261,9 @@ fn cancelling_a_pipeline_stops_new_work_and_leaves_no_partial_output() {
                 // Atomic write: temporary file, then rename.
                 let tmp = out_dir.join(format!("{id}.json.tmp"));
                 tokio::fs::write(&tmp, body).await.unwrap();
-                tokio::fs::rename(&tmp, out_dir.join(format!("{id}.json"))).await.unwrap();
+                tokio::fs::rename(&tmp, out_dir.join(format!("{id}.json")))
+                    .await
+                    .unwrap();
                 id
             }
         },
@@ -216,7 +279,10 @@ fn cancelling_a_pipeline_stops_new_work_and_leaves_no_partial_output() {
             after_cancel += 1;
         }
     }
-    assert!(after_cancel <= 4 + 4 + 4 + 16, "only items already in flight finish: {after_cancel}");
+    assert!(
+        after_cancel <= 4 + 4 + 4 + 16,
+        "only items already in flight finish: {after_cancel}"
+    );
     let mut files = 0;
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let path = entry.unwrap().path();
@@ -224,7 +290,11 @@ fn cancelling_a_pipeline_stops_new_work_and_leaves_no_partial_output() {
         assert!(name.ends_with(".json"), "no temporary file left: {name}");
         let id: u64 = name.trim_end_matches(".json").parse().unwrap();
         let body = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(body, format!("{{\"id\":{id}}}").repeat(1000), "complete output");
+        assert_eq!(
+            body,
+            format!("{{\"id\":{id}}}").repeat(1000),
+            "complete output"
+        );
         files += 1;
     }
     assert_eq!(files, yielded);

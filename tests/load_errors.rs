@@ -10,7 +10,8 @@ fn load_wat(wat: &str) -> Result<Task<u64, u64>, Error> {
 
 #[test]
 fn a_file_that_is_not_wasm_is_an_invalid_module() {
-    let err = Task::<u64, u64>::from_bytes("junk", b"\x7fELF this is not wasm".to_vec()).unwrap_err();
+    let err =
+        Task::<u64, u64>::from_bytes("junk", b"\x7fELF this is not wasm".to_vec()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidModule, "{err}");
     assert!(err.to_string().contains("junk"), "names the module: {err}");
 }
@@ -26,7 +27,10 @@ fn a_truncated_module_is_an_invalid_module() {
 fn a_missing_file_is_an_io_error_naming_the_path() {
     let err = Task::<u64, u64>::from_file("/definitely/not/here.wasm").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Io);
-    assert!(err.to_string().contains("/definitely/not/here.wasm"), "{err}");
+    assert!(
+        err.to_string().contains("/definitely/not/here.wasm"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -38,7 +42,10 @@ fn a_module_missing_the_run_export_is_an_abi_mismatch() {
     )
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AbiMismatch, "{err}");
-    assert!(err.to_string().contains("sandpool_run"), "names the export: {err}");
+    assert!(
+        err.to_string().contains("sandpool_run"),
+        "names the export: {err}"
+    );
 }
 
 #[test]
@@ -76,7 +83,10 @@ fn a_module_with_another_abi_version_is_an_abi_mismatch_naming_the_version() {
              (func (export "sandpool_run") (param i32 i32) (result i64) i64.const 0))"#,
     )
     .unwrap_err();
-    assert!(matches!(&err, Error::AbiMismatch { reason, .. } if reason.contains("version 7")), "{err}");
+    assert!(
+        matches!(&err, Error::AbiMismatch { reason, .. } if reason.contains("version 7")),
+        "{err}"
+    );
 }
 
 #[test]

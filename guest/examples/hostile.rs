@@ -54,7 +54,9 @@ fn hostile(mode: Mode) -> Result<serde_bytes::ByteBuf, String> {
             }
             Ok(serde_bytes::ByteBuf::new())
         }
-        Mode::Recurse => Ok(serde_bytes::ByteBuf::from(recurse(0).to_le_bytes().to_vec())),
+        Mode::Recurse => Ok(serde_bytes::ByteBuf::from(
+            recurse(0).to_le_bytes().to_vec(),
+        )),
     }
 }
 sandpool_guest::export_task!(hostile);

@@ -17,9 +17,14 @@ struct Spun {
 fn spin(input: Spin) -> Result<Spun, String> {
     let mut x = input.id ^ 0x9e37_79b9_7f4a_7c15;
     for _ in 0..input.rounds {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         x = std::hint::black_box(x);
     }
-    Ok(Spun { id: input.id, checksum: x })
+    Ok(Spun {
+        id: input.id,
+        checksum: x,
+    })
 }
 sandpool_guest::export_task!(spin);

@@ -74,9 +74,13 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Resul
 /// ```
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     // The guest decodes what the host sent: its length already bounds every allocation.
-    let (value, read) = bincode::serde::decode_from_slice(bytes, config()).map_err(|e| e.to_string())?;
+    let (value, read) =
+        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| e.to_string())?;
     if read != bytes.len() {
-        return Err(format!("{} trailing bytes after the value", bytes.len() - read));
+        return Err(format!(
+            "{} trailing bytes after the value",
+            bytes.len() - read
+        ));
     }
     Ok(value)
 }

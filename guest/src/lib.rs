@@ -96,7 +96,9 @@ impl<T: Serialize> Serialize for Json<T> {
 impl<'de, T: DeserializeOwned> Deserialize<'de> for Json<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        serde_json::from_str(&text).map(Json).map_err(serde::de::Error::custom)
+        serde_json::from_str(&text)
+            .map(Json)
+            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -31,11 +31,15 @@ pub(crate) struct JobState(AtomicU8);
 impl JobState {
     /// Queued → cancelled; false if the job already started or finished.
     pub fn cancel(&self) -> bool {
-        self.0.compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        self.0
+            .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
     /// Queued → running; false if it was cancelled.
     pub fn start(&self) -> bool {
-        self.0.compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        self.0
+            .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
     pub fn finish(&self) {
         self.0.store(DONE, Ordering::Release);
@@ -85,7 +89,12 @@ pub(crate) struct Dispatcher {
 
 impl Dispatcher {
     /// Starts `workers` threads running `backend`, with room for `queue` waiting jobs.
-    pub fn start<B: Backend>(backend: Arc<B>, workers: usize, queue: usize, name: &str) -> Result<Self, Error> {
+    pub fn start<B: Backend>(
+        backend: Arc<B>,
+        workers: usize,
+        queue: usize,
+        name: &str,
+    ) -> Result<Self, Error> {
         if workers == 0 {
             return Err(Error::Config("a pool needs at least one worker".into()));
         }
@@ -147,14 +156,35 @@ impl Dispatcher {
         self.enqueue_with(job, permit.ok())
     }
 
-    fn enqueue_with(&self, job: PendingJob, permit: Option<OwnedSemaphorePermit>) -> Result<(), Error> {
+    fn enqueue_with(
+        &self,
+        job: PendingJob,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Result<(), Error> {
         let shut = |task: TaskRef| Error::ShutDown { task };
-        let Some(permit) = permit else { return Err(shut(job.task)) };
+        let Some(permit) = permit else {
+            return Err(shut(job.task));
+        };
         let sender = lock(&self.shared.sender);
-        let (Some(sender), false) = (sender.as_ref(), self.is_closed()) else { return Err(shut(job.task)) };
-        let PendingJob { task, input, limits, state, reply } = job;
+        let (Some(sender), false) = (sender.as_ref(), self.is_closed()) else {
+            return Err(shut(job.task));
+        };
+        let PendingJob {
+            task,
+            input,
+            limits,
+            state,
+            reply,
+        } = job;
         sender
-            .send(Job { task, input, limits, state, reply, permit: Some(permit) })
+            .send(Job {
+                task,
+                input,
+                limits,
+                state,
+                reply,
+                permit: Some(permit),
+            })
             .map_err(|e| shut(e.into_inner().task))
     }
 
@@ -219,7 +249,10 @@ fn worker_loop<B: Backend>(backend: &B, id: usize, receiver: &Receiver<Job>) {
         }
         let outcome = match worker.as_mut() {
             None => RawOutcome {
-                result: Err(Error::WorkerCrashed { task: job.task.clone(), reason: format!("worker {id} failed to start") }),
+                result: Err(Error::WorkerCrashed {
+                    task: job.task.clone(),
+                    reason: format!("worker {id} failed to start"),
+                }),
                 logs: TaskLogs::default(),
             },
             Some(w) => match catch_unwind(AssertUnwindSafe(|| backend.run(w, &job))) {

@@ -26,7 +26,10 @@ impl TaskRef {
     /// assert_eq!(sandpool::TaskRef::new("t", 3).index, 3);
     /// ```
     pub fn new(task: impl Into<Arc<str>>, index: u64) -> Self {
-        TaskRef { task: task.into(), index }
+        TaskRef {
+            task: task.into(),
+            index,
+        }
     }
 }
 
@@ -294,7 +297,10 @@ impl Error {
     }
 
     pub(crate) fn io(context: impl Into<String>, err: &std::io::Error) -> Self {
-        Error::Io { context: context.into(), message: err.to_string() }
+        Error::Io {
+            context: context.into(),
+            message: err.to_string(),
+        }
     }
 }
 

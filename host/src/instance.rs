@@ -48,7 +48,14 @@ impl CompiledModule {
         let mut store = Store::new(&self.engine, HostState::new(memory_limit, limits.max_log));
         let result = self.run_in(&mut store, limits, task, input);
         let state = store.into_data();
-        RawOutcome { result, logs: TaskLogs { stdout: state.stdout, stderr: state.stderr, elapsed: started.elapsed() } }
+        RawOutcome {
+            result,
+            logs: TaskLogs {
+                stdout: state.stdout,
+                stderr: state.stderr,
+                elapsed: started.elapsed(),
+            },
+        }
     }
 
     fn run_in(
@@ -65,13 +72,16 @@ impl CompiledModule {
         }
         if self.fuel {
             let fuel = limits.fuel.unwrap_or(u64::MAX);
-            store.set_fuel(fuel).map_err(|e| Error::Pool(format!("{e:#}")))?;
+            store
+                .set_fuel(fuel)
+                .map_err(|e| Error::Pool(format!("{e:#}")))?;
         } else if limits.fuel.is_some() {
             return Err(Error::Config(format!(
                 "{task}: a fuel limit needs a pool built with fuel metering (PoolBuilder::fuel_metering)"
             )));
         }
-        let fail = |store: &mut Store<HostState>, err: wasmtime::Error| classify(store, limits, task, err);
+        let fail =
+            |store: &mut Store<HostState>, err: wasmtime::Error| classify(store, limits, task, err);
 
         let instance = match self.pre.instantiate(&mut *store) {
             Ok(instance) => instance,
@@ -83,14 +93,21 @@ impl CompiledModule {
                 return Err(fail(store, e));
             }
         }
-        let Some(Extern::Memory(memory)) = instance.get_module_export(&mut *store, &self.memory) else {
-            return Err(Error::Trap { task: task.clone(), message: "the module has no memory export".into() });
+        let Some(Extern::Memory(memory)) = instance.get_module_export(&mut *store, &self.memory)
+        else {
+            return Err(Error::Trap {
+                task: task.clone(),
+                message: "the module has no memory export".into(),
+            });
         };
-        let alloc = match func(store, &instance, &self.alloc).and_then(|f| f.typed::<i32, i32>(&*store)) {
-            Ok(f) => f,
-            Err(e) => return Err(fail(store, e)),
-        };
-        let run = match func(store, &instance, &self.run).and_then(|f| f.typed::<(i32, i32), i64>(&*store)) {
+        let alloc =
+            match func(store, &instance, &self.alloc).and_then(|f| f.typed::<i32, i32>(&*store)) {
+                Ok(f) => f,
+                Err(e) => return Err(fail(store, e)),
+            };
+        let run = match func(store, &instance, &self.run)
+            .and_then(|f| f.typed::<(i32, i32), i64>(&*store))
+        {
             Ok(f) => f,
             Err(e) => return Err(fail(store, e)),
         };
@@ -108,10 +125,14 @@ fn call_task(
     task: &TaskRef,
     input: &[u8],
 ) -> Result<Vec<u8>, Error> {
-    let fail = |store: &mut Store<HostState>, err: wasmtime::Error| classify(store, limits, task, err);
+    let fail =
+        |store: &mut Store<HostState>, err: wasmtime::Error| classify(store, limits, task, err);
     let len = u32::try_from(input.len()).map_err(|_| Error::Encode {
         task: task.clone(),
-        reason: format!("input of {} bytes is over the 4 GiB wasm32 limit", input.len()),
+        reason: format!(
+            "input of {} bytes is over the 4 GiB wasm32 limit",
+            input.len()
+        ),
     })?;
     let ptr = match alloc.call(&mut *store, len as i32) {
         Ok(ptr) => ptr,
@@ -120,7 +141,9 @@ fn call_task(
     if let Err(e) = memory.write(&mut *store, ptr as u32 as usize, input) {
         return Err(Error::Trap {
             task: task.clone(),
-            message: format!("`sandpool_alloc({len})` returned {ptr:#x}, outside linear memory: {e}"),
+            message: format!(
+                "`sandpool_alloc({len})` returned {ptr:#x}, outside linear memory: {e}"
+            ),
         });
     }
     let packed = match run.call(&mut *store, (ptr, len as i32)) {
@@ -130,10 +153,17 @@ fn call_task(
     let (out_ptr, out_len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
     let payload_len = out_len.saturating_sub(1) as u64;
     if payload_len > limits.max_output {
-        return Err(Error::OutputTooLarge { task: task.clone(), size: payload_len, limit: limits.max_output });
+        return Err(Error::OutputTooLarge {
+            task: task.clone(),
+            size: payload_len,
+            limit: limits.max_output,
+        });
     }
     let data = memory.data(&*store);
-    let Some(output) = out_ptr.checked_add(out_len).and_then(|end| data.get(out_ptr..end)) else {
+    let Some(output) = out_ptr
+        .checked_add(out_len)
+        .and_then(|end| data.get(out_ptr..end))
+    else {
         return Err(Error::Decode {
             task: task.clone(),
             what: "output",
@@ -166,13 +196,19 @@ pub(crate) fn decode_tagged(task: &TaskRef, output: &[u8]) -> Result<Vec<u8>, Er
             reason: "empty output (no result tag)".into(),
         });
     };
-    let message = || String::from_utf8_lossy(&rest[..rest.len().min(MAX_GUEST_MESSAGE)]).into_owned();
+    let message =
+        || String::from_utf8_lossy(&rest[..rest.len().min(MAX_GUEST_MESSAGE)]).into_owned();
     match tag {
         abi::TAG_OK => Ok(rest.to_vec()),
-        abi::TAG_GUEST_ERROR => Err(Error::Guest { task: task.clone(), message: message() }),
-        abi::TAG_INPUT_ERROR => {
-            Err(Error::Decode { task: task.clone(), what: "input in the guest", reason: message() })
-        }
+        abi::TAG_GUEST_ERROR => Err(Error::Guest {
+            task: task.clone(),
+            message: message(),
+        }),
+        abi::TAG_INPUT_ERROR => Err(Error::Decode {
+            task: task.clone(),
+            what: "input in the guest",
+            reason: message(),
+        }),
         other => Err(Error::Decode {
             task: task.clone(),
             what: "output",
@@ -182,24 +218,41 @@ pub(crate) fn decode_tagged(task: &TaskRef, output: &[u8]) -> Result<Vec<u8>, Er
 }
 
 /// Turns an error from wasmtime into the task error that explains it.
-fn classify(store: &mut Store<HostState>, limits: &Limits, task: &TaskRef, err: wasmtime::Error) -> Error {
+fn classify(
+    store: &mut Store<HostState>,
+    limits: &Limits,
+    task: &TaskRef,
+    err: wasmtime::Error,
+) -> Error {
     let task = task.clone();
     let trap = err.downcast_ref::<Trap>().copied();
     if trap == Some(Trap::Interrupt) {
-        return Error::Timeout { task, limit: limits.timeout.unwrap_or_default() };
+        return Error::Timeout {
+            task,
+            limit: limits.timeout.unwrap_or_default(),
+        };
     }
     if trap == Some(Trap::OutOfFuel) {
-        return Error::FuelExhausted { task, limit: limits.fuel.unwrap_or(u64::MAX) };
+        return Error::FuelExhausted {
+            task,
+            limit: limits.fuel.unwrap_or(u64::MAX),
+        };
     }
     let state = store.data_mut();
     if state.memory_denied {
-        return Error::MemoryLimit { task, limit: limits.memory };
+        return Error::MemoryLimit {
+            task,
+            limit: limits.memory,
+        };
     }
     if let Some(message) = state.panic.take() {
         return Error::Panic { task, message };
     }
     if let Some(exit) = err.downcast_ref::<GuestExit>() {
-        return Error::Trap { task, message: exit.to_string() };
+        return Error::Trap {
+            task,
+            message: exit.to_string(),
+        };
     }
     let mut message = match trap {
         Some(trap) => trap.to_string(),
@@ -213,7 +266,10 @@ fn classify(store: &mut Store<HostState>, limits: &Limits, task: &TaskRef, err: 
             message.push_str(line);
         }
         if lines.len() > MAX_BACKTRACE_LINES {
-            message.push_str(&format!("\n    ... {} more frames", lines.len() - MAX_BACKTRACE_LINES));
+            message.push_str(&format!(
+                "\n    ... {} more frames",
+                lines.len() - MAX_BACKTRACE_LINES
+            ));
         }
     }
     Error::Trap { task, message }
@@ -261,7 +317,9 @@ pub mod bench {
 
     impl std::fmt::Debug for DirectRunner {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("DirectRunner").field("task", &self.task).finish()
+            f.debug_struct("DirectRunner")
+                .field("task", &self.task)
+                .finish()
         }
     }
 
@@ -275,7 +333,11 @@ pub mod bench {
         /// ```
         pub fn new<In, Out>(task: &Task<In, Out>, limits: Limits) -> Result<Self, Error> {
             let module = task.module.compiled(limits.fuel.is_some())?;
-            Ok(DirectRunner { task: TaskRef::new(Arc::clone(&module.name), 0), module, limits })
+            Ok(DirectRunner {
+                task: TaskRef::new(Arc::clone(&module.name), 0),
+                module,
+                limits,
+            })
         }
 
         /// Runs one task in a fresh instance (the executor's own path);
@@ -304,11 +366,16 @@ pub mod bench {
         pub fn reused_instance(&self) -> Result<ReusedInstance, Error> {
             let module = &self.module;
             let memory_limit = usize::try_from(self.limits.memory).unwrap_or(usize::MAX);
-            let mut store = Store::new(&module.engine, HostState::new(memory_limit, self.limits.max_log));
+            let mut store = Store::new(
+                &module.engine,
+                HostState::new(memory_limit, self.limits.max_log),
+            );
             store.limiter(|s| s);
             store.set_epoch_deadline(u64::MAX / 2);
             if module.fuel {
-                store.set_fuel(u64::MAX).map_err(|e| Error::Pool(format!("{e:#}")))?;
+                store
+                    .set_fuel(u64::MAX)
+                    .map_err(|e| Error::Pool(format!("{e:#}")))?;
             }
             let fail = |e: wasmtime::Error| Error::Pool(format!("{e:#}"));
             let instance = module.pre.instantiate(&mut store).map_err(fail)?;
@@ -318,12 +385,25 @@ pub mod bench {
                     .and_then(|f| f.call(&mut store, ()))
                     .map_err(fail)?;
             }
-            let Some(wasmtime::Extern::Memory(memory)) = instance.get_module_export(&mut store, &module.memory) else {
+            let Some(wasmtime::Extern::Memory(memory)) =
+                instance.get_module_export(&mut store, &module.memory)
+            else {
                 return Err(Error::Pool("no memory export".into()));
             };
-            let alloc = func(&mut store, &instance, &module.alloc).and_then(|f| f.typed(&store)).map_err(fail)?;
-            let run = func(&mut store, &instance, &module.run).and_then(|f| f.typed(&store)).map_err(fail)?;
-            Ok(ReusedInstance { store, memory, alloc, run, limits: self.limits, task: self.task.clone() })
+            let alloc = func(&mut store, &instance, &module.alloc)
+                .and_then(|f| f.typed(&store))
+                .map_err(fail)?;
+            let run = func(&mut store, &instance, &module.run)
+                .and_then(|f| f.typed(&store))
+                .map_err(fail)?;
+            Ok(ReusedInstance {
+                store,
+                memory,
+                alloc,
+                run,
+                limits: self.limits,
+                task: self.task.clone(),
+            })
         }
     }
 
@@ -347,7 +427,9 @@ pub mod bench {
 
     impl std::fmt::Debug for ReusedInstance {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("ReusedInstance").field("task", &self.task).finish()
+            f.debug_struct("ReusedInstance")
+                .field("task", &self.task)
+                .finish()
         }
     }
 
@@ -362,7 +444,15 @@ pub mod bench {
         /// # Ok::<(), sandpool::Error>(())
         /// ```
         pub fn run(&mut self, input: &[u8]) -> Result<Vec<u8>, Error> {
-            call_task(&mut self.store, self.memory, &self.alloc, &self.run, &self.limits, &self.task, input)
+            call_task(
+                &mut self.store,
+                self.memory,
+                &self.alloc,
+                &self.run,
+                &self.limits,
+                &self.task,
+                input,
+            )
         }
     }
 }

@@ -154,7 +154,10 @@ pub struct IoPool {
 
 impl std::fmt::Debug for IoPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IoPool").field("name", &self.inner.name).field("concurrency", &self.inner.concurrency).finish()
+        f.debug_struct("IoPool")
+            .field("name", &self.inner.name)
+            .field("concurrency", &self.inner.concurrency)
+            .finish()
     }
 }
 
@@ -166,8 +169,16 @@ impl IoPool {
     /// # Ok::<(), sandpool::Error>(())
     /// ```
     pub fn builder() -> IoPoolBuilder {
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        IoPoolBuilder { concurrency: 64, threads: cpus, blocking_threads: 64, timeout: None, name: "io".into() }
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        IoPoolBuilder {
+            concurrency: 64,
+            threads: cpus,
+            blocking_threads: 64,
+            timeout: None,
+            name: "io".into(),
+        }
     }
 
     /// The concurrency bound.
@@ -192,7 +203,10 @@ impl IoPool {
     }
 
     fn task_ref(&self, index: u64) -> TaskRef {
-        TaskRef { task: Arc::clone(&self.inner.name), index }
+        TaskRef {
+            task: Arc::clone(&self.inner.name),
+            index,
+        }
     }
 
     /// Runs an async task. It waits for a concurrency slot on the runtime,
@@ -209,7 +223,11 @@ impl IoPool {
         F::Output: Send + 'static,
     {
         let index = self.inner.next_index.fetch_add(1, Ordering::Relaxed);
-        self.spawn(index, self.inner.timeout, Work::<F, fn() -> F::Output>::Async(future))
+        self.spawn(
+            index,
+            self.inner.timeout,
+            Work::<F, fn() -> F::Output>::Async(future),
+        )
     }
 
     /// Runs a blocking closure on the blocking-thread pool, under the same bound.
@@ -229,7 +247,12 @@ impl IoPool {
         self.spawn::<std::future::Ready<T>, F>(index, self.inner.timeout, Work::Blocking(f))
     }
 
-    fn spawn<F, B>(&self, index: u64, timeout: Option<Duration>, work: Work<F, B>) -> Result<IoHandle<F::Output>, Error>
+    fn spawn<F, B>(
+        &self,
+        index: u64,
+        timeout: Option<Duration>,
+        work: Work<F, B>,
+    ) -> Result<IoHandle<F::Output>, Error>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
@@ -256,13 +279,18 @@ impl IoPool {
             let limit = timeout.unwrap_or(Duration::MAX);
             let outcome = match work {
                 Work::Async(future) => tokio::time::timeout(limit, future).await.map_err(|_| ()),
-                Work::Blocking(f) => match tokio::time::timeout(limit, tokio::task::spawn_blocking(f)).await {
-                    Err(_) => Err(()),
-                    Ok(Ok(value)) => Ok(value),
-                    Ok(Err(join)) => std::panic::resume_unwind(join.into_panic()),
-                },
+                Work::Blocking(f) => {
+                    match tokio::time::timeout(limit, tokio::task::spawn_blocking(f)).await {
+                        Err(_) => Err(()),
+                        Ok(Ok(value)) => Ok(value),
+                        Ok(Err(join)) => std::panic::resume_unwind(join.into_panic()),
+                    }
+                }
             };
-            outcome.map_err(|()| Error::Timeout { task: job_task, limit })
+            outcome.map_err(|()| Error::Timeout {
+                task: job_task,
+                limit,
+            })
         });
         Ok(IoHandle { task, state, join })
     }
@@ -277,7 +305,11 @@ impl IoPool {
     /// assert_eq!(out, vec![10, 20, 30]);
     /// # Ok::<(), sandpool::Error>(())
     /// ```
-    pub fn map<I, F, Fut>(&self, inputs: I, f: F) -> impl Iterator<Item = Result<Fut::Output, Error>> + use<I, F, Fut>
+    pub fn map<I, F, Fut>(
+        &self,
+        inputs: I,
+        f: F,
+    ) -> impl Iterator<Item = Result<Fut::Output, Error>> + use<I, F, Fut>
     where
         I: IntoIterator,
         F: FnMut(I::Item) -> Fut,
@@ -375,7 +407,12 @@ impl IoPool {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }
-            let runtime = self.inner.runtime.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let runtime = self
+                .inner
+                .runtime
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
             if let Some(runtime) = runtime {
                 runtime.shutdown_timeout(Duration::from_secs(1));
             }
@@ -466,7 +503,10 @@ impl<T> Future for IoHandle<T> {
                         .unwrap_or_else(|| "unknown panic".into()),
                     Err(e) => e.to_string(),
                 };
-                Poll::Ready(Err(Error::WorkerCrashed { task, reason: format!("the task panicked: {reason}") }))
+                Poll::Ready(Err(Error::WorkerCrashed {
+                    task,
+                    reason: format!("the task panicked: {reason}"),
+                }))
             }
         }
     }
@@ -476,7 +516,12 @@ impl Drop for IoPool {
     fn drop(&mut self) {
         if Arc::strong_count(&self.inner) == 1 {
             self.inner.closed.store(true, Ordering::Release);
-            let runtime = self.inner.runtime.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let runtime = self
+                .inner
+                .runtime
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
             if let Some(runtime) = runtime {
                 // Let running tasks finish in the background, like the wasm pool.
                 runtime.shutdown_background();

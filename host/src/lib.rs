@@ -42,9 +42,12 @@
 //! - The serialization boundary: `codec.rs` (bincode) and the ABI constants
 //!   in `sandpool_guest::abi`; the contract for non-Rust guests is `docs/abi.md`.
 
+mod cache;
 mod codec;
 mod dispatch;
 mod error;
+mod folder;
+mod inspect;
 mod instance;
 mod io;
 mod limits;
@@ -56,7 +59,12 @@ mod task;
 mod wait;
 mod wasi;
 
+pub use cache::default_cache_dir;
 pub use error::{Error, ErrorKind, Result, TaskRef};
+pub use folder::{
+    FailureRecord, FolderJob, FolderSummary, Progress, file_id, list_inputs, run_folder,
+};
+pub use inspect::{ModuleItem, ModuleReport, inspect_module};
 pub use instance::TaskLogs;
 #[doc(hidden)]
 pub use instance::bench as __bench;

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use sandpool_guest::abi;
 use wasmtime::{
-    Config, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module, ModuleExport,
-    PoolingAllocationConfig, Store, ValType,
+    Config, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    ModuleExport, PoolingAllocationConfig, Store, ValType,
 };
 
 use crate::error::Error;
@@ -41,8 +41,9 @@ fn engine_config(fuel: bool, pooling: bool) -> Config {
             .max_memories_per_module(1)
             .max_tables_per_module(4)
             .max_memory_size(MAX_MEMORY)
-            .linear_memory_keep_resident(64 << 10)
-            .table_keep_resident(16 << 10);
+            .linear_memory_keep_resident(4 << 20)
+            .table_keep_resident(64 << 10)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
@@ -54,7 +55,9 @@ fn make_engine(fuel: bool) -> Result<Engine, String> {
         Err(pooled) => {
             // The pooling allocator reserves address space up front; where the
             // system refuses that, fall back to on-demand allocation (slower).
-            tracing::warn!("pooling allocator unavailable ({pooled:#}); using on-demand allocation");
+            tracing::warn!(
+                "pooling allocator unavailable ({pooled:#}); using on-demand allocation"
+            );
             Engine::new(&engine_config(fuel, false)).map_err(|e| format!("{e:#}"))
         }
     }
@@ -77,13 +80,15 @@ pub(crate) fn engine(fuel: bool) -> Result<Engine, Error> {
 }
 
 fn start_ticker(engine: wasmtime::EngineWeak) {
-    let spawned = std::thread::Builder::new().name("sandpool-epoch".into()).spawn(move || {
-        while let Some(engine) = engine.upgrade() {
-            engine.increment_epoch();
-            drop(engine);
-            std::thread::sleep(EPOCH_TICK);
-        }
-    });
+    let spawned = std::thread::Builder::new()
+        .name("sandpool-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
     if let Err(e) = spawned {
         tracing::error!("cannot start the epoch ticker thread: {e}; task deadlines will not fire");
     }
@@ -109,7 +114,10 @@ pub(crate) struct CompiledModule {
 
 impl std::fmt::Debug for CompiledModule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CompiledModule").field("name", &self.name).field("fuel", &self.fuel).finish()
+        f.debug_struct("CompiledModule")
+            .field("name", &self.name)
+            .field("fuel", &self.fuel)
+            .finish()
     }
 }
 
@@ -121,11 +129,18 @@ pub(crate) fn name_from_path(path: &Path) -> String {
 }
 
 fn abi_error(module: &str, reason: impl Into<String>) -> Error {
-    Error::AbiMismatch { module: module.to_string(), expected: abi::ABI_VERSION, reason: reason.into() }
+    Error::AbiMismatch {
+        module: module.to_string(),
+        expected: abi::ABI_VERSION,
+        reason: reason.into(),
+    }
 }
 
 fn invalid(module: &str, reason: impl Into<String>) -> Error {
-    Error::InvalidModule { module: module.to_string(), reason: reason.into() }
+    Error::InvalidModule {
+        module: module.to_string(),
+        reason: reason.into(),
+    }
 }
 
 /// Checks exports and imports against ABI v1 without running anything.
@@ -139,7 +154,10 @@ pub(crate) fn check_interface(name: &str, module: &Module) -> Result<(), Error> 
     let expected = [
         (abi::EXPORT_ABI_VERSION, func(&[], &[ValType::I32])),
         (abi::EXPORT_ALLOC, func(&[ValType::I32], &[ValType::I32])),
-        (abi::EXPORT_RUN, func(&[ValType::I32, ValType::I32], &[ValType::I64])),
+        (
+            abi::EXPORT_RUN,
+            func(&[ValType::I32, ValType::I32], &[ValType::I64]),
+        ),
     ];
     for (export, (params, results)) in expected {
         let describe = format!("`{export}` ({params:?}) -> ({results:?})");
@@ -151,20 +169,38 @@ pub(crate) fn check_interface(name: &str, module: &Module) -> Result<(), Error> 
                     && ty.params().zip(&params).all(|(a, b)| ValType::eq(&a, b))
                     && ty.results().zip(&results).all(|(a, b)| ValType::eq(&a, b));
                 if !ok {
-                    return Err(abi_error(name, format!("export `{export}` has type {ty}, expected {describe}")));
+                    return Err(abi_error(
+                        name,
+                        format!("export `{export}` has type {ty}, expected {describe}"),
+                    ));
                 }
             }
-            Some(_) => return Err(abi_error(name, format!("export `{export}` is not a function"))),
+            Some(_) => {
+                return Err(abi_error(
+                    name,
+                    format!("export `{export}` is not a function"),
+                ));
+            }
         }
     }
     match module.get_export(abi::EXPORT_MEMORY) {
         Some(ExternType::Memory(ty)) if !ty.is_64() => {}
-        Some(ExternType::Memory(_)) => return Err(abi_error(name, "export `memory` is a 64-bit memory")),
-        _ => return Err(abi_error(name, "missing export `memory` (a 32-bit linear memory)")),
+        Some(ExternType::Memory(_)) => {
+            return Err(abi_error(name, "export `memory` is a 64-bit memory"));
+        }
+        _ => {
+            return Err(abi_error(
+                name,
+                "missing export `memory` (a 32-bit linear memory)",
+            ));
+        }
     }
     if let Some(ty) = module.get_export(abi::EXPORT_INITIALIZE) {
         if !matches!(&ty, ExternType::Func(f) if f.params().len() == 0 && f.results().len() == 0) {
-            return Err(abi_error(name, "export `_initialize` must be a function with no parameters or results"));
+            return Err(abi_error(
+                name,
+                "export `_initialize` must be a function with no parameters or results",
+            ));
         }
     }
     Ok(())
@@ -179,11 +215,19 @@ impl CompiledModule {
     }
 
     /// Wraps an already compiled module (e.g. deserialized from the cache).
-    pub fn from_module(name: &str, engine: Engine, module: Module, fuel: bool) -> Result<Self, Error> {
+    pub fn from_module(
+        name: &str,
+        engine: Engine,
+        module: Module,
+        fuel: bool,
+    ) -> Result<Self, Error> {
         check_interface(name, &module)?;
         let mut linker = Linker::new(&engine);
-        wasi::add_to_linker(&mut linker).map_err(|e| Error::Pool(format!("cannot set up WASI: {e:#}")))?;
-        let pre = linker.instantiate_pre(&module).map_err(|e| invalid(name, format!("{e:#}")))?;
+        wasi::add_to_linker(&mut linker)
+            .map_err(|e| Error::Pool(format!("cannot set up WASI: {e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| invalid(name, format!("{e:#}")))?;
         let export = |n: &str| module.get_export_index(n);
         let missing = |n: &str| abi_error(name, format!("missing export `{n}`"));
         let compiled = CompiledModule {
@@ -208,21 +252,30 @@ impl CompiledModule {
         store.limiter(|s| s);
         store.set_epoch_deadline(ticks_for(Duration::from_secs(10)));
         if self.fuel {
-            store.set_fuel(u64::MAX).map_err(|e| Error::Pool(format!("{e:#}")))?;
+            store
+                .set_fuel(u64::MAX)
+                .map_err(|e| Error::Pool(format!("{e:#}")))?;
         }
         let instance = self
             .pre
             .instantiate(&mut store)
             .map_err(|e| invalid(name, format!("cannot instantiate: {e:#}")))?;
-        if let Some(init) = instance.get_typed_func::<(), ()>(&mut store, abi::EXPORT_INITIALIZE).ok() {
-            init.call(&mut store, ()).map_err(|e| invalid(name, format!("`_initialize` failed: {e:#}")))?;
+        if let Some(init) = instance
+            .get_typed_func::<(), ()>(&mut store, abi::EXPORT_INITIALIZE)
+            .ok()
+        {
+            init.call(&mut store, ())
+                .map_err(|e| invalid(name, format!("`_initialize` failed: {e:#}")))?;
         }
         let version = instance
             .get_typed_func::<(), i32>(&mut store, abi::EXPORT_ABI_VERSION)
             .and_then(|f| f.call(&mut store, ()))
             .map_err(|e| abi_error(name, format!("`{}` failed: {e:#}", abi::EXPORT_ABI_VERSION)))?;
         if version as u32 != abi::ABI_VERSION {
-            return Err(abi_error(name, format!("the module reports ABI version {}", version as u32)));
+            return Err(abi_error(
+                name,
+                format!("the module reports ABI version {}", version as u32),
+            ));
         }
         Ok(())
     }

@@ -237,7 +237,14 @@ impl Pipeline {
     /// # Ok::<(), sandpool::Error>(())
     /// ```
     pub fn builder(io: &IoPool) -> PipelineBuilder {
-        PipelineBuilder { io: io.clone(), read: 16, compute: 16, write: 16, output: 16, order: Order::Completion }
+        PipelineBuilder {
+            io: io.clone(),
+            read: 16,
+            compute: 16,
+            write: 16,
+            output: 16,
+            order: Order::Completion,
+        }
     }
 
     /// The most items that can be in flight at once (all stages plus the output buffer).
@@ -339,17 +346,30 @@ impl Pipeline {
                 }
             }
         });
-        PipelineRun { rx, cancel, stats, driver: Some(driver) }
+        PipelineRun {
+            rx,
+            cancel,
+            stats,
+            driver: Some(driver),
+        }
     }
 }
 
-fn buffer<S>(stream: S, n: usize, ordered: bool) -> impl Stream<Item = <S::Item as Future>::Output> + Send
+fn buffer<S>(
+    stream: S,
+    n: usize,
+    ordered: bool,
+) -> impl Stream<Item = <S::Item as Future>::Output> + Send
 where
     S: Stream + Send,
     S::Item: Future + Send,
     <S::Item as Future>::Output: Send,
 {
-    if ordered { Either::Left(stream.buffered(n)) } else { Either::Right(stream.buffer_unordered(n)) }
+    if ordered {
+        Either::Left(stream.buffered(n))
+    } else {
+        Either::Right(stream.buffer_unordered(n))
+    }
 }
 
 /// A running pipeline: iterate for `(index, result)`; cancel it; read its stats.

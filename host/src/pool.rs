@@ -30,6 +30,10 @@ pub enum Isolation {
     /// own linear memory, trap containment, deadline and memory limits.
     #[default]
     Instance,
+    /// Persistent `sandpool worker` subprocesses, each running tasks in fresh
+    /// wasm instances: adds a separate address space, so a host-level crash,
+    /// abort or OOM kill loses only the task in flight (see [`crate::process`]).
+    Process,
 }
 
 /// Configures and builds a [`Pool`].
@@ -53,6 +57,7 @@ pub struct PoolBuilder<In, Out> {
     limits: Limits,
     fuel_metering: bool,
     isolation: Isolation,
+    pub(crate) process: crate::process::ProcessOptions,
 }
 
 impl<In: Serialize, Out: DeserializeOwned + Send + 'static> PoolBuilder<In, Out> {
@@ -147,15 +152,44 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> PoolBuilder<In, Out>
         }
         let fuel = self.fuel_metering || self.limits.fuel.is_some();
         let compiled = self.task.module.compiled(fuel)?;
+        let mut process = None;
         let dispatcher = match self.isolation {
             Isolation::Instance => {
                 let backend = Arc::new(InstanceBackend { module: compiled });
-                Dispatcher::start(backend, self.workers, self.queue.saturating_mul(1), &self.task.module.name)?
+                Dispatcher::start(
+                    backend,
+                    self.workers,
+                    self.queue.saturating_mul(1),
+                    &self.task.module.name,
+                )?
+            }
+            Isolation::Process => {
+                let name = &self.task.module.name;
+                let backend = crate::process::ProcessBackend::start(
+                    name,
+                    &compiled,
+                    &self.task.module.wasm,
+                    &self.process,
+                    self.workers,
+                )?;
+                process = Some(backend.supervisor());
+                Dispatcher::start(
+                    Arc::new(backend),
+                    self.workers,
+                    self.queue.saturating_mul(1),
+                    name,
+                )?
             }
         };
         let window = self.window.unwrap_or(self.workers.saturating_mul(4)).max(1);
         Ok(Pool {
-            inner: Arc::new(PoolInner { dispatcher, limits: self.limits, window, name: self.task.module.name.clone() }),
+            inner: Arc::new(PoolInner {
+                dispatcher,
+                limits: self.limits,
+                window,
+                name: self.task.module.name.clone(),
+                process,
+            }),
             _types: std::marker::PhantomData,
         })
     }
@@ -181,6 +215,7 @@ struct PoolInner {
     limits: Limits,
     window: usize,
     name: Arc<str>,
+    process: Option<Arc<crate::process::Supervisor>>,
 }
 
 /// A pool of workers running one task module: `submit`, `map`,
@@ -205,7 +240,10 @@ pub struct Pool<In, Out> {
 
 impl<In, Out> Clone for Pool<In, Out> {
     fn clone(&self) -> Self {
-        Pool { inner: Arc::clone(&self.inner), _types: std::marker::PhantomData }
+        Pool {
+            inner: Arc::clone(&self.inner),
+            _types: std::marker::PhantomData,
+        }
     }
 }
 
@@ -227,7 +265,9 @@ impl Pool<(), ()> {
     /// # Ok::<(), sandpool::Error>(())
     /// ```
     pub fn builder<In, Out>(task: Task<In, Out>) -> PoolBuilder<In, Out> {
-        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         PoolBuilder {
             task,
             workers,
@@ -236,6 +276,7 @@ impl Pool<(), ()> {
             limits: Limits::default(),
             fuel_metering: false,
             isolation: Isolation::Instance,
+            process: Default::default(),
         }
     }
 }
@@ -263,6 +304,17 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> Pool<In, Out> {
         self.inner.dispatcher.workers()
     }
 
+    /// The name of the pool's task (used in its errors).
+    ///
+    /// ```no_run
+    /// # let pool = sandpool::Pool::builder(sandpool::Task::<u64, u64>::from_file("primes.wasm")?).build()?;
+    /// assert_eq!(pool.task_name(), "primes");
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub fn task_name(&self) -> &str {
+        &self.inner.name
+    }
+
     /// The pool's default limits.
     ///
     /// ```no_run
@@ -274,6 +326,18 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> Pool<In, Out> {
         &self.inner.limits
     }
 
+    /// Worker-process statistics ([`Isolation::Process`] only; `None` otherwise).
+    ///
+    /// ```no_run
+    /// # let task = sandpool::Task::<u64, u64>::from_file("primes.wasm")?;
+    /// let pool = sandpool::Pool::builder(task).isolation(sandpool::Isolation::Process).workers(2).build()?;
+    /// assert_eq!(pool.process_stats().unwrap().worker_pids.len(), 2);
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub fn process_stats(&self) -> Option<crate::process::ProcessStats> {
+        self.inner.process.as_ref().map(|p| p.stats())
+    }
+
     fn prepare(
         &self,
         index: u64,
@@ -282,24 +346,51 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> Pool<In, Out> {
         state: Arc<JobState>,
         reply: Reply,
     ) -> Result<PendingJob, Error> {
-        let task = TaskRef { task: Arc::clone(&self.inner.name), index };
+        let task = TaskRef {
+            task: Arc::clone(&self.inner.name),
+            index,
+        };
         if self.inner.dispatcher.is_closed() {
             return Err(Error::ShutDown { task });
         }
         let bytes = codec::encode(input, &task)?;
-        Ok(PendingJob { task, input: bytes, limits, state, reply })
+        Ok(PendingJob {
+            task,
+            input: bytes,
+            limits,
+            state,
+            reply,
+        })
     }
 
-    fn handle_for(&self, index: u64, input: &In, limits: Limits) -> Result<(PendingJob, TaskHandle<Out>), Error> {
+    fn handle_for(
+        &self,
+        index: u64,
+        input: &In,
+        limits: Limits,
+    ) -> Result<(PendingJob, TaskHandle<Out>), Error> {
         let (tx, rx) = oneshot::channel();
-        let task = TaskRef { task: Arc::clone(&self.inner.name), index };
+        let task = TaskRef {
+            task: Arc::clone(&self.inner.name),
+            index,
+        };
         let decode_task = task.clone();
         let reply: Reply = Box::new(move |raw: RawOutcome| {
-            let result = raw.result.and_then(|bytes| codec::decode::<Out>(&bytes, &decode_task));
-            let _ = tx.send(TaskOutput { task: decode_task, result, logs: raw.logs });
+            let result = raw
+                .result
+                .and_then(|bytes| codec::decode::<Out>(&bytes, &decode_task));
+            let _ = tx.send(TaskOutput {
+                task: decode_task,
+                result,
+                logs: raw.logs,
+            });
         });
         let job = self.prepare(index, input, limits, Arc::new(JobState::default()), reply)?;
-        let handle = TaskHandle { task, state: Arc::clone(&job.state), rx };
+        let handle = TaskHandle {
+            task,
+            state: Arc::clone(&job.state),
+            rx,
+        };
         Ok((job, handle))
     }
 
@@ -364,7 +455,13 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> Pool<In, Out> {
         I: IntoIterator,
         I::Item: std::borrow::Borrow<In>,
     {
-        MapIter { pool: self.clone(), inputs: inputs.into_iter(), next: 0, pending: VecDeque::new(), done: false }
+        MapIter {
+            pool: self.clone(),
+            inputs: inputs.into_iter(),
+            next: 0,
+            pending: VecDeque::new(),
+            done: false,
+        }
     }
 
     /// Runs every input and yields `(index, result)` as tasks finish, in
@@ -475,7 +572,11 @@ impl<Out> TaskHandle<Out> {
         futures::executor::block_on(OutputFuture(self))
     }
 
-    fn resolve(task: &TaskRef, state: &JobState, got: Result<TaskOutput<Out>, oneshot::Canceled>) -> TaskOutput<Out> {
+    fn resolve(
+        task: &TaskRef,
+        state: &JobState,
+        got: Result<TaskOutput<Out>, oneshot::Canceled>,
+    ) -> TaskOutput<Out> {
         match got {
             Ok(output) => output,
             Err(_) => {
@@ -484,7 +585,11 @@ impl<Out> TaskHandle<Out> {
                 } else {
                     Err(Error::ShutDown { task: task.clone() })
                 };
-                TaskOutput { task: task.clone(), result, logs: TaskLogs::default() }
+                TaskOutput {
+                    task: task.clone(),
+                    result,
+                    logs: TaskLogs::default(),
+                }
             }
         }
     }
@@ -497,7 +602,11 @@ impl<Out> Future for OutputFuture<Out> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<TaskOutput<Out>> {
         let handle = &mut self.0;
         if handle.state.is_cancelled() {
-            return Poll::Ready(TaskHandle::resolve(&handle.task, &handle.state, Err(oneshot::Canceled)));
+            return Poll::Ready(TaskHandle::resolve(
+                &handle.task,
+                &handle.state,
+                Err(oneshot::Canceled),
+            ));
         }
         match Pin::new(&mut handle.rx).poll(cx) {
             Poll::Pending => Poll::Pending,
@@ -510,11 +619,15 @@ impl<Out> Future for TaskHandle<Out> {
     type Output = Result<Out, Error>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Out, Error>> {
         if self.state.is_cancelled() {
-            return Poll::Ready(Err(Error::Cancelled { task: self.task.clone() }));
+            return Poll::Ready(Err(Error::Cancelled {
+                task: self.task.clone(),
+            }));
         }
         match Pin::new(&mut self.rx).poll(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(got) => Poll::Ready(TaskHandle::resolve(&self.task, &self.state, got).result),
+            Poll::Ready(got) => {
+                Poll::Ready(TaskHandle::resolve(&self.task, &self.state, got).result)
+            }
         }
     }
 }
@@ -549,7 +662,13 @@ where
             let submitted = self
                 .pool
                 .handle_for(index, std::borrow::Borrow::borrow(&input), limits)
-                .and_then(|(job, handle)| self.pool.inner.dispatcher.enqueue_blocking(job).map(|()| handle));
+                .and_then(|(job, handle)| {
+                    self.pool
+                        .inner
+                        .dispatcher
+                        .enqueue_blocking(job)
+                        .map(|()| handle)
+                });
             self.pending.push_back(submitted);
         }
         let front = self.pending.pop_front()?;
@@ -597,15 +716,26 @@ where
             let state_slot = Arc::new(JobState::default());
             let guard = ReplyGuard {
                 tx: self.tx.clone(),
-                task: TaskRef { task: Arc::clone(&self.pool.inner.name), index },
+                task: TaskRef {
+                    task: Arc::clone(&self.pool.inner.name),
+                    index,
+                },
                 state: Some(Arc::clone(&state_slot)),
             };
             let reply: Reply = Box::new(move |raw: RawOutcome| {
-                let result = raw.result.and_then(|bytes| codec::decode::<Out>(&bytes, &guard.task));
+                let result = raw
+                    .result
+                    .and_then(|bytes| codec::decode::<Out>(&bytes, &guard.task));
                 guard.send(result);
             });
             let limits = self.pool.inner.limits;
-            match self.pool.prepare(index, std::borrow::Borrow::borrow(&input), limits, state_slot, reply) {
+            match self.pool.prepare(
+                index,
+                std::borrow::Borrow::borrow(&input),
+                limits,
+                state_slot,
+                reply,
+            ) {
                 // The dropped reply's guard also reports this index; `running` filters that out.
                 Err(e) => self.ready.push_back((index, Err(e))),
                 Ok(job) => {
@@ -650,7 +780,11 @@ impl<Out> Drop for ReplyGuard<Out> {
     fn drop(&mut self) {
         if let Some(state) = self.state.take() {
             let task = self.task.clone();
-            let err = if state.is_cancelled() { Error::Cancelled { task } } else { Error::ShutDown { task } };
+            let err = if state.is_cancelled() {
+                Error::Cancelled { task }
+            } else {
+                Error::ShutDown { task }
+            };
             let _ = self.tx.send((self.task.index, Err(err)));
         }
     }

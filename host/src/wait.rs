@@ -66,7 +66,12 @@ pub async fn wait_async<H, T>(handles: Vec<H>, when: ReturnWhen) -> Waited<H, T>
 where
     H: Future<Output = Result<T, Error>> + Unpin,
 {
-    WaitFuture { slots: handles.into_iter().map(Some).collect(), done: Vec::new(), when }.await
+    WaitFuture {
+        slots: handles.into_iter().map(Some).collect(),
+        done: Vec::new(),
+        when,
+    }
+    .await
 }
 
 struct WaitFuture<H, T> {
@@ -103,7 +108,15 @@ where
         if !finished {
             return Poll::Pending;
         }
-        let pending = this.slots.iter_mut().enumerate().filter_map(|(i, s)| s.take().map(|h| (i, h))).collect();
-        Poll::Ready(Waited { done: std::mem::take(&mut this.done), pending })
+        let pending = this
+            .slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| s.take().map(|h| (i, h)))
+            .collect();
+        Poll::Ready(Waited {
+            done: std::mem::take(&mut this.done),
+            pending,
+        })
     }
 }

@@ -93,7 +93,12 @@ impl HostState {
 }
 
 impl ResourceLimiter for HostState {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_limit {
             self.memory_denied = true;
             return Ok(false);
@@ -101,7 +106,12 @@ impl ResourceLimiter for HostState {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -125,7 +135,10 @@ fn put_u32(mem: &mut [u8], ptr: i32, value: u32) -> bool {
 
 fn put_bytes(mem: &mut [u8], ptr: i32, bytes: &[u8]) -> bool {
     let start = ptr as u32 as usize;
-    match start.checked_add(bytes.len()).and_then(|end| mem.get_mut(start..end)) {
+    match start
+        .checked_add(bytes.len())
+        .and_then(|end| mem.get_mut(start..end))
+    {
         Some(dst) => {
             dst.copy_from_slice(bytes);
             true
@@ -134,52 +147,98 @@ fn put_bytes(mem: &mut [u8], ptr: i32, bytes: &[u8]) -> bool {
     }
 }
 
-fn fd_write(mut caller: Caller<'_, HostState>, fd: i32, iovs: i32, iovs_len: i32, nwritten: i32) -> i32 {
+fn fd_write(
+    mut caller: Caller<'_, HostState>,
+    fd: i32,
+    iovs: i32,
+    iovs_len: i32,
+    nwritten: i32,
+) -> i32 {
     if fd != 1 && fd != 2 {
         return ERRNO_BADF;
     }
-    let Some((mem, state)) = memory(&mut caller) else { return ERRNO_FAULT };
+    let Some((mem, state)) = memory(&mut caller) else {
+        return ERRNO_FAULT;
+    };
     let mut total: u32 = 0;
     for i in 0..iovs_len.max(0) as u32 {
-        let Some(iov) = slice(mem, iovs.wrapping_add((i * 8) as i32), 8) else { return ERRNO_FAULT };
+        let Some(iov) = slice(mem, iovs.wrapping_add((i * 8) as i32), 8) else {
+            return ERRNO_FAULT;
+        };
         let buf = i32::from_le_bytes([iov[0], iov[1], iov[2], iov[3]]);
         let len = i32::from_le_bytes([iov[4], iov[5], iov[6], iov[7]]);
-        let Some(data) = slice(mem, buf, len) else { return ERRNO_FAULT };
-        let stream = if fd == 1 { &mut state.stdout } else { &mut state.stderr };
+        let Some(data) = slice(mem, buf, len) else {
+            return ERRNO_FAULT;
+        };
+        let stream = if fd == 1 {
+            &mut state.stdout
+        } else {
+            &mut state.stderr
+        };
         stream.write(data, state.max_log);
         total = total.wrapping_add(len as u32);
     }
-    if put_u32(mem, nwritten, total) { ERRNO_SUCCESS } else { ERRNO_FAULT }
+    if put_u32(mem, nwritten, total) {
+        ERRNO_SUCCESS
+    } else {
+        ERRNO_FAULT
+    }
 }
 
 fn zero_sizes(mut caller: Caller<'_, HostState>, count: i32, size: i32) -> i32 {
-    let Some((mem, _)) = memory(&mut caller) else { return ERRNO_FAULT };
-    if put_u32(mem, count, 0) && put_u32(mem, size, 0) { ERRNO_SUCCESS } else { ERRNO_FAULT }
+    let Some((mem, _)) = memory(&mut caller) else {
+        return ERRNO_FAULT;
+    };
+    if put_u32(mem, count, 0) && put_u32(mem, size, 0) {
+        ERRNO_SUCCESS
+    } else {
+        ERRNO_FAULT
+    }
 }
 
 fn clock_time_get(mut caller: Caller<'_, HostState>, id: i32, _precision: i64, out: i32) -> i32 {
     let nanos: u64 = match id {
-        0 => SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0),
+        0 => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
         // Monotonic, process and thread CPU time: time since the task started.
         1..=3 => caller.data().started.elapsed().as_nanos() as u64,
         _ => return ERRNO_INVAL,
     };
-    let Some((mem, _)) = memory(&mut caller) else { return ERRNO_FAULT };
-    if put_bytes(mem, out, &nanos.to_le_bytes()) { ERRNO_SUCCESS } else { ERRNO_FAULT }
+    let Some((mem, _)) = memory(&mut caller) else {
+        return ERRNO_FAULT;
+    };
+    if put_bytes(mem, out, &nanos.to_le_bytes()) {
+        ERRNO_SUCCESS
+    } else {
+        ERRNO_FAULT
+    }
 }
 
 fn clock_res_get(mut caller: Caller<'_, HostState>, id: i32, out: i32) -> i32 {
     if !(0..=3).contains(&id) {
         return ERRNO_INVAL;
     }
-    let Some((mem, _)) = memory(&mut caller) else { return ERRNO_FAULT };
-    if put_bytes(mem, out, &1000u64.to_le_bytes()) { ERRNO_SUCCESS } else { ERRNO_FAULT }
+    let Some((mem, _)) = memory(&mut caller) else {
+        return ERRNO_FAULT;
+    };
+    if put_bytes(mem, out, &1000u64.to_le_bytes()) {
+        ERRNO_SUCCESS
+    } else {
+        ERRNO_FAULT
+    }
 }
 
 fn random_get(mut caller: Caller<'_, HostState>, buf: i32, len: i32) -> i32 {
-    let Some((mem, _)) = memory(&mut caller) else { return ERRNO_FAULT };
+    let Some((mem, _)) = memory(&mut caller) else {
+        return ERRNO_FAULT;
+    };
     let start = buf as u32 as usize;
-    match start.checked_add(len as u32 as usize).and_then(|end| mem.get_mut(start..end)) {
+    match start
+        .checked_add(len as u32 as usize)
+        .and_then(|end| mem.get_mut(start..end))
+    {
         Some(dst) => {
             rand::rng().fill_bytes(dst);
             ERRNO_SUCCESS
@@ -197,21 +256,43 @@ fn fd_fdstat_get(mut caller: Caller<'_, HostState>, fd: i32, out: i32) -> i32 {
     stat[0] = 2;
     let rights: u64 = if fd == 0 { 1 << 1 } else { 1 << 6 }; // fd_read / fd_write
     stat[8..16].copy_from_slice(&rights.to_le_bytes());
-    let Some((mem, _)) = memory(&mut caller) else { return ERRNO_FAULT };
-    if put_bytes(mem, out, &stat) { ERRNO_SUCCESS } else { ERRNO_FAULT }
+    let Some((mem, _)) = memory(&mut caller) else {
+        return ERRNO_FAULT;
+    };
+    if put_bytes(mem, out, &stat) {
+        ERRNO_SUCCESS
+    } else {
+        ERRNO_FAULT
+    }
 }
 
-fn fd_read(mut caller: Caller<'_, HostState>, fd: i32, _iovs: i32, _iovs_len: i32, nread: i32) -> i32 {
+fn fd_read(
+    mut caller: Caller<'_, HostState>,
+    fd: i32,
+    _iovs: i32,
+    _iovs_len: i32,
+    nread: i32,
+) -> i32 {
     if fd != 0 {
         return ERRNO_BADF;
     }
     // Standard input is empty.
-    let Some((mem, _)) = memory(&mut caller) else { return ERRNO_FAULT };
-    if put_u32(mem, nread, 0) { ERRNO_SUCCESS } else { ERRNO_FAULT }
+    let Some((mem, _)) = memory(&mut caller) else {
+        return ERRNO_FAULT;
+    };
+    if put_u32(mem, nread, 0) {
+        ERRNO_SUCCESS
+    } else {
+        ERRNO_FAULT
+    }
 }
 
 fn stdio_or_badf(fd: i32, ok: i32) -> i32 {
-    if (0..=2).contains(&fd) { ok } else { ERRNO_BADF }
+    if (0..=2).contains(&fd) {
+        ok
+    } else {
+        ERRNO_BADF
+    }
 }
 
 /// Defines every `wasi_snapshot_preview1` function and the `sandpool_v1` imports.
@@ -223,37 +304,103 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     linker.func_wrap(WASI, "args_sizes_get", zero_sizes)?;
     linker.func_wrap(WASI, "environ_sizes_get", zero_sizes)?;
     linker.func_wrap(WASI, "args_get", |_: C<'_>, _: i32, _: i32| ERRNO_SUCCESS)?;
-    linker.func_wrap(WASI, "environ_get", |_: C<'_>, _: i32, _: i32| ERRNO_SUCCESS)?;
+    linker.func_wrap(WASI, "environ_get", |_: C<'_>, _: i32, _: i32| {
+        ERRNO_SUCCESS
+    })?;
     linker.func_wrap(WASI, "clock_time_get", clock_time_get)?;
     linker.func_wrap(WASI, "clock_res_get", clock_res_get)?;
     linker.func_wrap(WASI, "random_get", random_get)?;
     linker.func_wrap(WASI, "sched_yield", |_: C<'_>| ERRNO_SUCCESS)?;
-    linker.func_wrap(WASI, "proc_exit", |_: C<'_>, code: i32| -> wasmtime::Result<()> {
-        Err(GuestExit::Exit(code).into())
-    })?;
+    linker.func_wrap(
+        WASI,
+        "proc_exit",
+        |_: C<'_>, code: i32| -> wasmtime::Result<()> { Err(GuestExit::Exit(code).into()) },
+    )?;
     linker.func_wrap(WASI, "proc_raise", |_: C<'_>, _: i32| ERRNO_NOSYS)?;
-    linker.func_wrap(WASI, "poll_oneoff", |_: C<'_>, _: i32, _: i32, _: i32, _: i32| ERRNO_NOSYS)?;
+    linker.func_wrap(
+        WASI,
+        "poll_oneoff",
+        |_: C<'_>, _: i32, _: i32, _: i32, _: i32| ERRNO_NOSYS,
+    )?;
     // Descriptors: only 0-2 exist; no preopens, so no paths resolve.
-    linker.func_wrap(WASI, "fd_close", |_: C<'_>, fd: i32| stdio_or_badf(fd, ERRNO_SUCCESS))?;
-    linker.func_wrap(WASI, "fd_sync", |_: C<'_>, fd: i32| stdio_or_badf(fd, ERRNO_SUCCESS))?;
-    linker.func_wrap(WASI, "fd_datasync", |_: C<'_>, fd: i32| stdio_or_badf(fd, ERRNO_SUCCESS))?;
-    linker.func_wrap(WASI, "fd_prestat_get", |_: C<'_>, _: i32, _: i32| ERRNO_BADF)?;
-    linker.func_wrap(WASI, "fd_prestat_dir_name", |_: C<'_>, _: i32, _: i32, _: i32| ERRNO_BADF)?;
-    linker.func_wrap(WASI, "fd_seek", |_: C<'_>, fd: i32, _: i64, _: i32, _: i32| stdio_or_badf(fd, ERRNO_SPIPE))?;
-    linker.func_wrap(WASI, "fd_tell", |_: C<'_>, fd: i32, _: i32| stdio_or_badf(fd, ERRNO_SPIPE))?;
-    linker.func_wrap(WASI, "fd_advise", |_: C<'_>, _: i32, _: i64, _: i64, _: i32| ERRNO_BADF)?;
-    linker.func_wrap(WASI, "fd_allocate", |_: C<'_>, _: i32, _: i64, _: i64| ERRNO_BADF)?;
-    linker.func_wrap(WASI, "fd_fdstat_set_flags", |_: C<'_>, _: i32, _: i32| ERRNO_BADF)?;
-    linker.func_wrap(WASI, "fd_fdstat_set_rights", |_: C<'_>, _: i32, _: i64, _: i64| ERRNO_BADF)?;
-    linker.func_wrap(WASI, "fd_filestat_get", |_: C<'_>, _: i32, _: i32| ERRNO_BADF)?;
-    linker.func_wrap(WASI, "fd_filestat_set_size", |_: C<'_>, _: i32, _: i64| ERRNO_BADF)?;
-    linker.func_wrap(WASI, "fd_filestat_set_times", |_: C<'_>, _: i32, _: i64, _: i64, _: i32| ERRNO_BADF)?;
-    linker.func_wrap(WASI, "fd_pread", |_: C<'_>, _: i32, _: i32, _: i32, _: i64, _: i32| ERRNO_BADF)?;
-    linker.func_wrap(WASI, "fd_pwrite", |_: C<'_>, _: i32, _: i32, _: i32, _: i64, _: i32| ERRNO_BADF)?;
-    linker.func_wrap(WASI, "fd_readdir", |_: C<'_>, _: i32, _: i32, _: i32, _: i64, _: i32| ERRNO_BADF)?;
+    linker.func_wrap(WASI, "fd_close", |_: C<'_>, fd: i32| {
+        stdio_or_badf(fd, ERRNO_SUCCESS)
+    })?;
+    linker.func_wrap(WASI, "fd_sync", |_: C<'_>, fd: i32| {
+        stdio_or_badf(fd, ERRNO_SUCCESS)
+    })?;
+    linker.func_wrap(WASI, "fd_datasync", |_: C<'_>, fd: i32| {
+        stdio_or_badf(fd, ERRNO_SUCCESS)
+    })?;
+    linker.func_wrap(WASI, "fd_prestat_get", |_: C<'_>, _: i32, _: i32| {
+        ERRNO_BADF
+    })?;
+    linker.func_wrap(
+        WASI,
+        "fd_prestat_dir_name",
+        |_: C<'_>, _: i32, _: i32, _: i32| ERRNO_BADF,
+    )?;
+    linker.func_wrap(
+        WASI,
+        "fd_seek",
+        |_: C<'_>, fd: i32, _: i64, _: i32, _: i32| stdio_or_badf(fd, ERRNO_SPIPE),
+    )?;
+    linker.func_wrap(WASI, "fd_tell", |_: C<'_>, fd: i32, _: i32| {
+        stdio_or_badf(fd, ERRNO_SPIPE)
+    })?;
+    linker.func_wrap(
+        WASI,
+        "fd_advise",
+        |_: C<'_>, _: i32, _: i64, _: i64, _: i32| ERRNO_BADF,
+    )?;
+    linker.func_wrap(WASI, "fd_allocate", |_: C<'_>, _: i32, _: i64, _: i64| {
+        ERRNO_BADF
+    })?;
+    linker.func_wrap(WASI, "fd_fdstat_set_flags", |_: C<'_>, _: i32, _: i32| {
+        ERRNO_BADF
+    })?;
+    linker.func_wrap(
+        WASI,
+        "fd_fdstat_set_rights",
+        |_: C<'_>, _: i32, _: i64, _: i64| ERRNO_BADF,
+    )?;
+    linker.func_wrap(WASI, "fd_filestat_get", |_: C<'_>, _: i32, _: i32| {
+        ERRNO_BADF
+    })?;
+    linker.func_wrap(WASI, "fd_filestat_set_size", |_: C<'_>, _: i32, _: i64| {
+        ERRNO_BADF
+    })?;
+    linker.func_wrap(
+        WASI,
+        "fd_filestat_set_times",
+        |_: C<'_>, _: i32, _: i64, _: i64, _: i32| ERRNO_BADF,
+    )?;
+    linker.func_wrap(
+        WASI,
+        "fd_pread",
+        |_: C<'_>, _: i32, _: i32, _: i32, _: i64, _: i32| ERRNO_BADF,
+    )?;
+    linker.func_wrap(
+        WASI,
+        "fd_pwrite",
+        |_: C<'_>, _: i32, _: i32, _: i32, _: i64, _: i32| ERRNO_BADF,
+    )?;
+    linker.func_wrap(
+        WASI,
+        "fd_readdir",
+        |_: C<'_>, _: i32, _: i32, _: i32, _: i64, _: i32| ERRNO_BADF,
+    )?;
     linker.func_wrap(WASI, "fd_renumber", |_: C<'_>, _: i32, _: i32| ERRNO_BADF)?;
-    linker.func_wrap(WASI, "path_create_directory", |_: C<'_>, _: i32, _: i32, _: i32| ERRNO_BADF)?;
-    linker.func_wrap(WASI, "path_filestat_get", |_: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i32| ERRNO_BADF)?;
+    linker.func_wrap(
+        WASI,
+        "path_create_directory",
+        |_: C<'_>, _: i32, _: i32, _: i32| ERRNO_BADF,
+    )?;
+    linker.func_wrap(
+        WASI,
+        "path_filestat_get",
+        |_: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i32| ERRNO_BADF,
+    )?;
     linker.func_wrap(
         WASI,
         "path_filestat_set_times",
@@ -267,16 +414,48 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     linker.func_wrap(
         WASI,
         "path_open",
-        |_: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i64, _: i64, _: i32, _: i32| ERRNO_BADF,
+        |_: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i64, _: i64, _: i32, _: i32| {
+            ERRNO_BADF
+        },
     )?;
-    linker.func_wrap(WASI, "path_readlink", |_: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| ERRNO_BADF)?;
-    linker.func_wrap(WASI, "path_remove_directory", |_: C<'_>, _: i32, _: i32, _: i32| ERRNO_BADF)?;
-    linker.func_wrap(WASI, "path_rename", |_: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| ERRNO_BADF)?;
-    linker.func_wrap(WASI, "path_symlink", |_: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i32| ERRNO_BADF)?;
-    linker.func_wrap(WASI, "path_unlink_file", |_: C<'_>, _: i32, _: i32, _: i32| ERRNO_BADF)?;
-    linker.func_wrap(WASI, "sock_accept", |_: C<'_>, _: i32, _: i32, _: i32| ERRNO_BADF)?;
-    linker.func_wrap(WASI, "sock_recv", |_: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| ERRNO_BADF)?;
-    linker.func_wrap(WASI, "sock_send", |_: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i32| ERRNO_BADF)?;
+    linker.func_wrap(
+        WASI,
+        "path_readlink",
+        |_: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| ERRNO_BADF,
+    )?;
+    linker.func_wrap(
+        WASI,
+        "path_remove_directory",
+        |_: C<'_>, _: i32, _: i32, _: i32| ERRNO_BADF,
+    )?;
+    linker.func_wrap(
+        WASI,
+        "path_rename",
+        |_: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| ERRNO_BADF,
+    )?;
+    linker.func_wrap(
+        WASI,
+        "path_symlink",
+        |_: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i32| ERRNO_BADF,
+    )?;
+    linker.func_wrap(
+        WASI,
+        "path_unlink_file",
+        |_: C<'_>, _: i32, _: i32, _: i32| ERRNO_BADF,
+    )?;
+    linker.func_wrap(WASI, "sock_accept", |_: C<'_>, _: i32, _: i32, _: i32| {
+        ERRNO_BADF
+    })?;
+    linker.func_wrap(
+        WASI,
+        "sock_recv",
+        |_: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| ERRNO_BADF,
+    )?;
+    linker.func_wrap(
+        WASI,
+        "sock_send",
+        |_: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i32| ERRNO_BADF,
+    )?;
     linker.func_wrap(WASI, "sock_shutdown", |_: C<'_>, _: i32, _: i32| ERRNO_BADF)?;
 
     linker.func_wrap(

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 /// The workspace root (the parent of `host/`).
 pub fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
 }
 
 /// The built Rust example guest `name` (see `scripts/build-guests.sh`).

@@ -1,14 +1,280 @@
 //! Process isolation: persistent `sandpool worker` subprocesses that run
 //! wasm tasks, supervised so a crashing worker loses only its task in flight.
+//!
+//! Select it with [`Isolation::Process`](crate::Isolation::Process); the
+//! pool's API is the same as for in-process instances. Each worker thread
+//! of the pool drives one subprocess over its stdin/stdout with
+//! length-prefixed bincode frames; the subprocess loads the module once
+//! (deserializing the module the pool compiled, never recompiling it) and
+//! runs every task in a fresh wasm instance under the task's limits,
+//! exactly as the in-process executor does, then sends back the output and
+//! the captured stdout/stderr.
+//!
+//! What a worker's failure costs:
+//!
+//! - a worker that dies (a signal such as SIGKILL, SIGSEGV or SIGABRT, an
+//!   OOM kill, or an exit) fails only the task it was running, with
+//!   [`Error::WorkerCrashed`](crate::Error::WorkerCrashed) naming the signal
+//!   or exit status, and is replaced; the rest of the work goes on;
+//! - a worker that does not answer within the task's deadline plus
+//!   [`worker_grace`](crate::PoolBuilder::worker_grace) is killed and
+//!   treated the same way;
+//! - worker start-ups that fail in a row (a module or a system that crashes
+//!   every new worker) are bounded by
+//!   [`max_failed_starts`](crate::PoolBuilder::max_failed_starts): at
+//!   [`build`](crate::PoolBuilder::build) the pool is an
+//!   [`Error::Pool`](crate::Error::Pool); later, the pool gives up, and every
+//!   task then fails at once with `WorkerCrashed` giving the reason
+//!   (also in [`ProcessStats::gave_up`]).
+//!
+//! Shutting the pool down (or dropping it) closes the workers' stdin; they
+//! exit and are reaped, so no orphan or zombie process is left behind.
+//!
+//! ```no_run
+//! use sandpool::{Isolation, Pool, Task};
+//! let task: Task<u64, u64> = Task::from_file("primes.wasm")?;
+//! let pool = Pool::builder(task)
+//!     .isolation(Isolation::Process)
+//!     .workers(4)
+//!     .max_tasks_per_worker(10_000)
+//!     .build()?;
+//! let counts: Vec<u64> = pool.map([10, 100, 1000]).collect::<Result<_, _>>()?;
+//! assert_eq!(counts, vec![4, 25, 168]);
+//! pool.shutdown(true, false); // workers exit and are reaped
+//! # Ok::<(), sandpool::Error>(())
+//! ```
 
-/// Entry point of the hidden `sandpool worker` subcommand: serves tasks over
-/// stdin/stdout until stdin closes. Returns the process exit code.
+mod frame;
+mod handoff;
+mod supervisor;
+mod wire;
+mod worker;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::pool::PoolBuilder;
+
+pub(crate) use supervisor::{ProcessBackend, Supervisor};
+
+/// Environment variable naming the worker program when the builder does not.
+pub const WORKER_BIN_ENV: &str = "SANDPOOL_WORKER_BIN";
+
+/// Settings of process isolation, kept by the [`PoolBuilder`].
+#[derive(Debug, Clone)]
+pub(crate) struct ProcessOptions {
+    pub program: Option<PathBuf>,
+    pub max_tasks_per_worker: Option<u64>,
+    pub env: Vec<(OsString, OsString)>,
+    pub grace: Duration,
+    pub start_timeout: Duration,
+    pub max_failed_starts: u32,
+    pub precompiled: bool,
+}
+
+impl Default for ProcessOptions {
+    fn default() -> Self {
+        ProcessOptions {
+            program: None,
+            max_tasks_per_worker: None,
+            env: Vec::new(),
+            grace: Duration::from_secs(5),
+            start_timeout: Duration::from_secs(60),
+            max_failed_starts: 5,
+            precompiled: true,
+        }
+    }
+}
+
+/// How one worker process started (see [`ProcessStats::last_start`]).
+///
+/// ```no_run
+/// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
+/// let pool = sandpool::Pool::builder(task).isolation(sandpool::Isolation::Process).build()?;
+/// let start = pool.process_stats().unwrap().last_start.unwrap();
+/// assert!(start.precompiled, "workers load the module the pool compiled");
+/// println!("ready after {:?}, {:?} of it loading", start.ready_after, start.load_time);
+/// # Ok::<(), sandpool::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerStart {
+    /// The worker's process id.
+    pub pid: u32,
+    /// It loaded the precompiled module (false: it compiled the wasm).
+    pub precompiled: bool,
+    /// Why a precompiled module offered to it was not used.
+    pub fallback: Option<String>,
+    /// Time the worker spent loading the module (deserialize or compile, then checks).
+    pub load_time: Duration,
+    /// Time from starting the process to its being ready for tasks.
+    pub ready_after: Duration,
+}
+
+/// Counters and live processes of a process-isolated pool ([`Pool::process_stats`](crate::Pool::process_stats)).
+///
+/// ```no_run
+/// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
+/// let pool = sandpool::Pool::builder(task).isolation(sandpool::Isolation::Process).workers(2).build()?;
+/// let stats = pool.process_stats().expect("a process pool");
+/// assert_eq!(stats.worker_pids.len(), 2);
+/// assert_eq!(stats.crashed, 0);
+/// # Ok::<(), sandpool::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProcessStats {
+    /// Process ids of the worker processes alive now.
+    pub worker_pids: Vec<u32>,
+    /// Workers that started and loaded the module.
+    pub started: u64,
+    /// Workers that died or were killed unexpectedly (crash, signal, exit, no answer).
+    pub crashed: u64,
+    /// Workers retired after [`max_tasks_per_worker`](crate::PoolBuilder::max_tasks_per_worker) tasks.
+    pub recycled: u64,
+    /// Worker start-ups that failed.
+    pub failed_starts: u64,
+    /// Set when the pool stopped starting workers, with the reason.
+    pub gave_up: Option<String>,
+    /// How the most recent worker started.
+    pub last_start: Option<WorkerStart>,
+}
+
+/// Options of [`Isolation::Process`](crate::Isolation::Process); other isolation levels ignore them.
+impl<In, Out> PoolBuilder<In, Out> {
+    /// The program to run as `PROGRAM worker` (default: `$SANDPOOL_WORKER_BIN`,
+    /// else this executable if it is `sandpool`, else a `sandpool` next to
+    /// this executable or in its parent directory).
+    ///
+    /// ```no_run
+    /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
+    /// let pool = sandpool::Pool::builder(task)
+    ///     .isolation(sandpool::Isolation::Process)
+    ///     .worker_program("/usr/local/bin/sandpool")
+    ///     .build()?;
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub fn worker_program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.process.program = Some(program.into());
+        self
+    }
+
+    /// Retire a worker process after it has run this many tasks and start a
+    /// fresh one (Python's `max_tasks_per_child`; default: never).
+    ///
+    /// ```no_run
+    /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
+    /// let pool = sandpool::Pool::builder(task)
+    ///     .isolation(sandpool::Isolation::Process)
+    ///     .max_tasks_per_worker(1000)
+    ///     .build()?;
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub fn max_tasks_per_worker(mut self, tasks: u64) -> Self {
+        self.process.max_tasks_per_worker = Some(tasks);
+        self
+    }
+
+    /// Sets an environment variable for the worker processes (they inherit
+    /// this process's environment otherwise). Guests never see it: their
+    /// WASI environment stays empty.
+    ///
+    /// ```no_run
+    /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
+    /// let pool = sandpool::Pool::builder(task)
+    ///     .isolation(sandpool::Isolation::Process)
+    ///     .worker_env("MALLOC_ARENA_MAX", "2")
+    ///     .build()?;
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub fn worker_env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.process.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// How long past a task's deadline a worker may stay silent before it is
+    /// killed and the task fails with `WorkerCrashed` (default 5 s). A task
+    /// without a deadline waits as long as its worker lives.
+    ///
+    /// ```no_run
+    /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
+    /// let pool = sandpool::Pool::builder(task)
+    ///     .isolation(sandpool::Isolation::Process)
+    ///     .worker_grace(std::time::Duration::from_secs(1))
+    ///     .build()?;
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub fn worker_grace(mut self, grace: Duration) -> Self {
+        self.process.grace = grace;
+        self
+    }
+
+    /// How long a new worker may take to load the module (default 60 s).
+    ///
+    /// ```no_run
+    /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
+    /// let pool = sandpool::Pool::builder(task)
+    ///     .isolation(sandpool::Isolation::Process)
+    ///     .worker_start_timeout(std::time::Duration::from_secs(10))
+    ///     .build()?;
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub fn worker_start_timeout(mut self, timeout: Duration) -> Self {
+        self.process.start_timeout = timeout;
+        self
+    }
+
+    /// After this many worker start-ups fail in a row, the pool stops
+    /// starting workers (default 5, at least 1): `build` returns
+    /// [`Error::Pool`](crate::Error::Pool), or, later on, every task fails
+    /// with `WorkerCrashed` giving the reason. Failed start-ups are retried
+    /// with a backoff from 10 ms doubling up to 1 s.
+    ///
+    /// ```no_run
+    /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
+    /// let pool = sandpool::Pool::builder(task)
+    ///     .isolation(sandpool::Isolation::Process)
+    ///     .max_failed_starts(3)
+    ///     .build()?;
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub fn max_failed_starts(mut self, starts: u32) -> Self {
+        self.process.max_failed_starts = starts;
+        self
+    }
+
+    /// Hand the workers the module this pool compiled (the default) or let
+    /// each worker compile the wasm itself (`false`; slower start-ups, for
+    /// comparison). A handed-over module that fails its checks is never
+    /// loaded: the worker compiles instead.
+    ///
+    /// ```no_run
+    /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
+    /// let pool = sandpool::Pool::builder(task)
+    ///     .isolation(sandpool::Isolation::Process)
+    ///     .precompiled_module(false)
+    ///     .build()?;
+    /// assert!(!pool.process_stats().unwrap().last_start.unwrap().precompiled);
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub fn precompiled_module(mut self, on: bool) -> Self {
+        self.process.precompiled = on;
+        self
+    }
+}
+
+/// Entry point of the hidden `sandpool worker` subcommand: reads the
+/// module to load and then tasks from stdin, answers on stdout, until
+/// stdin closes. Returns the process exit code (0 when stdin closed, 2 for
+/// a failed handshake, 3 for a malformed request).
+///
+/// It is started by a pool with [`Isolation::Process`](crate::Isolation::Process), not by hand.
 ///
 /// ```no_run
 /// // In the `sandpool` binary: `sandpool worker` runs
 /// let code = sandpool::process::worker_main();
 /// ```
 pub fn worker_main() -> std::process::ExitCode {
-    eprintln!("sandpool worker: not implemented yet");
-    std::process::ExitCode::from(2)
+    worker::main()
 }

@@ -1,12 +1,21 @@
 //! Command-line flags, defined once; `--help` is generated from these definitions.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Run CPU tasks as isolated WebAssembly, one output file per input.
+///
+/// sandpool runs a task module (a .wasm file built with the sandpool-guest
+/// SDK, or any module implementing guest ABI v1, see docs/abi.md) on every
+/// file of a folder. Each input runs in a fresh wasm instance with its own
+/// memory, a deadline and a memory cap, so one bad input fails alone.
 #[derive(Parser, Debug)]
-#[command(name = "sandpool", version, about, long_about = None)]
+#[command(name = "sandpool", version, about, long_about)]
+#[command(
+    after_help = "EXIT STATUS:\n  0  every task succeeded\n  1  some tasks failed (see the .error.json files)\n  2  usage or setup error (bad flag, missing folder, invalid module)\n  130  interrupted (Ctrl-C); run the same command again to finish"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -23,18 +32,155 @@ pub enum Command {
     Worker,
 }
 
-/// Flags of `sandpool run`.
+/// Where each task runs.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsolationArg {
+    /// A fresh wasm instance per task inside this process (fast; the default).
+    Instance,
+    /// Persistent worker subprocesses: a crash of the wasm runtime itself loses one task.
+    Process,
+}
+
+/// Run TASK on every file under INPUTS and write OUT/{id}.json per input.
+///
+/// Every regular file under INPUTS (recursively) is one input. Its id is
+/// its path relative to INPUTS with `/` written as `%2F` (and `%` as `%25`),
+/// so `a/b.txt` gives `OUT/a%2Fb.txt.json`. The task receives the file's
+/// bytes and relative name and must return a JSON document. A failed input
+/// gets `OUT/{id}.error.json` with the error variant and message instead.
+/// Outputs are written atomically; a re-run skips inputs whose output
+/// exists and is valid JSON, so an interrupted run can simply be repeated.
 #[derive(Args, Debug)]
+#[command(
+    after_help = "EXAMPLES:\n  sandpool run doc_stats.wasm inputs/\n  sandpool run doc_stats.wasm inputs/ -o stats/ --jobs 4 --timeout 10s --memory 128MiB\n  sandpool run task.wasm big/ --json > summary.json"
+)]
 pub struct RunArgs {
     /// The task module (.wasm).
     pub task: PathBuf,
-    /// The folder of inputs.
+    /// The folder of inputs (searched recursively; symbolic links are not followed).
     pub inputs: PathBuf,
+    /// Output folder (created if missing).
+    #[arg(short, long, default_value = "output", value_name = "OUT_DIR")]
+    pub output: PathBuf,
+    /// Tasks run in parallel [default: number of CPUs].
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Where each task runs.
+    #[arg(long, value_enum, default_value_t = IsolationArg::Instance)]
+    pub isolation: IsolationArg,
+    /// Wall-clock limit per task, e.g. 500ms, 30s, 2m; 0 for none.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+    /// Linear-memory cap per task, e.g. 64MiB, 1GiB.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub memory: u64,
+    /// Fuel (about one unit per wasm instruction) per task [default: unmetered].
+    #[arg(long, value_name = "N")]
+    pub fuel: Option<u64>,
+    /// Cap on a task's output size.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub max_output: u64,
+    /// Recompute every input, even those whose output already exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Stop starting new inputs after the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Print nothing but errors.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print every failure as it happens, and timing details.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Print a machine-readable JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not read or write the compiled-module cache.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
-/// Flags of `sandpool inspect`.
+/// Describe TASK: its imports and exports, ABI version and whether sandpool can run it.
 #[derive(Args, Debug)]
 pub struct InspectArgs {
     /// The module to describe.
     pub task: PathBuf,
+    /// Print the description as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `500ms`, `30s`, `2m`, `1h` or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (try 500ms, 30s, 2m)"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+}
+
+/// Parses `1024`, `64K`, `64KiB`, `256M`, `256MiB`, `1G`, `1GiB` (binary units).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (try 64MiB or 1GiB)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        other => return Err(format!("unknown size unit `{other}` (use K, M or G)")),
+    };
+    value
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3 days").is_err());
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999999G").is_err());
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -1,0 +1,2 @@
+//! Process executor benchmark (work in progress).
+fn main() {}

@@ -1,0 +1,101 @@
+//! Describing a module without running a task: what it imports and exports,
+//! its ABI version, and whether sandpool can run it (`sandpool inspect`).
+
+use serde::Serialize;
+use wasmtime::Module;
+
+use crate::error::Error;
+use crate::module::{CompiledModule, engine};
+
+/// One import or export of a module.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModuleItem {
+    /// The import module (empty for exports).
+    pub module: String,
+    /// The item's name.
+    pub name: String,
+    /// Its wasm type, e.g. `func (i32, i32) -> i64` or `memory`.
+    pub ty: String,
+}
+
+/// What `sandpool inspect` reports about a module.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModuleReport {
+    /// Imports, in module order.
+    pub imports: Vec<ModuleItem>,
+    /// Exports, in module order.
+    pub exports: Vec<ModuleItem>,
+    /// The ABI version the module reports, when it could be asked.
+    pub abi_version: Option<u32>,
+    /// Why sandpool cannot run it as a task; `None` for a valid task.
+    pub problem: Option<String>,
+}
+
+fn describe(ty: &wasmtime::ExternType) -> String {
+    match ty {
+        wasmtime::ExternType::Func(f) => {
+            let params: Vec<String> = f.params().map(|p| p.to_string()).collect();
+            let results: Vec<String> = f.results().map(|p| p.to_string()).collect();
+            format!("func ({}) -> ({})", params.join(", "), results.join(", "))
+        }
+        wasmtime::ExternType::Memory(m) => {
+            format!("memory (min {} pages, 64-bit: {})", m.minimum(), m.is_64())
+        }
+        wasmtime::ExternType::Table(_) => "table".into(),
+        wasmtime::ExternType::Global(g) => format!("global {}", g.content()),
+        wasmtime::ExternType::Tag(_) => "tag".into(),
+    }
+}
+
+/// Compiles `wasm` and describes it. Fails only if it is not a wasm module
+/// at all; a module that is wasm but not a valid task gets a report whose
+/// `problem` says why.
+///
+/// ```
+/// let wat = br#"(module (memory (export "memory") 1))"#;
+/// let report = sandpool::inspect_module("tiny", wat)?;
+/// assert_eq!(report.exports[0].name, "memory");
+/// assert!(report.problem.unwrap().contains("sandpool_abi_version"));
+/// # Ok::<(), sandpool::Error>(())
+/// ```
+pub fn inspect_module(name: &str, wasm: &[u8]) -> Result<ModuleReport, Error> {
+    let engine = engine(false)?;
+    let module = Module::new(&engine, wasm).map_err(|e| Error::InvalidModule {
+        module: name.to_string(),
+        reason: format!("{e:#}"),
+    })?;
+    let imports = module
+        .imports()
+        .map(|i| ModuleItem {
+            module: i.module().to_string(),
+            name: i.name().to_string(),
+            ty: describe(&i.ty()),
+        })
+        .collect();
+    let exports = module
+        .exports()
+        .map(|e| ModuleItem {
+            module: String::new(),
+            name: e.name().to_string(),
+            ty: describe(&e.ty()),
+        })
+        .collect();
+    let (abi_version, problem) = match CompiledModule::from_module(name, engine, module, false) {
+        Ok(_) => (Some(sandpool_guest::abi::ABI_VERSION), None),
+        Err(e) => {
+            let reported = match &e {
+                Error::AbiMismatch { reason, .. } => reason
+                    .strip_prefix("the module reports ABI version ")
+                    .and_then(|v| v.trim().parse().ok()),
+                _ => None,
+            };
+            (reported, Some(e.to_string()))
+        }
+    };
+    Ok(ModuleReport {
+        imports,
+        exports,
+        abi_version,
+        problem,
+    })
+}

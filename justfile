@@ -1,0 +1,27 @@
+# sandpool recipes. `just` itself: cargo install just --locked
+# (the README's two commands work without it).
+
+# List recipes.
+default:
+    @just --list
+
+# Build every example guest (Rust and C) to wasm32-wasip1.
+guests:
+    scripts/build-guests.sh
+
+# Run the bundled example: document statistics over inputs/ into output/.
+demo:
+    scripts/demo.sh
+
+# Run the whole test suite.
+test:
+    scripts/test.sh
+
+# Formatting and lints, as CI would want them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --release --all-targets --workspace -- -D warnings
+
+# Benchmarks: criterion micro-benchmarks and the printed throughput table.
+bench: guests
+    cargo bench -p sandpool

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: builds the wasm guests (installing the Debian
+# packages the build needs when missing), then every Rust test in release mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/build-guests.sh >&2
+cargo test --release --workspace "$@"

@@ -1,0 +1,692 @@
+//! The process executor (`Isolation::Process`): the same results as in
+//! process, and crash containment: a worker killed by a signal, aborting,
+//! exiting or hanging fails only its in-flight task and is replaced;
+//! restart storms are bounded; workers are recycled; and no worker process
+//! outlives the pool.
+//!
+//! Tests run one at a time (a lock), because several of them count this
+//! process's child processes.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use sandpool::{Error, ErrorKind, Isolation, Limits, Pool, Task};
+use serde::{Deserialize, Serialize};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Children of this process running the `sandpool` program (any state, zombies included): (pid, state).
+fn worker_children() -> Vec<(u32, char)> {
+    let me = std::process::id();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ..." — comm may contain spaces, so split at the last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        let mut rest = stat[close + 1..].split_whitespace();
+        let state = rest.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid: u32 = rest.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        if ppid == me && comm == "sandpool" {
+            found.push((pid, state));
+        }
+    }
+    found
+}
+
+/// Waits (bounded) until no worker process of ours is left, zombies included.
+fn assert_no_workers_remain() {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = worker_children();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "worker processes remain after shutdown: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+#[derive(Serialize, Clone, Copy)]
+struct Spin {
+    id: u64,
+    rounds: u32,
+}
+
+#[derive(Deserialize, Debug, PartialEq, Eq)]
+struct Spun {
+    id: u64,
+    checksum: u64,
+}
+
+fn expected_checksum(id: u64, rounds: u32) -> u64 {
+    let mut x = id ^ 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..rounds {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+    }
+    x
+}
+
+fn random_spins(n: u64, seed: u64) -> Vec<Spin> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|id| Spin {
+            id,
+            rounds: if rng.random_bool(0.1) {
+                rng.random_range(0..200_000)
+            } else {
+                rng.random_range(0..200)
+            },
+        })
+        .collect()
+}
+
+fn spin_task() -> Task<Spin, Spun> {
+    Task::from_file(common::guest("spin")).expect("spin guest loads")
+}
+
+fn spin_pool(workers: usize) -> Pool<Spin, Spun> {
+    Pool::builder(spin_task())
+        .workers(workers)
+        .isolation(Isolation::Process)
+        .build()
+        .expect("pool starts")
+}
+
+#[derive(Serialize)]
+#[allow(dead_code)]
+enum Mode {
+    Ok(u64),
+    Trap,
+    Panic(String),
+    Fail(String),
+    Loop,
+    MemoryBomb,
+    HugeOutput(u32),
+    Print(u32),
+    Recurse,
+}
+
+/// What `Mode::Print` writes to stderr; the workers' test hook watches for it.
+const MARKER: &str = "xxxxxxxxxx";
+
+fn hostile_task() -> Task<Mode, serde_bytes::ByteBuf> {
+    Task::from_file(common::guest("hostile")).expect("hostile guest loads")
+}
+
+fn hostile_builder() -> sandpool::PoolBuilder<Mode, serde_bytes::ByteBuf> {
+    Pool::builder(hostile_task()).isolation(Isolation::Process)
+}
+
+fn ok_value(result: &Result<serde_bytes::ByteBuf, Error>) -> u64 {
+    let bytes = result
+        .as_ref()
+        .unwrap_or_else(|e| panic!("a well-behaved input succeeds: {e}"));
+    u64::from_le_bytes(bytes.as_slice().try_into().expect("8 bytes"))
+}
+
+#[test]
+fn map_returns_10000_results_matched_to_their_inputs_in_input_order() {
+    let _serial = serial();
+    let inputs = random_spins(10_000, 1);
+    let pool = spin_pool(4);
+    let mut count = 0;
+    for (i, (input, result)) in inputs.iter().zip(pool.map(&inputs)).enumerate() {
+        let out = result.unwrap_or_else(|e| panic!("input {i} failed: {e}"));
+        assert_eq!(out.id, input.id, "result {i} belongs to input {}", out.id);
+        assert_eq!(out.checksum, expected_checksum(input.id, input.rounds));
+        count += 1;
+    }
+    assert_eq!(count, inputs.len());
+    assert_eq!(pool.process_stats().unwrap().crashed, 0);
+    pool.shutdown(true, false);
+    assert_no_workers_remain();
+}
+
+#[test]
+fn as_completed_yields_every_index_once_with_its_own_result() {
+    let _serial = serial();
+    let inputs = random_spins(2_000, 2);
+    let pool = spin_pool(2);
+    let mut seen = HashSet::new();
+    for (index, result) in pool.as_completed(&inputs) {
+        let out = result.expect("spin succeeds");
+        assert_eq!(
+            out.checksum,
+            expected_checksum(inputs[index].id, inputs[index].rounds)
+        );
+        assert!(seen.insert(index), "index {index} yielded twice");
+    }
+    assert_eq!(seen.len(), inputs.len());
+}
+
+#[test]
+fn sigkill_of_a_worker_mid_map_fails_exactly_its_in_flight_task() {
+    let _serial = serial();
+    const VICTIM: usize = 500;
+    // Short tasks, except the victim's, which runs for seconds: it is in flight when the kill lands.
+    let inputs: Vec<Spin> = (0..1000)
+        .map(|id| Spin {
+            id,
+            rounds: if id as usize == VICTIM {
+                u32::MAX
+            } else {
+                2_000
+            },
+        })
+        .collect();
+    let pool = spin_pool(2);
+    let mut results = Vec::with_capacity(inputs.len());
+    let mut killer = None;
+    for (i, result) in pool.map(&inputs).enumerate() {
+        results.push(result);
+        if i == VICTIM - 1 {
+            // The victim has started. Once the other worker has drained the window and
+            // gone idle, the victim's worker is the only one running: kill exactly it.
+            let pool = pool.clone();
+            killer = Some(std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                loop {
+                    std::thread::sleep(Duration::from_millis(50));
+                    let pids = pool.process_stats().unwrap().worker_pids;
+                    let running: Vec<u32> = pids
+                        .iter()
+                        .copied()
+                        .filter(|&p| proc_state(p) == Some('R'))
+                        .collect();
+                    if pids.len() == 2 && running.len() == 1 {
+                        // SAFETY: sending a signal to our own child process.
+                        assert_eq!(unsafe { libc::kill(running[0] as i32, libc::SIGKILL) }, 0);
+                        return running[0];
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "never saw exactly one busy worker: {pids:?}"
+                    );
+                }
+            }));
+        }
+    }
+    let killed = killer
+        .expect("the map got past the victim")
+        .join()
+        .expect("killer thread");
+    assert_eq!(results.len(), inputs.len());
+    for (i, result) in results.iter().enumerate() {
+        if i == VICTIM {
+            let err = result.as_ref().expect_err("the in-flight task fails");
+            assert_eq!(err.kind(), ErrorKind::WorkerCrashed, "{err}");
+            assert_eq!(err.task().map(|t| t.index), Some(VICTIM as u64));
+            let message = err.to_string();
+            assert!(
+                message.contains("SIGKILL") && message.contains(&killed.to_string()),
+                "{message}"
+            );
+        } else {
+            let out = result
+                .as_ref()
+                .unwrap_or_else(|e| panic!("input {i} failed: {e}"));
+            assert_eq!(
+                (out.id, out.checksum),
+                (i as u64, expected_checksum(i as u64, inputs[i].rounds))
+            );
+        }
+    }
+    let stats = pool.process_stats().unwrap();
+    assert_eq!(stats.crashed, 1, "{stats:?}");
+    assert_eq!(
+        stats.started, 3,
+        "two workers plus one replacement: {stats:?}"
+    );
+    assert!(!stats.worker_pids.contains(&killed));
+    pool.shutdown(true, false);
+    assert_no_workers_remain();
+}
+
+#[test]
+fn an_abort_in_a_worker_fails_only_its_task_and_the_map_goes_on() {
+    let _serial = serial();
+    const VICTIM: usize = 500;
+    let pool = hostile_builder()
+        .workers(2)
+        .worker_env("SANDPOOL_WORKER_FAULT", format!("abort:{MARKER}"))
+        .build()
+        .expect("pool starts");
+    let inputs: Vec<Mode> = (0..1000)
+        .map(|i| {
+            if i == VICTIM {
+                Mode::Print(100)
+            } else {
+                Mode::Ok(i as u64)
+            }
+        })
+        .collect();
+    let results: Vec<_> = pool.map(&inputs).collect();
+    assert_eq!(results.len(), inputs.len());
+    for (i, result) in results.iter().enumerate() {
+        if i == VICTIM {
+            let err = result.as_ref().expect_err("the aborting task fails");
+            assert_eq!(err.kind(), ErrorKind::WorkerCrashed, "{err}");
+            assert_eq!(err.task().map(|t| t.index), Some(VICTIM as u64));
+            assert!(err.to_string().contains("signal 6 (SIGABRT"), "{err}");
+        } else {
+            assert_eq!(ok_value(result), i as u64);
+        }
+    }
+    assert_eq!(pool.process_stats().unwrap().crashed, 1);
+    pool.shutdown(true, false);
+    assert_no_workers_remain();
+}
+
+#[test]
+fn every_kind_of_worker_death_is_named_and_the_worker_replaced() {
+    let _serial = serial();
+    for (action, expect) in [
+        ("segv", "signal 11 (SIGSEGV"),
+        ("exit", "exited with status 3"),
+        ("abort", "signal 6 (SIGABRT"),
+    ] {
+        let pool = hostile_builder()
+            .workers(1)
+            .worker_env("SANDPOOL_WORKER_FAULT", format!("{action}:{MARKER}"))
+            .build()
+            .unwrap();
+        let err = pool.submit(&Mode::Print(100)).unwrap().wait().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::WorkerCrashed, "{action}: {err}");
+        assert!(err.to_string().contains(expect), "{action}: {err}");
+        // The replacement serves the next task.
+        assert_eq!(
+            ok_value(&pool.submit(&Mode::Ok(7)).unwrap().wait()),
+            7,
+            "{action}"
+        );
+        pool.shutdown(true, false);
+    }
+    assert_no_workers_remain();
+}
+
+#[test]
+fn a_worker_that_stops_answering_is_killed_after_the_deadline_plus_grace() {
+    let _serial = serial();
+    let pool = hostile_builder()
+        .workers(1)
+        .limits(Limits::default().timeout(Duration::from_millis(200)))
+        .worker_grace(Duration::from_millis(300))
+        .worker_env("SANDPOOL_WORKER_FAULT", format!("hang:{MARKER}"))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = pool.submit(&Mode::Print(100)).unwrap().wait().unwrap_err();
+    let waited = started.elapsed();
+    assert_eq!(err.kind(), ErrorKind::WorkerCrashed, "{err}");
+    assert!(
+        err.to_string().contains("did not answer within 500ms"),
+        "{err}"
+    );
+    assert!(
+        waited >= Duration::from_millis(500) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    // A task that times out inside the worker is an ordinary timeout, not a crash.
+    let err = pool.submit(&Mode::Loop).unwrap().wait().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert_eq!(ok_value(&pool.submit(&Mode::Ok(1)).unwrap().wait()), 1);
+    pool.shutdown(true, false);
+    assert_no_workers_remain();
+}
+
+#[test]
+fn a_restart_storm_at_build_is_a_pool_error_after_a_bounded_number_of_starts() {
+    let _serial = serial();
+    let started = Instant::now();
+    let err = hostile_builder()
+        .workers(2)
+        .max_failed_starts(4)
+        .worker_env("SANDPOOL_WORKER_FAULT_AT_START", "always")
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Pool, "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("after 4 failed start-ups in a row"),
+        "{message}"
+    );
+    assert!(
+        message.contains("SIGABRT") && message.contains("before it was ready"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_no_workers_remain();
+}
+
+#[test]
+fn a_restart_storm_later_fails_tasks_at_once_with_the_reason_instead_of_looping() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("crash-at-start");
+    let pool = hostile_builder()
+        .workers(1)
+        .max_failed_starts(3)
+        .worker_env("SANDPOOL_WORKER_FAULT_AT_START", &flag)
+        .worker_env("SANDPOOL_WORKER_FAULT", format!("abort:{MARKER}"))
+        .build()
+        .unwrap();
+    assert_eq!(ok_value(&pool.submit(&Mode::Ok(1)).unwrap().wait()), 1);
+    // From now on every new worker dies while starting.
+    std::fs::write(&flag, b"").unwrap();
+    let err = pool.submit(&Mode::Print(100)).unwrap().wait().unwrap_err();
+    assert!(err.to_string().contains("SIGABRT"), "{err}");
+    let started = Instant::now();
+    let err = pool.submit(&Mode::Ok(2)).unwrap().wait().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WorkerCrashed, "{err}");
+    assert!(err.to_string().contains("gave up starting"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // Later tasks fail at once with the same reason; no future hangs.
+    let started = Instant::now();
+    let handles: Vec<_> = (0..20)
+        .map(|i| pool.submit(&Mode::Ok(i)).unwrap())
+        .collect();
+    for handle in handles {
+        let err = handle.wait().unwrap_err();
+        assert!(err.to_string().contains("gave up starting"), "{err}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let stats = pool.process_stats().unwrap();
+    assert_eq!(stats.failed_starts, 3, "{stats:?}");
+    assert!(stats.gave_up.is_some());
+    pool.shutdown(true, false);
+    assert_no_workers_remain();
+}
+
+#[test]
+fn max_tasks_per_worker_recycles_workers() {
+    let _serial = serial();
+    let pool = hostile_builder()
+        .workers(1)
+        .max_tasks_per_worker(10)
+        .build()
+        .unwrap();
+    let first = pool.process_stats().unwrap().worker_pids;
+    let results: Vec<_> = pool.map((0..35).map(Mode::Ok)).collect();
+    for (i, result) in results.iter().enumerate() {
+        assert_eq!(ok_value(result), i as u64);
+    }
+    let stats = pool.process_stats().unwrap();
+    assert_eq!(stats.recycled, 3, "{stats:?}");
+    assert_eq!(stats.started, 4, "{stats:?}");
+    assert_eq!(stats.crashed, 0);
+    assert_eq!(stats.worker_pids.len(), 1);
+    assert_ne!(
+        stats.worker_pids, first,
+        "a fresh process serves after recycling"
+    );
+    pool.shutdown(true, false);
+    assert_no_workers_remain();
+}
+
+#[test]
+fn workers_load_the_precompiled_module_unless_told_to_compile() {
+    let _serial = serial();
+    let pool = spin_pool(1);
+    let start = pool.process_stats().unwrap().last_start.unwrap();
+    assert!(start.precompiled && start.fallback.is_none(), "{start:?}");
+    let cold = Pool::builder(spin_task())
+        .workers(1)
+        .isolation(Isolation::Process)
+        .precompiled_module(false)
+        .build()
+        .unwrap();
+    let start = cold.process_stats().unwrap().last_start.unwrap();
+    assert!(!start.precompiled, "{start:?}");
+    assert_eq!(
+        cold.submit(&Spin { id: 3, rounds: 10 })
+            .unwrap()
+            .wait()
+            .unwrap()
+            .checksum,
+        expected_checksum(3, 10)
+    );
+    // The explicit program option works the same as discovery.
+    let explicit = Pool::builder(spin_task())
+        .workers(1)
+        .isolation(Isolation::Process)
+        .worker_program(env!("CARGO_BIN_EXE_sandpool"))
+        .build()
+        .unwrap();
+    assert_eq!(
+        explicit
+            .submit(&Spin { id: 4, rounds: 10 })
+            .unwrap()
+            .wait()
+            .unwrap()
+            .id,
+        4
+    );
+    drop((pool, cold, explicit));
+    assert_no_workers_remain();
+}
+
+#[test]
+fn each_fault_fails_only_its_own_task_with_the_same_error_as_in_process() {
+    let _serial = serial();
+    let limits = Limits::default()
+        .timeout(Duration::from_millis(300))
+        .memory(32 << 20)
+        .max_output(1 << 20);
+    let pool = hostile_builder().workers(2).limits(limits).build().unwrap();
+    let faults = [
+        (Mode::Trap, ErrorKind::Trap),
+        (Mode::Loop, ErrorKind::Timeout),
+        (Mode::MemoryBomb, ErrorKind::MemoryLimit),
+        (Mode::HugeOutput(2 << 20), ErrorKind::OutputTooLarge),
+        (Mode::Panic("boom".into()), ErrorKind::Panic),
+        (Mode::Fail("bad input".into()), ErrorKind::Guest),
+        (Mode::Recurse, ErrorKind::Trap),
+    ];
+    let kinds: Vec<ErrorKind> = faults.iter().map(|(_, k)| *k).collect();
+    let mut inputs = Vec::new();
+    for (fault, _) in faults {
+        inputs.push(Mode::Ok(inputs.len() as u64));
+        inputs.push(fault);
+        inputs.push(Mode::Ok(inputs.len() as u64));
+    }
+    let results: Vec<_> = pool.map(&inputs).collect();
+    for (i, result) in results.iter().enumerate() {
+        if i % 3 == 1 {
+            let err = result.as_ref().expect_err("the fault fails");
+            assert_eq!(err.kind(), kinds[i / 3], "input {i}: {err}");
+            assert_eq!(
+                err.task().map(|t| t.index),
+                Some(i as u64),
+                "error names its input"
+            );
+        } else {
+            assert_eq!(ok_value(result), i as u64);
+        }
+    }
+    let err = pool
+        .submit(&Mode::Panic("the sky fell".into()))
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Panic { message, .. } if message.contains("the sky fell")),
+        "{err}"
+    );
+    let small = Limits::default().max_output(4);
+    let err = pool
+        .submit_with(&Mode::Ok(1), small)
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::OutputTooLarge {
+                size: 9,
+                limit: 4,
+                ..
+            }
+        ),
+        "per-task limits cross too: {err}"
+    );
+    assert_eq!(
+        pool.process_stats().unwrap().crashed,
+        0,
+        "guest faults never cost a worker"
+    );
+}
+
+#[test]
+fn guest_output_travels_back_captured_and_bounded() {
+    let _serial = serial();
+    let pool = hostile_builder()
+        .workers(1)
+        .limits(Limits::default().max_log(1000))
+        .build()
+        .unwrap();
+    let out = pool.submit(&Mode::Print(100_000)).unwrap().wait_output();
+    assert!(out.result.is_ok(), "{:?}", out.result);
+    assert_eq!(out.logs.stdout.bytes.len(), 1000);
+    assert_eq!(out.logs.stderr.bytes.len(), 1000);
+    assert_eq!(out.logs.stdout.dropped, 100_000 - 1000);
+    assert!(out.logs.stdout.bytes.starts_with(b"xxxx"));
+    assert!(out.logs.elapsed > Duration::ZERO);
+    let quiet = pool.submit(&Mode::Ok(3)).unwrap().wait_output();
+    assert!(
+        quiet.logs.stdout.bytes.is_empty(),
+        "no output leaks from the previous task"
+    );
+}
+
+#[test]
+fn shutdown_cancels_queued_work_and_dropping_the_pool_reaps_its_workers() {
+    let _serial = serial();
+    let pool = hostile_builder()
+        .workers(2)
+        .limits(Limits::default().timeout(Duration::from_millis(300)))
+        .build()
+        .unwrap();
+    let busy: Vec<_> = (0..2).map(|_| pool.submit(&Mode::Loop).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let queued: Vec<_> = (0..10)
+        .map(|i| pool.submit(&Mode::Ok(i)).unwrap())
+        .collect();
+    pool.shutdown(true, true);
+    for handle in queued {
+        assert_eq!(handle.wait().unwrap_err().kind(), ErrorKind::Cancelled);
+    }
+    for handle in busy {
+        assert_eq!(
+            handle.wait().unwrap_err().kind(),
+            ErrorKind::Timeout,
+            "running work finished"
+        );
+    }
+    assert_eq!(
+        pool.submit(&Mode::Ok(1)).unwrap_err().kind(),
+        ErrorKind::ShutDown
+    );
+    assert_no_workers_remain();
+
+    let pool = hostile_builder().workers(2).build().unwrap();
+    assert_eq!(pool.process_stats().unwrap().worker_pids.len(), 2);
+    let handle = pool.submit(&Mode::Ok(5)).unwrap();
+    drop(pool);
+    assert_eq!(
+        ok_value(&handle.wait()),
+        5,
+        "work submitted before the drop completes"
+    );
+    assert_no_workers_remain();
+}
+
+#[test]
+fn a_worker_program_that_is_not_a_sandpool_worker_is_an_error_not_a_hang() {
+    let _serial = serial();
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = [
+        (
+            "garbage",
+            "printf '\\377\\377\\377\\377'; exec sleep 30",
+            "not a sandpool worker",
+        ),
+        (
+            "junk-frame",
+            "printf '\\004\\000\\000\\000junk'; exec sleep 30",
+            "not a compatible sandpool worker",
+        ),
+        (
+            "quitter",
+            "exit 7",
+            "exited with status 7 before it was ready",
+        ),
+    ];
+    for (name, body, expect) in scripts {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let started = Instant::now();
+        let err = Pool::builder(spin_task())
+            .workers(1)
+            .isolation(Isolation::Process)
+            .worker_program(&path)
+            .max_failed_starts(2)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Pool, "{name}: {err}");
+        assert!(err.to_string().contains(expect), "{name}: {err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{name}: {:?}",
+            started.elapsed()
+        );
+    }
+    let err = Pool::builder(spin_task())
+        .isolation(Isolation::Process)
+        .worker_program("/no/such/program")
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert_no_workers_remain();
+}
