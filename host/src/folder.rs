@@ -220,24 +220,35 @@ fn valid_output(path: &Path) -> bool {
     }
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, then a rename.
-async fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder,
+/// then a rename, in one trip to the blocking pool; then removes `stale`
+/// (the other kind of result for the same input, from an earlier run).
+async fn write_atomic(
+    dir: &Path,
+    path: &Path,
+    bytes: Vec<u8>,
+    stale: &Path,
+) -> std::io::Result<()> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let tmp = dir.join(format!(
         "{TMP_PREFIX}{}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
-    tokio::fs::write(&tmp, bytes).await?;
-    if let Err(e) = tokio::fs::rename(&tmp, path).await {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(e);
-    }
-    Ok(())
-}
-
-async fn remove_if_present(path: &Path) {
-    let _ = tokio::fs::remove_file(path).await;
+    let (path, stale) = (path.to_path_buf(), stale.to_path_buf());
+    let blocking = tokio::task::spawn_blocking(move || {
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, &path).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })?;
+        match std::fs::remove_file(&stale) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    });
+    blocking
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 struct Entry {
@@ -338,7 +349,11 @@ pub fn run_folder(
             let path = in_dir.join(&entry.relative);
             let name = relative_name(&entry.relative);
             async move {
-                match tokio::fs::read(&path).await {
+                let read = tokio::task::spawn_blocking({
+                    let path = path.clone();
+                    move || std::fs::read(path)
+                });
+                match read.await.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
                     Ok(data) => Ok(FileInput { name, data }),
                     Err(e) => Err(Error::io(
                         format!("cannot read input {}", path.display()),
@@ -409,11 +424,8 @@ async fn write_result(
             Ok(_) => {
                 let mut bytes = json.into_bytes();
                 bytes.push(b'\n');
-                match write_atomic(dir, &ok_path, &bytes).await {
-                    Ok(()) => {
-                        remove_if_present(&err_path).await;
-                        return Outcome::Succeeded;
-                    }
+                match write_atomic(dir, &ok_path, bytes, &err_path).await {
+                    Ok(()) => return Outcome::Succeeded,
                     Err(e) => Error::io(format!("cannot write {}", ok_path.display()), &e),
                 }
             }
@@ -431,9 +443,8 @@ async fn write_result(
         error: failure.kind(),
         message: failure.to_string(),
     };
-    remove_if_present(&ok_path).await;
     let body = serde_json::to_vec_pretty(&record).unwrap_or_default();
-    if let Err(e) = write_atomic(dir, &err_path, &body).await {
+    if let Err(e) = write_atomic(dir, &err_path, body, &ok_path).await {
         tracing::error!("cannot write {}: {e}", err_path.display());
     }
     Outcome::Failed(record)
