@@ -427,3 +427,77 @@ fn help_reads_like_a_manual() {
         String::from_utf8_lossy(&sandpool().arg("--help").output().unwrap().stdout).into_owned();
     assert!(top.contains("EXIT STATUS"), "{top}");
 }
+
+#[test]
+fn repeated_sigkill_and_rerun_ends_with_every_output_present_and_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inputs, out) = (dir.path().join("in"), dir.path().join("out"));
+    for i in 0..300 {
+        write(
+            &inputs.join(format!("k{i:03}.txt")),
+            &format!("spin: {}", 200_000 + (i % 7) * 300_000),
+        );
+    }
+    let probe = common::guest("file_probe");
+    let args = [
+        "run".as_ref(),
+        probe.as_os_str(),
+        inputs.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--quiet".as_ref(),
+    ];
+    let mut kills = 0;
+    let mut finished = false;
+    for attempt in 0..100u64 {
+        let mut child = sandpool().args(args).spawn().unwrap();
+        // Kill at a varying moment: 50-250 ms into the run.
+        std::thread::sleep(Duration::from_millis(50 + (attempt * 37) % 200));
+        match child.try_wait().unwrap() {
+            Some(status) => {
+                assert_eq!(status.code(), Some(0));
+                finished = true;
+                break;
+            }
+            None => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+                // Whatever a killed run left, every final-named file is complete.
+                for entry in std::fs::read_dir(&out).into_iter().flatten() {
+                    let path = entry.unwrap().path();
+                    if path.extension().is_some_and(|e| e == "json") {
+                        let body = std::fs::read(&path).unwrap();
+                        serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_else(|e| {
+                            panic!("{} is partial after SIGKILL: {e}", path.display())
+                        });
+                    }
+                }
+            }
+        }
+    }
+    assert!(kills > 0, "the run was killed at least once");
+    if !finished {
+        let status = sandpool().args(args).status().unwrap();
+        assert_eq!(status.code(), Some(0));
+    }
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names.len(),
+        300,
+        "every output and no leftover temporary file: {:?}",
+        names
+            .iter()
+            .filter(|n| !n.ends_with(".txt.json"))
+            .collect::<Vec<_>>()
+    );
+    for i in 0..300 {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join(format!("k{i:03}.txt.json"))).unwrap())
+                .unwrap();
+        assert_eq!(v["name"], format!("k{i:03}.txt"));
+    }
+}
