@@ -92,11 +92,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         for (i, slot) in this.slots.iter_mut().enumerate() {
-            if let Some(handle) = slot {
-                if let Poll::Ready(result) = Pin::new(handle).poll(cx) {
-                    *slot = None;
-                    this.done.push((i, result));
-                }
+            if let Some(handle) = slot
+                && let Poll::Ready(result) = Pin::new(handle).poll(cx)
+            {
+                *slot = None;
+                this.done.push((i, result));
             }
         }
         let pending = this.slots.iter().filter(|s| s.is_some()).count();
