@@ -29,7 +29,10 @@ fn serial() -> MutexGuard<'static, ()> {
 fn worker_children() -> Vec<(u32, char)> {
     let me = std::process::id();
     let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+    for entry in std::fs::read_dir("/proc")
+        .expect("/proc is readable")
+        .flatten()
+    {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
@@ -458,6 +461,31 @@ fn max_tasks_per_worker_recycles_workers() {
     assert_ne!(
         stats.worker_pids, first,
         "a fresh process serves after recycling"
+    );
+    pool.shutdown(true, false);
+    assert_no_workers_remain();
+}
+
+#[test]
+fn a_replacement_started_long_before_it_is_needed_is_still_used() {
+    let _serial = serial();
+    // The recycled worker's replacement starts at once but is first asked for
+    // its handshake at the next task, well after its start timeout.
+    let pool = hostile_builder()
+        .workers(1)
+        .max_tasks_per_worker(1)
+        .worker_start_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    for i in 0..3 {
+        assert_eq!(ok_value(&pool.submit(&Mode::Ok(i)).unwrap().wait()), i);
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    let stats = pool.process_stats().unwrap();
+    assert_eq!(
+        (stats.failed_starts, stats.crashed, stats.recycled),
+        (0, 0, 3),
+        "{stats:?}"
     );
     pool.shutdown(true, false);
     assert_no_workers_remain();

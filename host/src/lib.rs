@@ -37,6 +37,9 @@
 //!   over a queue and worker threads shared by all wasm executors (`dispatch.rs`).
 //! - Running one task in a fresh instance: `instance.rs`; the deny-by-default
 //!   WASI it links: `wasi.rs`.
+//! - Process isolation ([`Isolation::Process`]): supervised `sandpool worker`
+//!   subprocesses, a pipe round trip per task ([`process`]: supervisor,
+//!   worker, frames, precompiled-module hand-over).
 //! - [`Limits`]: deadline, fuel, memory, output and log caps.
 //! - [`Error`]: one error type, a variant per cause, each naming the task and input.
 //! - The serialization boundary: `codec.rs` (bincode) and the ABI constants

@@ -225,17 +225,18 @@ pub(crate) fn set_nonblocking(fd: &impl AsFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Waits until `fd` is ready for `events` or `deadline` passes.
+/// Waits until `fd` is ready for `events` or `deadline` passes. Data that
+/// is already there counts even after the deadline (it is checked once more).
 fn wait_for(fd: i32, events: libc::c_short, deadline: Instant) -> Result<(), FrameError> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(FrameError::TimedOut);
-        }
         // Round up so a sub-millisecond remainder still waits.
         let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
         if poll(fd, events, ms)? {
             return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(FrameError::TimedOut);
         }
     }
 }
@@ -400,6 +401,20 @@ mod tests {
             .read_frame(100, Some(Instant::now() + Duration::from_millis(50)))
             .unwrap_err();
         assert!(matches!(err, FrameError::TimedOut), "{err}");
+    }
+
+    #[test]
+    fn a_frame_already_waiting_is_read_even_past_the_deadline() {
+        let (r, mut w) = io::pipe().unwrap();
+        w.write_all(&frame_of(&Msg {
+            id: 9,
+            text: "late".into(),
+        }))
+        .unwrap();
+        let past = Instant::now();
+        std::thread::sleep(Duration::from_millis(5));
+        let payload = FrameReader::new(r).read_frame(100, Some(past)).unwrap();
+        assert_eq!(decode::<Msg>(&payload).unwrap().id, 9);
     }
 
     #[test]

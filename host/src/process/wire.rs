@@ -48,7 +48,7 @@ const RESPONSE_SLACK: u64 = 1 << 20;
 pub(crate) fn max_response(limits: &Limits) -> usize {
     let bound = limits
         .max_output
-        .saturating_add(2 * limits.max_log as u64)
+        .saturating_add((limits.max_log as u64).saturating_mul(2))
         .saturating_add(RESPONSE_SLACK)
         .min(u32::MAX as u64);
     usize::try_from(bound).unwrap_or(u32::MAX as usize)

@@ -74,11 +74,11 @@ impl Faults {
     }
 
     fn at_start(&self) {
-        if let Some(spec) = &self.at_start {
-            if spec == "always" || std::path::Path::new(spec).exists() {
-                no_core_dump();
-                std::process::abort();
-            }
+        if let Some(spec) = &self.at_start
+            && (spec == "always" || std::path::Path::new(spec).exists())
+        {
+            no_core_dump();
+            std::process::abort();
         }
     }
 
@@ -158,7 +158,11 @@ fn protocol_channels() -> io::Result<(File, File)> {
     let output = File::from(io::stdout().as_fd().try_clone_to_owned()?);
     let null = File::open("/dev/null")?;
     // SAFETY: dup2 on descriptors this process holds open; no memory is passed.
-    let moved = unsafe { libc::dup2(null.as_raw_fd(), 0) >= 0 && libc::dup2(2, 1) >= 0 };
+    // Without a usable stderr, fd 1 goes to /dev/null as well.
+    let moved = unsafe {
+        libc::dup2(null.as_raw_fd(), 0) >= 0
+            && (libc::dup2(2, 1) >= 0 || libc::dup2(null.as_raw_fd(), 1) >= 0)
+    };
     if !moved {
         return Err(io::Error::last_os_error());
     }
@@ -470,8 +474,7 @@ mod tests {
             &mut resp_w,
             &Faults::default(),
         )
-        .err()
-        .expect("refused");
+        .expect_err("refused");
         assert_eq!(err.code, 2);
         assert!(err.message.contains("0.0.0-other"), "{}", err.message);
         let payload = FrameReader::new(resp_r)
@@ -490,8 +493,7 @@ mod tests {
             &mut resp_w,
             &Faults::default(),
         )
-        .err()
-        .expect("refused");
+        .expect_err("refused");
         assert!(
             err.message.contains("not from a sandpool pool"),
             "{}",
