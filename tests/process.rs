@@ -669,6 +669,79 @@ fn shutdown_cancels_queued_work_and_dropping_the_pool_reaps_its_workers() {
 }
 
 #[test]
+fn a_worker_that_answers_with_a_bad_frame_fails_only_that_task_and_is_replaced() {
+    let _serial = serial();
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A valid `Ready` handshake (bincode: variant 0, pid 5, precompiled, no fallback, 0 s load),
+    // then (once the request is surely in flight) one bad answer to it.
+    let ready = r"printf '\006\000\000\000\000\005\001\000\000\000'";
+    let answers = [
+        (
+            "garbage",
+            r"printf '\003\000\000\000\377\377\377'",
+            "sent a bad frame",
+        ),
+        (
+            "oversized",
+            r"printf '\377\377\377\177'",
+            "sent a bad frame",
+        ),
+        // `Done` for request 7 (an empty `Ok` and empty logs) when request 0 was sent.
+        (
+            "wrong-id",
+            r"printf '\012\000\000\000\000\007\000\000\000\000\000\000\000\000'",
+            "answered request 7 instead of 0",
+        ),
+        (
+            "truncated",
+            r"printf '\050\000\000\000\000\007'; exit 4",
+            "exited with status 4",
+        ),
+    ];
+    for (name, answer, expect) in answers {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\n{ready}\nsleep 0.2\n{answer}\nexec sleep 30\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let pool = Pool::builder(spin_task())
+            .workers(1)
+            .isolation(Isolation::Process)
+            .worker_program(&path)
+            .build()
+            .unwrap_or_else(|e| panic!("{name}: the handshake is valid: {e}"));
+        let started = Instant::now();
+        for round in 0..2 {
+            let err = pool
+                .submit(&Spin { id: 1, rounds: 1 })
+                .unwrap()
+                .wait()
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::WorkerCrashed, "{name}: {err}");
+            assert!(
+                err.to_string().contains(expect),
+                "{name} round {round}: {err}"
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{name}: {:?}",
+            started.elapsed()
+        );
+        let stats = pool.process_stats().unwrap();
+        assert_eq!(
+            (stats.crashed, stats.started),
+            (2, 2),
+            "{name}: each bad answer cost one worker: {stats:?}"
+        );
+        pool.shutdown(true, false);
+    }
+}
+
+#[test]
 fn a_worker_program_that_is_not_a_sandpool_worker_is_an_error_not_a_hang() {
     let _serial = serial();
     use std::os::unix::fs::PermissionsExt;

@@ -10,7 +10,9 @@
 //! header and hashes against the `Hello` and only then deserializes those
 //! same bytes, so it never deserializes bytes this version of sandpool did
 //! not write. Any mismatch falls back to compiling the (equally checked)
-//! wasm. The directory is removed when the pool's supervisor goes away.
+//! wasm. The directory is removed when the pool's supervisor goes away;
+//! one left behind by a process that exited without dropping its pool is
+//! swept by the next pool that starts (same user, owner process gone).
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::Write;
@@ -150,12 +152,16 @@ impl Drop for ModuleFiles {
     }
 }
 
+/// Prefix of the hand-over directories: `PREFIX{pid}-{random}`.
+const PREFIX: &str = "sandpool-worker-module-";
+
 fn private_dir() -> std::io::Result<PathBuf> {
     let base = std::env::temp_dir();
+    sweep_stale(&base);
     let mut last = None;
     for _ in 0..16 {
         let dir = base.join(format!(
-            "sandpool-{}-{:016x}",
+            "{PREFIX}{}-{:016x}",
             std::process::id(),
             rand::random::<u64>()
         ));
@@ -166,6 +172,46 @@ fn private_dir() -> std::io::Result<PathBuf> {
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("cannot create a private directory")))
+}
+
+/// Removes hand-over directories of this user whose process is gone (it
+/// exited without dropping its pools, e.g. `std::process::exit` or a kill).
+fn sweep_stale(base: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { libc::getuid() };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = owner_pid(&name.to_string_lossy()) else {
+            continue;
+        };
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if !meta.is_dir() || meta.uid() != me || process_alive(pid) {
+            continue;
+        }
+        let _ = std::fs::remove_dir_all(entry.path());
+    }
+}
+
+/// The pid in a hand-over directory's name, if the name is one.
+fn owner_pid(name: &str) -> Option<i32> {
+    let (pid, random) = name.strip_prefix(PREFIX)?.split_once('-')?;
+    let valid = random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit());
+    valid
+        .then(|| pid.parse().ok())
+        .flatten()
+        .filter(|&pid| pid > 0)
+}
+
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let found = unsafe { libc::kill(pid, 0) } == 0;
+    found || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 fn write_new(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
@@ -223,6 +269,33 @@ mod tests {
                 .unwrap_err()
                 .contains("written by sandpool")
         );
+    }
+
+    #[test]
+    fn directories_of_processes_that_are_gone_are_swept() {
+        assert_eq!(
+            owner_pid("sandpool-worker-module-123-00112233aabbccdd"),
+            Some(123)
+        );
+        assert_eq!(owner_pid("sandpool-worker-module-123-xyz"), None);
+        assert_eq!(owner_pid("sandpool-cli-test-cache-5"), None);
+        let base = std::env::temp_dir();
+        // A pid above the kernel's maximum (4194304) is never alive.
+        let stale = base.join(format!("{PREFIX}99999999-{:016x}", rand::random::<u64>()));
+        let alive = base.join(format!(
+            "{PREFIX}{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        for dir in [&stale, &alive] {
+            std::fs::create_dir(dir).unwrap();
+            std::fs::write(dir.join("module.wasm"), b"x").unwrap();
+        }
+        let files = ModuleFiles::write(b"\0asm", None, false).unwrap();
+        assert!(!stale.exists(), "the dead process's directory is gone");
+        assert!(alive.exists(), "a live process's directory stays");
+        std::fs::remove_dir_all(&alive).unwrap();
+        drop(files);
     }
 
     #[test]
