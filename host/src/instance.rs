@@ -43,9 +43,26 @@ pub(crate) struct RawOutcome {
 impl CompiledModule {
     /// Runs one task on `input` (already encoded) in a fresh instance.
     pub fn run_task(&self, limits: &Limits, task: &TaskRef, input: &[u8]) -> RawOutcome {
+        self.run_task_granted(limits, task, input, None)
+    }
+
+    /// [`run_task`](Self::run_task) with the pool's granted directory, if any, visible to the guest.
+    pub fn run_task_granted(
+        &self,
+        limits: &Limits,
+        task: &TaskRef,
+        input: &[u8],
+        grant: Option<&std::sync::Arc<crate::grant::GrantRoot>>,
+    ) -> RawOutcome {
         let started = Instant::now();
         let memory_limit = usize::try_from(limits.memory).unwrap_or(usize::MAX);
-        let mut store = Store::new(&self.engine, HostState::new(memory_limit, limits.max_log));
+        let mut state = HostState::new(memory_limit, limits.max_log);
+        if let Some(root) = grant {
+            state.files = Some(Box::new(crate::grant::FileTable::new(std::sync::Arc::clone(
+                root,
+            ))));
+        }
+        let mut store = Store::new(&self.engine, state);
         let result = self.run_in(&mut store, limits, task, input);
         let state = store.into_data();
         RawOutcome {

@@ -50,6 +50,7 @@ mod codec;
 mod dispatch;
 mod error;
 mod folder;
+mod grant;
 mod inspect;
 mod instance;
 mod io;
@@ -64,6 +65,7 @@ mod wasi;
 
 pub use cache::default_cache_dir;
 pub use error::{Error, ErrorKind, Result, TaskRef};
+pub use grant::{DEFAULT_MAX_FILE_WRITES, DirAccess, MAX_OPEN_FILES};
 pub use folder::{
     FailureRecord, FolderJob, FolderSummary, Progress, file_id, list_inputs, run_folder,
 };

@@ -58,6 +58,7 @@ pub struct PoolBuilder<In, Out> {
     fuel_metering: bool,
     isolation: Isolation,
     pub(crate) process: crate::process::ProcessOptions,
+    pub(crate) grant: crate::grant::GrantOptions,
 }
 
 impl<In: Serialize, Out: DeserializeOwned + Send + 'static> PoolBuilder<In, Out> {
@@ -152,10 +153,19 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> PoolBuilder<In, Out>
         }
         let fuel = self.fuel_metering || self.limits.fuel.is_some();
         let compiled = self.task.module.compiled(fuel)?;
+        let grant = self.grant.open()?;
+        if grant.is_some() && self.isolation != Isolation::Instance {
+            return Err(Error::Config(
+                "directory grants work with Isolation::Instance only".into(),
+            ));
+        }
         let mut process = None;
         let dispatcher = match self.isolation {
             Isolation::Instance => {
-                let backend = Arc::new(InstanceBackend { module: compiled });
+                let backend = Arc::new(InstanceBackend {
+                    module: compiled,
+                    grant,
+                });
                 Dispatcher::start(
                     backend,
                     self.workers,
@@ -198,6 +208,7 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> PoolBuilder<In, Out>
 /// Runs tasks in fresh instances of a compiled module, in this process.
 struct InstanceBackend {
     module: Arc<CompiledModule>,
+    grant: Option<Arc<crate::grant::GrantRoot>>,
 }
 
 impl Backend for InstanceBackend {
@@ -206,7 +217,8 @@ impl Backend for InstanceBackend {
         Ok(())
     }
     fn run(&self, _worker: &mut (), job: &crate::dispatch::Job) -> RawOutcome {
-        self.module.run_task(&job.limits, &job.task, &job.input)
+        self.module
+            .run_task_granted(&job.limits, &job.task, &job.input, self.grant.as_ref())
     }
 }
 
@@ -277,6 +289,7 @@ impl Pool<(), ()> {
             fuel_metering: false,
             isolation: Isolation::Instance,
             process: Default::default(),
+            grant: Default::default(),
         }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Every `wasi_snapshot_preview1` function is defined, so any module built
 //! for `wasm32-wasip1` links, but nothing is granted: no files (no
-//! preopened directories, every descriptor but 0–2 is `EBADF`), no
+//! preopened directories, every descriptor but 0–2 is `EBADF`, unless the
+//! pool was granted one directory: see `grant.rs`), no
 //! environment, no arguments, no sockets. Standard input is empty; standard
 //! output and error are captured per task into buffers bounded by
 //! [`Limits::max_log`](crate::Limits::max_log) (the excess is counted and
@@ -19,6 +20,7 @@ use rand::RngCore;
 use wasmtime::{Caller, Extern, Linker, ResourceLimiter};
 
 use crate::error::Error;
+use crate::grant::FileTable;
 
 const ERRNO_SUCCESS: i32 = 0;
 const ERRNO_BADF: i32 = 8;
@@ -76,6 +78,8 @@ pub(crate) struct HostState {
     pub stderr: CapturedStream,
     pub panic: Option<String>,
     pub started: Instant,
+    /// The task's view of the pool's granted directory, if any (`grant.rs`).
+    pub files: Option<Box<FileTable>>,
 }
 
 impl HostState {
@@ -88,6 +92,7 @@ impl HostState {
             stderr: CapturedStream::default(),
             panic: None,
             started: Instant::now(),
+            files: None,
         }
     }
 }
@@ -155,7 +160,9 @@ fn fd_write(
     nwritten: i32,
 ) -> i32 {
     if fd != 1 && fd != 2 {
-        return ERRNO_BADF;
+        return with_files(&mut caller, |mem, files| {
+            files.write(mem, fd, iovs, iovs_len, nwritten, None)
+        });
     }
     let Some((mem, state)) = memory(&mut caller) else {
         return ERRNO_FAULT;
@@ -249,7 +256,7 @@ fn random_get(mut caller: Caller<'_, HostState>, buf: i32, len: i32) -> i32 {
 
 fn fd_fdstat_get(mut caller: Caller<'_, HostState>, fd: i32, out: i32) -> i32 {
     if !(0..=2).contains(&fd) {
-        return ERRNO_BADF;
+        return with_files(&mut caller, |mem, files| files.fdstat_get(mem, fd, out));
     }
     // fdstat: filetype u8 (2 = character device), pad, flags u16, pad, rights_base u64, rights_inheriting u64.
     let mut stat = [0u8; 24];
@@ -269,12 +276,14 @@ fn fd_fdstat_get(mut caller: Caller<'_, HostState>, fd: i32, out: i32) -> i32 {
 fn fd_read(
     mut caller: Caller<'_, HostState>,
     fd: i32,
-    _iovs: i32,
-    _iovs_len: i32,
+    iovs: i32,
+    iovs_len: i32,
     nread: i32,
 ) -> i32 {
     if fd != 0 {
-        return ERRNO_BADF;
+        return with_files(&mut caller, |mem, files| {
+            files.read(mem, fd, iovs, iovs_len, nread, None)
+        });
     }
     // Standard input is empty.
     let Some((mem, _)) = memory(&mut caller) else {
@@ -287,11 +296,21 @@ fn fd_read(
     }
 }
 
-fn stdio_or_badf(fd: i32, ok: i32) -> i32 {
-    if (0..=2).contains(&fd) {
-        ok
-    } else {
-        ERRNO_BADF
+/// Runs `op` on the task's granted directory; `EBADF` when it has none
+/// (the default), so without a grant every descriptor past 2 is unknown.
+fn with_files(
+    caller: &mut Caller<'_, HostState>,
+    op: impl FnOnce(&mut [u8], &mut FileTable) -> i32,
+) -> i32 {
+    if caller.data().files.is_none() {
+        return ERRNO_BADF;
+    }
+    let Some((mem, state)) = memory(caller) else {
+        return ERRNO_FAULT;
+    };
+    match state.files.as_deref_mut() {
+        Some(files) => op(mem, files),
+        None => ERRNO_BADF,
     }
 }
 
@@ -322,126 +341,225 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         "poll_oneoff",
         |_: C<'_>, _: i32, _: i32, _: i32, _: i32| ERRNO_NOSYS,
     )?;
-    // Descriptors: only 0-2 exist; no preopens, so no paths resolve.
-    linker.func_wrap(WASI, "fd_close", |_: C<'_>, fd: i32| {
-        stdio_or_badf(fd, ERRNO_SUCCESS)
+    // Descriptors: 0-2 are the standard streams. Past them, everything is
+    // `EBADF` unless the pool granted a directory (descriptor 3, `grant.rs`).
+    linker.func_wrap(WASI, "fd_close", |mut c: C<'_>, fd: i32| {
+        if (0..=2).contains(&fd) {
+            return ERRNO_SUCCESS;
+        }
+        with_files(&mut c, |_, files| files.close(fd))
     })?;
-    linker.func_wrap(WASI, "fd_sync", |_: C<'_>, fd: i32| {
-        stdio_or_badf(fd, ERRNO_SUCCESS)
+    linker.func_wrap(WASI, "fd_sync", |mut c: C<'_>, fd: i32| {
+        if (0..=2).contains(&fd) {
+            return ERRNO_SUCCESS;
+        }
+        with_files(&mut c, |_, files| files.sync(fd, false))
     })?;
-    linker.func_wrap(WASI, "fd_datasync", |_: C<'_>, fd: i32| {
-        stdio_or_badf(fd, ERRNO_SUCCESS)
+    linker.func_wrap(WASI, "fd_datasync", |mut c: C<'_>, fd: i32| {
+        if (0..=2).contains(&fd) {
+            return ERRNO_SUCCESS;
+        }
+        with_files(&mut c, |_, files| files.sync(fd, true))
     })?;
-    linker.func_wrap(WASI, "fd_prestat_get", |_: C<'_>, _: i32, _: i32| {
-        ERRNO_BADF
+    linker.func_wrap(WASI, "fd_prestat_get", |mut c: C<'_>, fd: i32, out: i32| {
+        with_files(&mut c, |mem, files| files.prestat_get(mem, fd, out))
     })?;
     linker.func_wrap(
         WASI,
         "fd_prestat_dir_name",
-        |_: C<'_>, _: i32, _: i32, _: i32| ERRNO_BADF,
+        |mut c: C<'_>, fd: i32, path: i32, len: i32| {
+            with_files(&mut c, |mem, files| {
+                files.prestat_dir_name(mem, fd, path, len)
+            })
+        },
     )?;
     linker.func_wrap(
         WASI,
         "fd_seek",
-        |_: C<'_>, fd: i32, _: i64, _: i32, _: i32| stdio_or_badf(fd, ERRNO_SPIPE),
+        |mut c: C<'_>, fd: i32, offset: i64, whence: i32, out: i32| {
+            if (0..=2).contains(&fd) {
+                return ERRNO_SPIPE;
+            }
+            with_files(&mut c, |mem, files| {
+                files.seek(mem, fd, offset, whence, out)
+            })
+        },
     )?;
-    linker.func_wrap(WASI, "fd_tell", |_: C<'_>, fd: i32, _: i32| {
-        stdio_or_badf(fd, ERRNO_SPIPE)
+    linker.func_wrap(WASI, "fd_tell", |mut c: C<'_>, fd: i32, out: i32| {
+        if (0..=2).contains(&fd) {
+            return ERRNO_SPIPE;
+        }
+        with_files(&mut c, |mem, files| files.seek(mem, fd, 0, 1, out))
     })?;
     linker.func_wrap(
         WASI,
         "fd_advise",
-        |_: C<'_>, _: i32, _: i64, _: i64, _: i32| ERRNO_BADF,
+        |mut c: C<'_>, fd: i32, _: i64, _: i64, _: i32| with_files(&mut c, |_, f| f.advise(fd)),
     )?;
-    linker.func_wrap(WASI, "fd_allocate", |_: C<'_>, _: i32, _: i64, _: i64| {
-        ERRNO_BADF
-    })?;
-    linker.func_wrap(WASI, "fd_fdstat_set_flags", |_: C<'_>, _: i32, _: i32| {
-        ERRNO_BADF
-    })?;
+    linker.func_wrap(
+        WASI,
+        "fd_allocate",
+        |mut c: C<'_>, fd: i32, _: i64, _: i64| with_files(&mut c, |_, f| f.unsupported(fd)),
+    )?;
+    linker.func_wrap(
+        WASI,
+        "fd_fdstat_set_flags",
+        |mut c: C<'_>, fd: i32, flags: i32| {
+            with_files(&mut c, |_, files| files.fdstat_set_flags(fd, flags))
+        },
+    )?;
     linker.func_wrap(
         WASI,
         "fd_fdstat_set_rights",
-        |_: C<'_>, _: i32, _: i64, _: i64| ERRNO_BADF,
+        |mut c: C<'_>, fd: i32, _: i64, _: i64| with_files(&mut c, |_, f| f.unsupported(fd)),
     )?;
-    linker.func_wrap(WASI, "fd_filestat_get", |_: C<'_>, _: i32, _: i32| {
-        ERRNO_BADF
-    })?;
-    linker.func_wrap(WASI, "fd_filestat_set_size", |_: C<'_>, _: i32, _: i64| {
-        ERRNO_BADF
-    })?;
+    linker.func_wrap(
+        WASI,
+        "fd_filestat_get",
+        |mut c: C<'_>, fd: i32, out: i32| {
+            with_files(&mut c, |mem, files| files.filestat_get(mem, fd, out))
+        },
+    )?;
+    linker.func_wrap(
+        WASI,
+        "fd_filestat_set_size",
+        |mut c: C<'_>, fd: i32, size: i64| {
+            with_files(&mut c, |_, files| files.filestat_set_size(fd, size as u64))
+        },
+    )?;
     linker.func_wrap(
         WASI,
         "fd_filestat_set_times",
-        |_: C<'_>, _: i32, _: i64, _: i64, _: i32| ERRNO_BADF,
+        |mut c: C<'_>, fd: i32, _: i64, _: i64, _: i32| {
+            with_files(&mut c, |_, f| f.unsupported(fd))
+        },
     )?;
     linker.func_wrap(
         WASI,
         "fd_pread",
-        |_: C<'_>, _: i32, _: i32, _: i32, _: i64, _: i32| ERRNO_BADF,
+        |mut c: C<'_>, fd: i32, iovs: i32, len: i32, offset: i64, out: i32| {
+            with_files(&mut c, |mem, files| {
+                files.read(mem, fd, iovs, len, out, Some(offset as u64))
+            })
+        },
     )?;
     linker.func_wrap(
         WASI,
         "fd_pwrite",
-        |_: C<'_>, _: i32, _: i32, _: i32, _: i64, _: i32| ERRNO_BADF,
+        |mut c: C<'_>, fd: i32, iovs: i32, len: i32, offset: i64, out: i32| {
+            with_files(&mut c, |mem, files| {
+                files.write(mem, fd, iovs, len, out, Some(offset as u64))
+            })
+        },
     )?;
     linker.func_wrap(
         WASI,
         "fd_readdir",
-        |_: C<'_>, _: i32, _: i32, _: i32, _: i64, _: i32| ERRNO_BADF,
+        |mut c: C<'_>, fd: i32, buf: i32, len: i32, cookie: i64, out: i32| {
+            with_files(&mut c, |mem, files| {
+                files.readdir(mem, fd, buf, len, cookie as u64, out)
+            })
+        },
     )?;
-    linker.func_wrap(WASI, "fd_renumber", |_: C<'_>, _: i32, _: i32| ERRNO_BADF)?;
+    linker.func_wrap(WASI, "fd_renumber", |mut c: C<'_>, fd: i32, _: i32| {
+        with_files(&mut c, |_, f| f.unsupported(fd))
+    })?;
     linker.func_wrap(
         WASI,
         "path_create_directory",
-        |_: C<'_>, _: i32, _: i32, _: i32| ERRNO_BADF,
+        |mut c: C<'_>, fd: i32, path: i32, len: i32| {
+            with_files(&mut c, |mem, files| {
+                files.create_directory(mem, fd, path, len)
+            })
+        },
     )?;
     linker.func_wrap(
         WASI,
         "path_filestat_get",
-        |_: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i32| ERRNO_BADF,
+        |mut c: C<'_>, fd: i32, lookup: i32, path: i32, len: i32, out: i32| {
+            with_files(&mut c, |mem, files| {
+                files.path_filestat_get(mem, fd, lookup, path, len, out)
+            })
+        },
     )?;
     linker.func_wrap(
         WASI,
         "path_filestat_set_times",
-        |_: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i64, _: i64, _: i32| ERRNO_BADF,
+        |mut c: C<'_>, fd: i32, _: i32, _: i32, _: i32, _: i64, _: i64, _: i32| {
+            with_files(&mut c, |_, f| f.path_unsupported(fd))
+        },
     )?;
     linker.func_wrap(
         WASI,
         "path_link",
-        |_: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| ERRNO_BADF,
+        |mut c: C<'_>, fd: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| {
+            with_files(&mut c, |_, f| f.path_unsupported(fd))
+        },
     )?;
     linker.func_wrap(
         WASI,
         "path_open",
-        |_: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i64, _: i64, _: i32, _: i32| {
-            ERRNO_BADF
+        |mut c: C<'_>,
+         fd: i32,
+         lookup: i32,
+         path: i32,
+         len: i32,
+         oflags: i32,
+         rights: i64,
+         _inheriting: i64,
+         fdflags: i32,
+         out: i32| {
+            with_files(&mut c, |mem, files| {
+                files.path_open(
+                    mem,
+                    fd,
+                    lookup,
+                    path,
+                    len,
+                    oflags,
+                    rights as u64,
+                    fdflags,
+                    out,
+                )
+            })
         },
     )?;
     linker.func_wrap(
         WASI,
         "path_readlink",
-        |_: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| ERRNO_BADF,
+        |mut c: C<'_>, fd: i32, _: i32, _: i32, _: i32, _: i32, _: i32| {
+            with_files(&mut c, |_, f| f.path_unsupported(fd))
+        },
     )?;
     linker.func_wrap(
         WASI,
         "path_remove_directory",
-        |_: C<'_>, _: i32, _: i32, _: i32| ERRNO_BADF,
+        |mut c: C<'_>, fd: i32, path: i32, len: i32| {
+            with_files(&mut c, |mem, files| files.remove(mem, fd, path, len, true))
+        },
     )?;
     linker.func_wrap(
         WASI,
         "path_rename",
-        |_: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| ERRNO_BADF,
+        |mut c: C<'_>, fd: i32, old: i32, old_len: i32, new_fd: i32, new: i32, new_len: i32| {
+            with_files(&mut c, |mem, files| {
+                files.rename(mem, fd, old, old_len, new_fd, new, new_len)
+            })
+        },
     )?;
     linker.func_wrap(
         WASI,
         "path_symlink",
-        |_: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i32| ERRNO_BADF,
+        |mut c: C<'_>, _: i32, _: i32, fd: i32, _: i32, _: i32| {
+            with_files(&mut c, |_, f| f.path_unsupported(fd))
+        },
     )?;
     linker.func_wrap(
         WASI,
         "path_unlink_file",
-        |_: C<'_>, _: i32, _: i32, _: i32| ERRNO_BADF,
+        |mut c: C<'_>, fd: i32, path: i32, len: i32| {
+            with_files(&mut c, |mem, files| files.remove(mem, fd, path, len, false))
+        },
     )?;
     linker.func_wrap(WASI, "sock_accept", |_: C<'_>, _: i32, _: i32, _: i32| {
         ERRNO_BADF
