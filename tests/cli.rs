@@ -501,3 +501,45 @@ fn repeated_sigkill_and_rerun_ends_with_every_output_present_and_valid() {
         assert_eq!(v["name"], format!("k{i:03}.txt"));
     }
 }
+
+#[test]
+fn process_isolation_gives_the_same_outputs_and_contains_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inputs, out) = (dir.path().join("in"), dir.path().join("out"));
+    for i in 0..30 {
+        write(
+            &inputs.join(format!("sub/{i:02} x.txt")),
+            if i == 7 { "trap" } else { "fine" },
+        );
+    }
+    let probe = common::guest("file_probe");
+    let result = run(&[
+        probe.as_os_str(),
+        inputs.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--isolation".as_ref(),
+        "process".as_ref(),
+        "--jobs".as_ref(),
+        "2".as_ref(),
+        "--json".as_ref(),
+    ]);
+    assert_eq!(
+        result.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let s = summary(&result);
+    assert_eq!(
+        (s["succeeded"].as_u64(), s["failed"].as_u64()),
+        (Some(29), Some(1))
+    );
+    let err: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("sub%2F07 x.txt.error.json")).unwrap())
+            .unwrap();
+    assert_eq!(err["error"], "trap");
+    let ok: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("sub%2F08 x.txt.json")).unwrap()).unwrap();
+    assert_eq!(ok["name"], "sub/08 x.txt");
+}
