@@ -58,9 +58,9 @@ impl CompiledModule {
         let memory_limit = usize::try_from(limits.memory).unwrap_or(usize::MAX);
         let mut state = HostState::new(memory_limit, limits.max_log);
         if let Some(root) = grant {
-            state.files = Some(Box::new(crate::grant::FileTable::new(std::sync::Arc::clone(
-                root,
-            ))));
+            state.files = Some(Box::new(crate::grant::FileTable::new(
+                std::sync::Arc::clone(root),
+            )));
         }
         let mut store = Store::new(&self.engine, state);
         let result = self.run_in(&mut store, limits, task, input);
@@ -104,40 +104,69 @@ impl CompiledModule {
             Ok(instance) => instance,
             Err(e) => return Err(fail(store, e.context("cannot instantiate the module"))),
         };
-        if let Some(init) = &self.initialize {
-            let init = func(store, &instance, init).and_then(|f| f.typed::<(), ()>(&*store));
-            if let Err(e) = init.and_then(|f| f.call(&mut *store, ())) {
+        let exports = match self.exports(store, &instance) {
+            Ok(exports) => exports,
+            Err(e) => return Err(fail(store, e)),
+        };
+        if let Some(init) = &exports.initialize {
+            if let Err(e) = init.call(&mut *store, ()) {
                 return Err(fail(store, e));
             }
         }
+        call_task(store, &exports, limits, task, input)
+    }
+
+    /// Looks up the ABI exports of a fresh instance by their precomputed
+    /// indices and types them without a run-time signature check.
+    fn exports(
+        &self,
+        store: &mut Store<HostState>,
+        instance: &wasmtime::Instance,
+    ) -> wasmtime::Result<Exports> {
         let Some(Extern::Memory(memory)) = instance.get_module_export(&mut *store, &self.memory)
         else {
-            return Err(Error::Trap {
-                task: task.clone(),
-                message: "the module has no memory export".into(),
-            });
+            return Err(wasmtime::format_err!("the module has no memory export"));
         };
-        let alloc =
-            match func(store, &instance, &self.alloc).and_then(|f| f.typed::<i32, i32>(&*store)) {
-                Ok(f) => f,
-                Err(e) => return Err(fail(store, e)),
-            };
-        let run = match func(store, &instance, &self.run)
-            .and_then(|f| f.typed::<(i32, i32), i64>(&*store))
-        {
-            Ok(f) => f,
-            Err(e) => return Err(fail(store, e)),
+        let initialize = match &self.initialize {
+            Some(export) => Some(func(store, instance, export)?),
+            None => None,
         };
-        call_task(store, memory, &alloc, &run, limits, task, input)
+        let alloc = func(store, instance, &self.alloc)?;
+        let run = func(store, instance, &self.run)?;
+        // SAFETY: `check_interface` verified at load that these exports of
+        // this module have exactly these signatures (`_initialize: [] -> []`,
+        // `sandpool_alloc: [i32] -> [i32]`, `sandpool_run: [i32 i32] -> [i64]`),
+        // and `self.pre` instantiates that same module, so every instance's
+        // exports have them too. This skips `Func::typed`'s per-call type
+        // registry lookups on the hot path.
+        let (initialize, alloc, run) = unsafe {
+            (
+                initialize.map(|f| TypedFunc::new_unchecked(&*store, f)),
+                TypedFunc::new_unchecked(&*store, alloc),
+                TypedFunc::new_unchecked(&*store, run),
+            )
+        };
+        Ok(Exports {
+            memory,
+            initialize,
+            alloc,
+            run,
+        })
     }
+}
+
+/// The ABI exports of one live instance, typed.
+struct Exports {
+    memory: Memory,
+    initialize: Option<TypedFunc<(), ()>>,
+    alloc: TypedFunc<i32, i32>,
+    run: TypedFunc<(i32, i32), i64>,
 }
 
 /// Copies `input` into the instance, runs it, and copies the tagged output out.
 fn call_task(
     store: &mut Store<HostState>,
-    memory: Memory,
-    alloc: &TypedFunc<i32, i32>,
-    run: &TypedFunc<(i32, i32), i64>,
+    exports: &Exports,
     limits: &Limits,
     task: &TaskRef,
     input: &[u8],
@@ -151,7 +180,8 @@ fn call_task(
             input.len()
         ),
     })?;
-    let ptr = match alloc.call(&mut *store, len as i32) {
+    let memory = exports.memory;
+    let ptr = match exports.alloc.call(&mut *store, len as i32) {
         Ok(ptr) => ptr,
         Err(e) => return Err(fail(store, e.context("`sandpool_alloc` failed"))),
     };
@@ -163,7 +193,7 @@ fn call_task(
             ),
         });
     }
-    let packed = match run.call(&mut *store, (ptr, len as i32)) {
+    let packed = match exports.run.call(&mut *store, (ptr, len as i32)) {
         Ok(packed) => packed as u64,
         Err(e) => return Err(fail(store, e)),
     };
@@ -310,9 +340,9 @@ fn classify(
 pub mod bench {
     use std::sync::Arc;
 
-    use wasmtime::{Memory, Store, TypedFunc};
+    use wasmtime::Store;
 
-    use super::{call_task, func};
+    use super::{Exports, call_task};
     use crate::error::{Error, TaskRef};
     use crate::limits::Limits;
     use crate::module::CompiledModule;
@@ -396,28 +426,13 @@ pub mod bench {
             }
             let fail = |e: wasmtime::Error| Error::Pool(format!("{e:#}"));
             let instance = module.pre.instantiate(&mut store).map_err(fail)?;
-            if let Some(init) = &module.initialize {
-                func(&mut store, &instance, init)
-                    .and_then(|f| f.typed::<(), ()>(&store))
-                    .and_then(|f| f.call(&mut store, ()))
-                    .map_err(fail)?;
+            let exports = module.exports(&mut store, &instance).map_err(fail)?;
+            if let Some(init) = &exports.initialize {
+                init.call(&mut store, ()).map_err(fail)?;
             }
-            let Some(wasmtime::Extern::Memory(memory)) =
-                instance.get_module_export(&mut store, &module.memory)
-            else {
-                return Err(Error::Pool("no memory export".into()));
-            };
-            let alloc = func(&mut store, &instance, &module.alloc)
-                .and_then(|f| f.typed(&store))
-                .map_err(fail)?;
-            let run = func(&mut store, &instance, &module.run)
-                .and_then(|f| f.typed(&store))
-                .map_err(fail)?;
             Ok(ReusedInstance {
                 store,
-                memory,
-                alloc,
-                run,
+                exports,
                 limits: self.limits,
                 task: self.task.clone(),
             })
@@ -435,9 +450,7 @@ pub mod bench {
     /// ```
     pub struct ReusedInstance {
         store: Store<HostState>,
-        memory: Memory,
-        alloc: TypedFunc<i32, i32>,
-        run: TypedFunc<(i32, i32), i64>,
+        exports: Exports,
         limits: Limits,
         task: TaskRef,
     }
@@ -463,9 +476,7 @@ pub mod bench {
         pub fn run(&mut self, input: &[u8]) -> Result<Vec<u8>, Error> {
             call_task(
                 &mut self.store,
-                self.memory,
-                &self.alloc,
-                &self.run,
+                &self.exports,
                 &self.limits,
                 &self.task,
                 input,
