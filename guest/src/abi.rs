@@ -14,33 +14,98 @@
 use serde::{Serialize, de::DeserializeOwned};
 
 /// The ABI version this crate implements; `sandpool_abi_version()` returns it.
+///
+/// ```
+/// assert_eq!(sandpool_guest::abi::ABI_VERSION, 1);
+/// ```
 pub const ABI_VERSION: u32 = 1;
 
 /// Export: `sandpool_abi_version() -> i32`.
+///
+/// ```
+/// // C: __attribute__((export_name("sandpool_abi_version"))) uint32_t sandpool_abi_version(void)
+/// assert_eq!(sandpool_guest::abi::EXPORT_ABI_VERSION, "sandpool_abi_version");
+/// ```
 pub const EXPORT_ABI_VERSION: &str = "sandpool_abi_version";
 /// Export: `sandpool_alloc(len: i32) -> i32`, a buffer of `len` bytes for the input.
+///
+/// ```
+/// // C: __attribute__((export_name("sandpool_alloc"))) uint8_t *sandpool_alloc(uint32_t len)
+/// assert_eq!(sandpool_guest::abi::EXPORT_ALLOC, "sandpool_alloc");
+/// ```
 pub const EXPORT_ALLOC: &str = "sandpool_alloc";
 /// Export: `sandpool_run(ptr: i32, len: i32) -> i64`, `(out_ptr << 32) | out_len`.
+///
+/// ```
+/// // C: __attribute__((export_name("sandpool_run"))) uint64_t sandpool_run(uint8_t *ptr, uint32_t len)
+/// assert_eq!(sandpool_guest::abi::EXPORT_RUN, "sandpool_run");
+/// ```
 pub const EXPORT_RUN: &str = "sandpool_run";
 /// Export: the module's linear memory.
+///
+/// ```
+/// assert_eq!(sandpool_guest::abi::EXPORT_MEMORY, "memory");
+/// ```
 pub const EXPORT_MEMORY: &str = "memory";
 /// Optional export: WASI reactor initialiser, called once per instance before anything else.
+///
+/// ```
+/// // clang -mexec-model=reactor exports it (C constructors, libc set-up).
+/// assert_eq!(sandpool_guest::abi::EXPORT_INITIALIZE, "_initialize");
+/// ```
 pub const EXPORT_INITIALIZE: &str = "_initialize";
 
 /// Import module of the host functions a guest may use.
+///
+/// ```
+/// assert_eq!(sandpool_guest::abi::IMPORT_MODULE, "sandpool_v1");
+/// ```
 pub const IMPORT_MODULE: &str = "sandpool_v1";
 /// Optional import `sandpool_v1.panic(ptr: i32, len: i32)`: the guest reports a
 /// panic message just before it traps.
+///
+/// ```
+/// // WAT: (import "sandpool_v1" "panic" (func (param i32 i32)))
+/// assert_eq!(sandpool_guest::abi::IMPORT_PANIC, "panic");
+/// ```
 pub const IMPORT_PANIC: &str = "panic";
 
 /// Output tag: success; the rest of the output is the bincode-encoded value.
+///
+/// ```
+/// use sandpool_guest::abi;
+/// let mut output = vec![abi::TAG_OK];
+/// abi::encode_into(&300u32, &mut output).unwrap();
+/// assert_eq!(output, [0, 0xfb, 0x2c, 0x01]);
+/// ```
 pub const TAG_OK: u8 = 0;
 /// Output tag: the task returned an error; the rest is its UTF-8 message.
+///
+/// ```
+/// use sandpool_guest::abi;
+/// let mut output = vec![abi::TAG_GUEST_ERROR];
+/// output.extend_from_slice("empty document".as_bytes());
+/// assert_eq!(output[0], 1);
+/// ```
 pub const TAG_GUEST_ERROR: u8 = 1;
 /// Output tag: the guest could not decode its input; the rest is the UTF-8 reason.
+///
+/// ```
+/// use sandpool_guest::abi;
+/// let reason = abi::decode::<u32>(&[0xff]).unwrap_err();
+/// let mut output = vec![abi::TAG_INPUT_ERROR];
+/// output.extend_from_slice(reason.as_bytes());
+/// assert_eq!(output[0], 2);
+/// ```
 pub const TAG_INPUT_ERROR: u8 = 2;
 
 /// The bincode configuration of the boundary: standard (little-endian, varint lengths).
+///
+/// ```
+/// // Little-endian varints: 300 is a 0xFB marker, then 300 as a u16.
+/// let bytes = bincode::serde::encode_to_vec(300u32, sandpool_guest::abi::config()).unwrap();
+/// assert_eq!(bytes, [0xfb, 0x2c, 0x01]);
+/// ```
 pub fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }

@@ -5,6 +5,12 @@
 //! of code compiled two ways. The document statistics follow the definition
 //! in the project's design brief so that the Python reference in `benches/`
 //! computes identical results.
+//!
+//! ```
+//! use sandpool_guest::workloads::{count_primes, doc_stats_of};
+//! assert_eq!(count_primes(10), 4);
+//! assert_eq!(doc_stats_of("to be or not to be").unique, 4);
+//! ```
 
 use std::collections::HashMap;
 
@@ -13,6 +19,12 @@ use serde::{Deserialize, Serialize};
 use crate::{FileInput, Json};
 
 /// Statistics of one document (the seed article's NLP-preprocessing step).
+///
+/// ```
+/// let stats = sandpool_guest::workloads::doc_stats_of("b a b\n");
+/// assert_eq!((stats.bytes, stats.lines, stats.words, stats.unique), (6, 1, 3, 2));
+/// assert_eq!(stats.top, vec![("b".to_string(), 2), ("a".to_string(), 1)]);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocStats {
     /// UTF-8 length of the decoded text (after invalid bytes became U+FFFD).

@@ -305,4 +305,10 @@ impl Error {
 }
 
 /// A task's result: its output value or the [`Error`] that ended it.
+///
+/// ```
+/// fn words(pool: &sandpool::Pool<String, u64>) -> sandpool::Result<u64> {
+///     pool.submit(&"a b c".to_string())?.wait()
+/// }
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -58,6 +58,18 @@ impl FolderJob {
 }
 
 /// One failed input, as recorded in the summary and its `.error.json` file.
+///
+/// ```no_run
+/// # use sandpool::{FileInput, FolderJob, IoPool, Pool, Task};
+/// # let pool = Pool::builder(Task::<FileInput, String>::from_file("doc_stats.wasm")?).build()?;
+/// # let io = IoPool::builder().build()?;
+/// # let job = FolderJob::new("inputs", "output");
+/// let summary = sandpool::run_folder(&pool, &io, &job, Default::default(), |_| {})?;
+/// for failure in &summary.failures {
+///     eprintln!("{} ({}): {}: {}", failure.id, failure.input, failure.error.as_str(), failure.message);
+/// }
+/// # Ok::<(), sandpool::Error>(())
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct FailureRecord {
     /// The output id (file name stem) of the input.
@@ -71,6 +83,17 @@ pub struct FailureRecord {
 }
 
 /// Progress of a folder run, reported after every input.
+///
+/// ```no_run
+/// # use sandpool::{FileInput, FolderJob, IoPool, Pool, Task};
+/// # let pool = Pool::builder(Task::<FileInput, String>::from_file("doc_stats.wasm")?).build()?;
+/// # let io = IoPool::builder().build()?;
+/// # let job = FolderJob::new("inputs", "output");
+/// sandpool::run_folder(&pool, &io, &job, Default::default(), |p: sandpool::Progress| {
+///     eprint!("\r{}/{} ({} failed)", p.skipped + p.processed(), p.total, p.failed);
+/// })?;
+/// # Ok::<(), sandpool::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Progress {
     /// Inputs in the folder.
@@ -98,6 +121,17 @@ impl Progress {
 }
 
 /// What a folder run did.
+///
+/// ```no_run
+/// # use sandpool::{FileInput, FolderJob, IoPool, Pool, Task};
+/// # let pool = Pool::builder(Task::<FileInput, String>::from_file("doc_stats.wasm")?).build()?;
+/// # let io = IoPool::builder().build()?;
+/// # let job = FolderJob::new("inputs", "output");
+/// let summary = sandpool::run_folder(&pool, &io, &job, Default::default(), |_| {})?;
+/// println!("{}", serde_json::to_string_pretty(&summary).unwrap());
+/// std::process::exit(if summary.failed == 0 { 0 } else { 1 });
+/// # Ok::<(), sandpool::Error>(())
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct FolderSummary {
     /// Inputs found.

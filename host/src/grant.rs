@@ -34,9 +34,17 @@ use crate::error::Error;
 use crate::pool::PoolBuilder;
 
 /// The most files (and directories) one task may have open at once.
+///
+/// ```
+/// assert_eq!(sandpool::MAX_OPEN_FILES, 32);
+/// ```
 pub const MAX_OPEN_FILES: usize = 32;
 
 /// Default per-task cap on bytes written to files of a read-write grant (1 GiB).
+///
+/// ```
+/// assert_eq!(sandpool::DEFAULT_MAX_FILE_WRITES, 1 << 30);
+/// ```
 pub const DEFAULT_MAX_FILE_WRITES: u64 = 1 << 30;
 
 /// The longest path a guest may pass, in bytes.

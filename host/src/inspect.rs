@@ -8,6 +8,14 @@ use crate::error::Error;
 use crate::module::{CompiledModule, engine};
 
 /// One import or export of a module.
+///
+/// ```
+/// let report = sandpool::inspect_module("tiny", br#"(module (memory (export "memory") 1))"#)?;
+/// let memory = &report.exports[0];
+/// assert_eq!((memory.module.as_str(), memory.name.as_str()), ("", "memory"));
+/// assert!(memory.ty.starts_with("memory"));
+/// # Ok::<(), sandpool::Error>(())
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct ModuleItem {
     /// The import module (empty for exports).
@@ -19,6 +27,13 @@ pub struct ModuleItem {
 }
 
 /// What `sandpool inspect` reports about a module.
+///
+/// ```
+/// let report = sandpool::inspect_module("tiny", br#"(module (memory (export "memory") 1))"#)?;
+/// assert!(report.imports.is_empty());
+/// assert!(report.problem.is_some()); // no sandpool exports: not a task
+/// # Ok::<(), sandpool::Error>(())
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct ModuleReport {
     /// Imports, in module order.

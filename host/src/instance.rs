@@ -23,6 +23,13 @@ const MAX_BACKTRACE_LINES: usize = 12;
 const MAX_GUEST_MESSAGE: usize = 64 << 10;
 
 /// What a task left behind besides its result: captured output and timing.
+///
+/// ```no_run
+/// # let pool = sandpool::Pool::builder(sandpool::Task::<u64, u64>::from_file("primes.wasm")?).build()?;
+/// let logs = pool.submit(&1000)?.wait_output().logs;
+/// println!("{} bytes on stdout in {:?}", logs.stdout.bytes.len(), logs.elapsed);
+/// # Ok::<(), sandpool::Error>(())
+/// ```
 #[derive(Debug, Default, Clone)]
 pub struct TaskLogs {
     /// Captured standard output (bounded by [`Limits::max_log`]).

@@ -435,6 +435,13 @@ enum Work<F, B> {
 }
 
 /// The pending result of one I/O task; `.await` it or [`wait`](Self::wait).
+///
+/// ```
+/// let io = sandpool::IoPool::builder().build()?;
+/// let handle: sandpool::IoHandle<usize> = io.submit(async { "hello".len() })?;
+/// assert_eq!(handle.wait()?, 5);
+/// # Ok::<(), sandpool::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct IoHandle<T> {
     task: TaskRef,

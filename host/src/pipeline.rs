@@ -118,7 +118,7 @@ impl PipelineStats {
 /// ```
 /// let io = sandpool::IoPool::builder().build()?;
 /// let pipeline = sandpool::Pipeline::builder(&io).read_concurrency(8).compute_window(4).write_concurrency(8).build();
-/// assert_eq!(pipeline.bound(), 8 + 4 + 8 + 8);
+/// assert_eq!(pipeline.bound(), 8 + 4 + 8 + 16); // reads, computes, writes, output buffer (default 16)
 /// # Ok::<(), sandpool::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -375,6 +375,23 @@ where
 /// A running pipeline: iterate for `(index, result)`; cancel it; read its stats.
 ///
 /// Dropping it stops the pipeline from starting new items.
+///
+/// ```no_run
+/// # use sandpool::*;
+/// # let io = IoPool::builder().build()?;
+/// # let pool = Pool::builder(Task::<u64, u64>::from_file("primes.wasm")?).build()?;
+/// let run: PipelineRun<Result<u64, Error>> = Pipeline::builder(&io).build().run(
+///     vec![10u64, 100],
+///     |n: &u64| futures::future::ready(Ok(*n)),
+///     &pool,
+///     |_n: u64, count: Result<u64, Error>| async move { count },
+/// );
+/// let stats = run.stats();
+/// let results: Vec<(usize, Result<u64, Error>)> = run.collect();
+/// assert_eq!(results.len(), 2);
+/// println!("at most {} items in flight", stats.peak_in_flight());
+/// # Ok::<(), sandpool::Error>(())
+/// ```
 pub struct PipelineRun<R> {
     rx: futures::channel::mpsc::Receiver<(usize, R)>,
     cancel: CancelToken,

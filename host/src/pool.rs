@@ -295,6 +295,13 @@ impl Pool<(), ()> {
 }
 
 /// One finished task in full: which input, its result and its captured output.
+///
+/// ```no_run
+/// # let pool = sandpool::Pool::builder(sandpool::Task::<u64, u64>::from_file("primes.wasm")?).build()?;
+/// let out = pool.submit(&100)?.wait_output();
+/// println!("{}: {:?}, {:?}", out.task, out.result, out.logs.elapsed);
+/// # Ok::<(), sandpool::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct TaskOutput<Out> {
     /// The task and input this is the result of.
@@ -528,6 +535,14 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> Pool<In, Out> {
 ///
 /// Wait for it with [`wait`](Self::wait) (blocking) or `.await` it.
 /// [`cancel`](Self::cancel) succeeds only before the task has started.
+///
+/// ```no_run
+/// # let pool = sandpool::Pool::builder(sandpool::Task::<u64, u64>::from_file("primes.wasm")?).build()?;
+/// let handle = pool.submit(&100)?;
+/// // Blocking code calls `wait`; async code awaits the handle itself.
+/// assert_eq!(handle.wait()?, 25);
+/// # Ok::<(), sandpool::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct TaskHandle<Out> {
     task: TaskRef,
@@ -646,6 +661,15 @@ impl<Out> Future for TaskHandle<Out> {
 }
 
 /// The iterator [`Pool::map`] returns: one result per input, in input order.
+///
+/// ```no_run
+/// # let pool = sandpool::Pool::builder(sandpool::Task::<u64, u64>::from_file("primes.wasm")?).build()?;
+/// let mut counts = pool.map(1u64..); // an endless input, pulled lazily
+/// assert_eq!(counts.next().unwrap()?, 0); // primes below 1
+/// assert_eq!(counts.nth(9).unwrap()?, 4); // primes below 11
+/// drop(counts); // cancels the tasks that have not started
+/// # Ok::<(), sandpool::Error>(())
+/// ```
 pub struct MapIter<In, Out, I> {
     pool: Pool<In, Out>,
     inputs: I,
@@ -698,6 +722,14 @@ impl<In, Out, I> Drop for MapIter<In, Out, I> {
 }
 
 /// The iterator [`Pool::as_completed`] returns: `(index, result)` as tasks finish.
+///
+/// ```no_run
+/// # let pool = sandpool::Pool::builder(sandpool::Task::<u64, u64>::from_file("primes.wasm")?).build()?;
+/// for (index, count) in pool.as_completed(vec![10_000_000, 10]) {
+///     println!("input #{index}: {:?}", count); // most likely #1 first
+/// }
+/// # Ok::<(), sandpool::Error>(())
+/// ```
 pub struct AsCompleted<In, Out, I> {
     pool: Pool<In, Out>,
     inputs: I,

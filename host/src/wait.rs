@@ -23,6 +23,17 @@ pub enum ReturnWhen {
 }
 
 /// What [`wait`] returns: the finished results by position, and the handles still pending.
+///
+/// ```
+/// let io = sandpool::IoPool::builder().build()?;
+/// let handles = vec![io.submit(async { 1 })?, io.submit(async { 2 })?];
+/// let sandpool::Waited { done, pending } = sandpool::wait(handles, sandpool::ReturnWhen::AllCompleted);
+/// assert!(pending.is_empty());
+/// let mut values = done.into_iter().map(|(_, r)| r).collect::<Result<Vec<i32>, _>>()?;
+/// values.sort();
+/// assert_eq!(values, [1, 2]);
+/// # Ok::<(), sandpool::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Waited<H, T> {
     /// `(position in the input vector, result)` of every finished handle, in completion order.

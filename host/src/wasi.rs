@@ -35,6 +35,16 @@ const WASI: &str = "wasi_snapshot_preview1";
 const MAX_PANIC_MESSAGE: usize = 4096;
 
 /// Output a task wrote to one of its standard streams, bounded.
+///
+/// ```no_run
+/// # let pool = sandpool::Pool::builder(sandpool::Task::<u64, u64>::from_file("primes.wasm")?).build()?;
+/// let stdout = pool.submit(&1000)?.wait_output().logs.stdout;
+/// print!("{}", String::from_utf8_lossy(&stdout.bytes));
+/// if stdout.dropped > 0 {
+///     eprintln!("({} more bytes dropped past Limits::max_log)", stdout.dropped);
+/// }
+/// # Ok::<(), sandpool::Error>(())
+/// ```
 #[derive(Debug, Default, Clone)]
 pub struct CapturedStream {
     /// The first `max_log` bytes written.
