@@ -13,13 +13,15 @@ use std::sync::{Arc, OnceLock};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::Error;
+use crate::load::LoadLimits;
 use crate::module::{CompiledModule, name_from_path};
 
 pub(crate) struct TaskModule {
     pub name: Arc<str>,
     pub wasm: Arc<[u8]>,
     cache_dir: Option<PathBuf>,
-    from_cache: std::sync::atomic::AtomicBool,
+    load_limits: LoadLimits,
+    from_cache: Arc<std::sync::atomic::AtomicBool>,
     plain: OnceLock<Result<Arc<CompiledModule>, Error>>,
     fueled: OnceLock<Result<Arc<CompiledModule>, Error>>,
 }
@@ -28,25 +30,72 @@ impl TaskModule {
     /// The module compiled for an engine with or without fuel metering (compiled once each).
     pub fn compiled(&self, fuel: bool) -> Result<Arc<CompiledModule>, Error> {
         let slot = if fuel { &self.fueled } else { &self.plain };
-        slot.get_or_init(|| self.compile(fuel).map(Arc::new))
+        slot.get_or_init(|| self.compile_guarded(fuel).map(Arc::new))
             .clone()
     }
 
-    fn compile(&self, fuel: bool) -> Result<CompiledModule, Error> {
-        let Some(dir) = &self.cache_dir else {
-            return CompiledModule::compile(&self.name, &self.wasm, fuel);
+    /// Compiles under [`LoadLimits::compile_timeout`]: on a helper thread,
+    /// abandoned (left to finish and be discarded) if it takes too long.
+    fn compile_guarded(&self, fuel: bool) -> Result<CompiledModule, Error> {
+        let job = CompileJob {
+            name: Arc::clone(&self.name),
+            wasm: Arc::clone(&self.wasm),
+            cache_dir: self.cache_dir.clone(),
+            from_cache: Arc::clone(&self.from_cache),
+            fuel,
         };
-        let engine = crate::module::engine(fuel)?;
-        let (module, source) = crate::cache::load_or_compile(dir, &engine, &self.wasm, fuel)
+        let Some(timeout) = self.load_limits.compile_timeout else {
+            return job.run();
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let in_flight = crate::load::InFlight::start();
+        let spawned = std::thread::Builder::new()
+            .name("sandpool-compile".into())
+            .spawn(move || {
+                let _ = tx.send(job.run());
+                drop(in_flight);
+            });
+        if let Err(e) = spawned {
+            return Err(Error::Pool(format!("cannot start a compiler thread: {e}")));
+        }
+        match rx.recv_timeout(timeout) {
+            Ok(result) => result,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                Err(self.load_limits.timed_out(&self.name))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(Error::Pool(format!(
+                "the compiler thread for `{}` died",
+                self.name
+            ))),
+        }
+    }
+}
+
+/// Everything compiling a module needs, owned, so it can run on its own thread.
+struct CompileJob {
+    name: Arc<str>,
+    wasm: Arc<[u8]>,
+    cache_dir: Option<PathBuf>,
+    from_cache: Arc<std::sync::atomic::AtomicBool>,
+    fuel: bool,
+}
+
+impl CompileJob {
+    fn run(self) -> Result<CompiledModule, Error> {
+        let Some(dir) = &self.cache_dir else {
+            return CompiledModule::compile(&self.name, &self.wasm, self.fuel);
+        };
+        let engine = crate::module::engine(self.fuel)?;
+        let (module, source) = crate::cache::load_or_compile(dir, &engine, &self.wasm, self.fuel)
             .map_err(|e| Error::InvalidModule {
-                module: self.name.to_string(),
-                reason: format!("{e:#}"),
-            })?;
+            module: self.name.to_string(),
+            reason: format!("{e:#}"),
+        })?;
         if source == crate::cache::Source::Cache {
             self.from_cache
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        CompiledModule::from_module(&self.name, engine, module, fuel)
+        CompiledModule::from_module(&self.name, engine, module, self.fuel)
     }
 }
 
@@ -103,10 +152,22 @@ impl<In: Serialize, Out: DeserializeOwned> Task<In, Out> {
     /// assert_eq!(err.kind(), sandpool::ErrorKind::Io);
     /// ```
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::from_file_with(path, LoadLimits::default())
+    }
+
+    /// Like [`from_file`](Self::from_file), under explicit [`LoadLimits`]
+    /// (module size, function size, compile deadline). The file's size is
+    /// checked before it is read.
+    ///
+    /// ```
+    /// let limits = sandpool::LoadLimits::default().max_module_size(1 << 20);
+    /// let err = sandpool::Task::<u64, u64>::from_file_with("/no/such/task.wasm", limits).unwrap_err();
+    /// assert_eq!(err.kind(), sandpool::ErrorKind::Io);
+    /// ```
+    pub fn from_file_with(path: impl AsRef<Path>, limits: LoadLimits) -> Result<Self, Error> {
         let path = path.as_ref();
-        let wasm = std::fs::read(path)
-            .map_err(|e| Error::io(format!("cannot read module {}", path.display()), &e))?;
-        Self::from_bytes(name_from_path(path), wasm)
+        let wasm = read_module(path, &limits)?;
+        Self::load(name_from_path(path), wasm, None, limits)
     }
 
     /// Compiles and checks a module from bytes (binary wasm, or text with the `wat` syntax).
@@ -116,7 +177,23 @@ impl<In: Serialize, Out: DeserializeOwned> Task<In, Out> {
     /// assert_eq!(err.kind(), sandpool::ErrorKind::InvalidModule);
     /// ```
     pub fn from_bytes(name: impl Into<String>, wasm: Vec<u8>) -> Result<Self, Error> {
-        Self::load(name.into(), wasm, None)
+        Self::load(name.into(), wasm, None, LoadLimits::default())
+    }
+
+    /// Like [`from_bytes`](Self::from_bytes), under explicit [`LoadLimits`].
+    ///
+    /// ```
+    /// let limits = sandpool::LoadLimits::default().max_module_size(4);
+    /// let err = sandpool::Task::<u64, u64>::from_bytes_with("big", b"\0asm\x01\0\0\0".to_vec(), limits)
+    ///     .unwrap_err();
+    /// assert_eq!(err.kind(), sandpool::ErrorKind::InvalidModule);
+    /// ```
+    pub fn from_bytes_with(
+        name: impl Into<String>,
+        wasm: Vec<u8>,
+        limits: LoadLimits,
+    ) -> Result<Self, Error> {
+        Self::load(name.into(), wasm, None, limits)
     }
 
     /// Like [`from_file`](Self::from_file), but keeps the compiled module in
@@ -136,16 +213,22 @@ impl<In: Serialize, Out: DeserializeOwned> Task<In, Out> {
         cache_dir: impl AsRef<Path>,
     ) -> Result<Self, Error> {
         let path = path.as_ref();
-        let wasm = std::fs::read(path)
-            .map_err(|e| Error::io(format!("cannot read module {}", path.display()), &e))?;
+        let limits = LoadLimits::default();
+        let wasm = read_module(path, &limits)?;
         Self::load(
             name_from_path(path),
             wasm,
             Some(cache_dir.as_ref().to_path_buf()),
+            limits,
         )
     }
 
-    fn load(name: String, wasm: Vec<u8>, cache_dir: Option<PathBuf>) -> Result<Self, Error> {
+    fn load(
+        name: String,
+        wasm: Vec<u8>,
+        cache_dir: Option<PathBuf>,
+        load_limits: LoadLimits,
+    ) -> Result<Self, Error> {
         if !wasm.starts_with(b"\0asm") && !looks_like_text(&wasm) {
             return Err(Error::InvalidModule {
                 module: name,
@@ -154,10 +237,12 @@ impl<In: Serialize, Out: DeserializeOwned> Task<In, Out> {
                         .into(),
             });
         }
+        load_limits.check(&name, &wasm)?;
         let module = Arc::new(TaskModule {
             name: name.into(),
             wasm: wasm.into(),
             cache_dir,
+            load_limits,
             from_cache: Default::default(),
             plain: OnceLock::new(),
             fueled: OnceLock::new(),
@@ -221,6 +306,23 @@ impl<In, Out> Task<In, Out> {
             _types: PhantomData,
         }
     }
+}
+
+/// Reads a module file, refusing one over the size limit before reading it.
+fn read_module(path: &Path, limits: &LoadLimits) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let fail = |e: std::io::Error| Error::io(format!("cannot read module {}", path.display()), &e);
+    let file = std::fs::File::open(path).map_err(fail)?;
+    let size = file.metadata().map_err(fail)?.len();
+    let name = name_from_path(path);
+    limits.check_size(&name, size)?;
+    let mut wasm = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    // Read one byte past the cap at most: the file may have grown since `metadata`.
+    file.take(limits.max_module_size as u64 + 1)
+        .read_to_end(&mut wasm)
+        .map_err(fail)?;
+    limits.check_size(&name, wasm.len() as u64)?;
+    Ok(wasm)
 }
 
 /// Whether `bytes` could be the WebAssembly text format (starts with `(` or a comment).

@@ -44,10 +44,10 @@
 //! # Ok::<(), sandpool::Error>(())
 //! ```
 
-mod frame;
+pub(crate) mod frame;
 mod handoff;
 mod supervisor;
-mod wire;
+pub(crate) mod wire;
 mod worker;
 
 use std::ffi::OsString;

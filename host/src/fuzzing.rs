@@ -1,0 +1,142 @@
+//! Entry points for fuzzing every place where untrusted bytes enter the
+//! host: a guest's output, a worker's frames, a module. Used by the
+//! `fuzz/` cargo-fuzz targets and by `tests/fuzz_smoke.rs`. Not a stable
+//! API: hidden from the docs and free to change.
+//!
+//! Each function must return normally for every input: a panic, a hang or
+//! an unbounded allocation is a bug.
+//!
+//! ```
+//! sandpool::fuzzing::guest_output(&[0, 2, b'o', b'k']);
+//! sandpool::fuzzing::worker_frames(&[1, 0, 0, 0, 0]);
+//! sandpool::fuzzing::module(b"not wasm");
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_bytes::ByteBuf;
+
+use crate::error::TaskRef;
+use crate::limits::Limits;
+
+/// Output types a guest's bytes are decoded as: one of each kind of value
+/// bincode can encode (integers of every width, floats, strings, bytes,
+/// options, sequences, maps, enums, nesting).
+#[derive(Deserialize, Debug)]
+#[allow(dead_code)]
+enum Shape {
+    Unit,
+    Small(u8, i8, u16, i16, bool, char),
+    Wide(u32, i32, u64, i64, u128, i128),
+    Float(f32, f64),
+    Text(String, Option<String>),
+    Bytes(ByteBuf, Vec<u8>),
+    Nested(Vec<Shape>),
+    Map(BTreeMap<String, Vec<Option<u64>>>),
+    Record {
+        id: u64,
+        name: String,
+        tags: Vec<(String, u32)>,
+    },
+}
+
+/// A guest's raw output (tag byte and value) through the host's decoding:
+/// the result-tag split, then the value as several output types, the way a
+/// `Pool<_, Out>` decodes it.
+///
+/// ```
+/// sandpool::fuzzing::guest_output(&[1, 0xff, 0xfe]); // a guest error that is not UTF-8
+/// ```
+pub fn guest_output(bytes: &[u8]) {
+    let task = TaskRef::new("fuzz", 0);
+    let Ok(value) = crate::instance::decode_tagged(&task, bytes) else {
+        return;
+    };
+    let _ = crate::codec::decode::<Shape>(&value, &task);
+    let _ = crate::codec::decode::<String>(&value, &task);
+    let _ = crate::codec::decode::<Vec<u64>>(&value, &task);
+    let _ = crate::codec::decode::<crate::Json<serde_json::Value>>(&value, &task)
+        .map(|json| json.0.to_string());
+    let _ = crate::codec::decode::<sandpool_guest::workloads::DocStats>(&value, &task);
+}
+
+/// A byte stream as a worker process would send it to the supervisor,
+/// through the real frame reader (over a pipe), each frame decoded as every
+/// message the two sides exchange.
+///
+/// ```
+/// sandpool::fuzzing::worker_frames(&[3, 0, 0, 0, 1, 2, 3]);
+/// ```
+pub fn worker_frames(bytes: &[u8]) {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+
+    use crate::process::frame::{self, FrameReader};
+    use crate::process::wire::{FromWorker, Handshake, Hello, Request};
+
+    // A pipe holds 64 KiB without a reader; longer inputs are cut there.
+    let bytes = &bytes[..bytes.len().min(60 << 10)];
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors `pipe` writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return;
+    }
+    // SAFETY: `pipe2` just created both descriptors; each is owned once.
+    let (reader, mut writer) = unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    };
+    let written = writer.write_all(bytes);
+    drop(writer);
+    if written.is_err() {
+        return;
+    }
+    let mut frames = FrameReader::new(reader);
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    // The bound the supervisor uses for a response under default limits.
+    let max = crate::process::wire::max_response(&Limits::default());
+    while let Ok(payload) = frames.read_frame(max, Some(deadline)) {
+        if let Ok(FromWorker::Done(response)) = frame::decode::<FromWorker>(&payload) {
+            if let Err(error) = response.result {
+                let _ = error
+                    .into_error(&TaskRef::new("fuzz", response.id))
+                    .to_string();
+            }
+            let _ = crate::instance::TaskLogs::from(response.logs);
+        }
+        let _ = frame::decode::<Handshake>(&payload);
+        let _ = frame::decode::<Hello>(&payload);
+        let _ = frame::decode::<Request<ByteBuf>>(&payload);
+    }
+}
+
+/// Untrusted wasm (binary or text): loaded as a task, and when it loads,
+/// run once with tight limits (20 ms, 1 MiB of memory) on an empty input.
+///
+/// ```
+/// sandpool::fuzzing::module(b"(module)");
+/// ```
+pub fn module(bytes: &[u8]) {
+    let limits = crate::LoadLimits::default().compile_timeout(Duration::from_secs(10));
+    let Ok(task) = crate::Task::<(), ()>::from_bytes_with("fuzz", bytes.to_vec(), limits) else {
+        return;
+    };
+    let Ok(compiled) = task.module.compiled(false) else {
+        return;
+    };
+    let limits = Limits::default()
+        .timeout(Duration::from_millis(20))
+        .memory(1 << 20)
+        .max_output(1 << 20)
+        .max_log(1 << 10);
+    let task_ref = TaskRef::new(Arc::clone(&compiled.name), 0);
+    let outcome = compiled.run_task(&limits, &task_ref, &[]);
+    if let Ok(value) = outcome.result {
+        let _ = crate::codec::decode::<()>(&value, &task_ref);
+    }
+}
