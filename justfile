@@ -25,3 +25,9 @@ lint:
 # Benchmarks: criterion micro-benchmarks and the printed throughput table.
 bench: guests
     cargo bench -p sandpool
+
+# The macro benchmark: every isolation level and Python's two executors on
+# the same workloads; prints the report and writes target/bench-report/
+# (report.md, throughput.svg).
+bench-report: guests
+    cargo bench -p sandpool --bench levels
