@@ -30,12 +30,22 @@ fi
 
 export CARGO_PROFILE_RELEASE_DEBUG=false
 export CARGO_PROFILE_RELEASE_STRIP=debuginfo
+# Whole-program optimisation of each guest with the std it links: measured
+# ~25% faster document statistics in wasm (docs/performance.md).
+export CARGO_PROFILE_RELEASE_LTO=fat
+export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
+# A 256 KiB shadow stack instead of Rust's 1 MiB default: the initial linear
+# memory shrinks from 17 to 5 pages, which the host scans and resets after
+# every task (measured ~0.2 µs less per fresh instance). Overflowing it is
+# still an out-of-bounds trap (the stack sits at the bottom of memory).
+guest_flags="-C link-arg=-zstack-size=262144"
 if [ "$mode" = rustup ]; then
+    RUSTFLAGS="$guest_flags" \
     cargo build --release -p sandpool-guest --examples --target wasm32-wasip1 --target-dir target/guest
 else
     RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
     CARGO_TARGET_WASM32_WASIP1_LINKER=wasm-ld-19 \
-    RUSTFLAGS="-C link-self-contained=no -L /usr/lib/wasm32-wasi" \
+    RUSTFLAGS="-C link-self-contained=no -L /usr/lib/wasm32-wasi $guest_flags" \
     cargo build --release -p sandpool-guest --examples \
         -Zbuild-std=std,panic_abort --target wasm32-wasip1 --target-dir target/guest
 fi

@@ -407,6 +407,21 @@ pub mod bench {
             self.module.run_task(&self.limits, &self.task, input).result
         }
 
+        /// Bytes of linear memory the pooling allocator keeps resident in idle
+        /// slots of this module's engine (`None` without the pooling allocator).
+        ///
+        /// ```no_run
+        /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
+        /// # let runner = sandpool::__bench::DirectRunner::new(&task, sandpool::Limits::default())?;
+        /// runner.run_fresh(&[10])?;
+        /// println!("{:?} bytes kept warm", runner.warm_memory_bytes());
+        /// # Ok::<(), sandpool::Error>(())
+        /// ```
+        pub fn warm_memory_bytes(&self) -> Option<usize> {
+            let metrics = self.module.engine.pooling_allocator_metrics()?;
+            Some(metrics.unused_memory_bytes_resident())
+        }
+
         /// One instance that every call reuses: no isolation between calls,
         /// the floor of any call path.
         ///
