@@ -31,3 +31,11 @@ bench: guests
 # (report.md, throughput.svg).
 bench-report: guests
     cargo bench -p sandpool --bench levels
+
+# Fuzz every untrusted-input entry point (guest output, worker frames, modules) for a bounded time; FUZZ_SECONDS=30 per target.
+fuzz *targets:
+    scripts/fuzz.sh {{targets}}
+
+# Soak: 1,000,000 tiny tasks through the instance executor, RSS sampled (SOAK_TASKS to change the count).
+soak: guests
+    cargo bench -p sandpool --bench soak

@@ -98,13 +98,16 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let entry = entry.unwrap();
-            let kind = entry.file_type().unwrap();
+        for entry in std::fs::read_dir(&d).expect("test fixture") {
+            let entry = entry.expect("test fixture");
+            let kind = entry.file_type().expect("test fixture");
             if kind.is_dir() {
                 stack.push(entry.path());
             } else if kind.is_file() {
-                out.push((entry.path(), std::fs::read(entry.path()).unwrap()));
+                out.push((
+                    entry.path(),
+                    std::fs::read(entry.path()).expect("test fixture"),
+                ));
             } else {
                 out.push((entry.path(), Vec::new()));
             }
@@ -118,16 +121,17 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 /// inside.txt, sub/deep.txt and links: one that stays inside, and three
 /// that lead out (relative file, absolute file, relative directory).
 fn layout() -> (tempfile::TempDir, PathBuf) {
-    let outer = tempfile::tempdir().unwrap();
-    std::fs::write(outer.path().join("secret.txt"), b"host secret").unwrap();
+    let outer = tempfile::tempdir().expect("test fixture");
+    std::fs::write(outer.path().join("secret.txt"), b"host secret").expect("test fixture");
     let granted = outer.path().join("granted");
-    std::fs::create_dir_all(granted.join("sub")).unwrap();
-    std::fs::write(granted.join("inside.txt"), b"hello from the grant").unwrap();
-    std::fs::write(granted.join("sub/deep.txt"), b"deep").unwrap();
-    std::os::unix::fs::symlink("inside.txt", granted.join("ok_link")).unwrap();
-    std::os::unix::fs::symlink("../secret.txt", granted.join("link_out")).unwrap();
-    std::os::unix::fs::symlink(outer.path().join("secret.txt"), granted.join("abs_link")).unwrap();
-    std::os::unix::fs::symlink("..", granted.join("dir_link")).unwrap();
+    std::fs::create_dir_all(granted.join("sub")).expect("test fixture");
+    std::fs::write(granted.join("inside.txt"), b"hello from the grant").expect("test fixture");
+    std::fs::write(granted.join("sub/deep.txt"), b"deep").expect("test fixture");
+    std::os::unix::fs::symlink("inside.txt", granted.join("ok_link")).expect("test fixture");
+    std::os::unix::fs::symlink("../secret.txt", granted.join("link_out")).expect("test fixture");
+    std::os::unix::fs::symlink(outer.path().join("secret.txt"), granted.join("abs_link"))
+        .expect("test fixture");
+    std::os::unix::fs::symlink("..", granted.join("dir_link")).expect("test fixture");
     (outer, granted)
 }
 

@@ -54,7 +54,13 @@ fn assert_host_still_works() {
         Task::from_file(common::guest("echo")).expect("echo guest loads");
     let pool = pool(echo, Limits::default());
     let input = ByteBuf::from(b"still fine".to_vec());
-    assert_eq!(pool.submit(&input).unwrap().wait().unwrap(), input);
+    assert_eq!(
+        pool.submit(&input)
+            .expect("submit")
+            .wait()
+            .expect("echo works"),
+        input
+    );
 }
 
 fn kind_of<T: std::fmt::Debug>(result: Result<T, Error>) -> ErrorKind {

@@ -140,3 +140,131 @@ pub fn module(bytes: &[u8]) {
         let _ = crate::codec::decode::<()>(&value, &task_ref);
     }
 }
+
+/// Well-formed inputs for [`guest_output`]: every tag, and values of the
+/// shapes it decodes, to start mutating from.
+///
+/// ```
+/// for seed in sandpool::fuzzing::guest_output_seeds() {
+///     sandpool::fuzzing::guest_output(&seed);
+/// }
+/// ```
+pub fn guest_output_seeds() -> Vec<Vec<u8>> {
+    let tagged = |tag: u8, value: Vec<u8>| {
+        let mut out = vec![tag];
+        out.extend(value);
+        out
+    };
+    let encode = |value: &dyn erased::Encode| value.encode();
+    vec![
+        tagged(0, encode(&"hello".to_string())),
+        tagged(0, encode(&vec![1u64, 300, 70_000, u64::MAX])),
+        tagged(0, encode(&(1u32, (7u8, -1i8, 300u16, -300i16, true, 'é')))),
+        tagged(
+            0,
+            encode(&(4u32, ("text".to_string(), Some("more".to_string())))),
+        ),
+        tagged(
+            0,
+            encode(&(
+                8u32,
+                42u64,
+                "name".to_string(),
+                vec![("t".to_string(), 1u32)],
+            )),
+        ),
+        tagged(
+            0,
+            encode(&"{\"words\": 3, \"top\": [[\"a\", 2]]}".to_string()),
+        ),
+        tagged(1, b"the task failed".to_vec()),
+        tagged(2, b"cannot decode the input".to_vec()),
+        vec![0],
+    ]
+}
+
+/// Well-formed frame streams for [`worker_frames`]: each message a worker
+/// sends (and the handshake the supervisor sends), length-prefixed.
+///
+/// ```
+/// for seed in sandpool::fuzzing::worker_frame_seeds() {
+///     sandpool::fuzzing::worker_frames(&seed);
+/// }
+/// ```
+pub fn worker_frame_seeds() -> Vec<Vec<u8>> {
+    use crate::process::frame;
+    use crate::process::wire::{
+        FileRef, FromWorker, Greeting, Handshake, Hello, ReadyInfo, Request, Response, WireError,
+        WireLimits, WireLogs,
+    };
+    fn framed<T: serde::Serialize>(message: &T) -> Vec<u8> {
+        let mut out = Vec::new();
+        frame::encode(message, &mut out).expect("a seed message encodes");
+        out
+    }
+    let logs = || WireLogs {
+        stdout: ByteBuf::from(b"out".to_vec()),
+        stdout_dropped: 3,
+        stderr: ByteBuf::new(),
+        stderr_dropped: 0,
+        elapsed: Duration::from_micros(5),
+    };
+    let done = |id, result| {
+        framed(&FromWorker::Done(Response {
+            id,
+            result,
+            logs: logs(),
+        }))
+    };
+    let mut stream = framed(&Handshake::Ready(ReadyInfo {
+        pid: 42,
+        precompiled: true,
+        fallback: None,
+        load: Duration::from_millis(3),
+    }));
+    stream.extend(done(1, Ok(ByteBuf::from(vec![0, 2, b'o', b'k']))));
+    stream.extend(done(2, Err(WireError::Trap("unreachable".into()))));
+    stream.extend(done(
+        3,
+        Err(WireError::OutputTooLarge { size: 10, limit: 5 }),
+    ));
+    vec![
+        stream,
+        framed(&Handshake::Refused("protocol 9".into())),
+        framed(&FromWorker::ProtocolError("bad request".into())),
+        done(7, Err(WireError::Timeout(Duration::from_secs(1)))),
+        framed(&Hello {
+            greeting: Greeting {
+                magic: crate::process::wire::MAGIC,
+                protocol: crate::process::wire::PROTOCOL,
+                version: crate::process::wire::VERSION.into(),
+            },
+            name: "task".into(),
+            fuel: false,
+            wasm: FileRef {
+                path: b"/tmp/task.wasm".to_vec(),
+                sha256: [7; 32],
+            },
+            precompiled: None,
+        }),
+        framed(&Request {
+            id: 1,
+            index: 0,
+            limits: WireLimits::from(&Limits::default()),
+            input: ByteBuf::from(vec![1, 2, 3]),
+        }),
+    ]
+}
+
+/// Encoding the seed values without naming each type at the call site.
+mod erased {
+    pub trait Encode {
+        fn encode(&self) -> Vec<u8>;
+    }
+
+    impl<T: serde::Serialize> Encode for T {
+        fn encode(&self) -> Vec<u8> {
+            sandpool_guest::abi::encode(self).unwrap_or_default()
+        }
+    }
+}
