@@ -13,7 +13,10 @@
 //!   ceiling when other work shares its cores.
 //!
 //! Every ratio is taken between measurements of the same round, rounds are
-//! interleaved, and the median over rounds is reported. Run with
+//! interleaved (in (b) and (c) many short rounds, alternating which side goes
+//! first), and the median over rounds is reported. (b) also prints, for one
+//! thread, the same function natively, in one reused instance and in a fresh
+//! instance per task, which separates wasm code speed from instance cost. Run with
 //! `cargo bench --bench throughput` (needs `scripts/build-guests.sh` first);
 //! it takes well under two minutes.
 
@@ -27,16 +30,21 @@ use sandpool::workloads::{count_primes, doc_stats_of};
 use sandpool::{FileInput, Limits, Pool, Task};
 use serde_bytes::ByteBuf;
 
-/// Rounds of every measurement; medians are over rounds.
+/// Rounds of every measurement in (a); medians are over rounds.
 const ROUNDS: usize = 5;
+/// Short paired rounds of every measurement in (b) and (c), so that load
+/// from other processes hits both sides of a ratio alike.
+const CPU_ROUNDS: usize = 15;
+/// Rounds of the single-thread breakdown in (b).
+const SINGLE_ROUNDS: usize = 7;
 /// Individually timed tasks per level and round in (a).
 const OVERHEAD_TASKS: usize = 4000;
 /// `count_primes` limit per task in (b) and (c).
 const PRIMES_LIMIT: u64 = 40_000;
-/// Prime-counting tasks per measurement.
-const PRIMES_TASKS: usize = 400;
-/// Documents per measurement in (b), and the size of each.
-const DOCS: usize = 600;
+/// Prime-counting tasks per measurement (about 0.1 s on 2 cores).
+const PRIMES_TASKS: usize = 120;
+/// Documents per measurement in (b) (about 0.05 s), and the size of each.
+const DOCS: usize = 300;
 const DOC_BYTES: usize = 8 << 10;
 
 fn guest(name: &str) -> PathBuf {
@@ -241,6 +249,13 @@ fn overhead() {
         median(&mut pool_rt)
     );
     println!();
+    if let Some(bytes) = runner.warm_memory_bytes() {
+        println!(
+            "Memory the pooling allocator keeps resident in idle slots after these tasks: {} KiB \
+             (the pages tasks wrote, restored in place instead of unmapped).\n",
+            bytes >> 10
+        );
+    }
 }
 
 /// Runs `inputs` on `threads` native threads pulling from a shared index; returns tasks/s.
@@ -342,17 +357,68 @@ fn documents() -> Vec<FileInput> {
         .collect()
 }
 
+/// Measures `a` and `b` in `CPU_ROUNDS` short rounds, alternating which goes
+/// first (ABBA), and returns each side's results and the per-round `b / a`.
+fn paired(mut a: impl FnMut() -> f64, mut b: impl FnMut() -> f64) -> [Vec<f64>; 3] {
+    let (mut xs, mut ys, mut ratios) = (vec![], vec![], vec![]);
+    for round in 0..CPU_ROUNDS {
+        let (x, y) = if round % 2 == 0 {
+            let x = a();
+            (x, b())
+        } else {
+            let y = b();
+            (a(), y)
+        };
+        xs.push(x);
+        ys.push(y);
+        ratios.push(y / x);
+    }
+    [xs, ys, ratios]
+}
+
+/// CPU time this thread has run, in ns (`/proc/thread-self/schedstat`), so
+/// that single-thread figures do not count time other processes took.
+fn thread_cpu_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    stat.split_whitespace().next()?.parse().ok()
+}
+
+/// Median µs of this thread's CPU time per call of `f` (wall-clock where
+/// that is unavailable), over `rounds` rounds of at least 150 ms each (the
+/// kernel updates a thread's CPU time at scheduler ticks, a few ms apart).
+fn per_call(rounds: usize, mut f: impl FnMut()) -> f64 {
+    let mut times: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let (cpu, wall) = (thread_cpu_ns(), Instant::now());
+            let mut n = 0u32;
+            while n == 0 || wall.elapsed().as_millis() < 150 {
+                f();
+                n += 1;
+            }
+            let ns = match (cpu, thread_cpu_ns()) {
+                (Some(a), Some(b)) => (b - a) as f64,
+                _ => wall.elapsed().as_nanos() as f64,
+            };
+            ns / 1e3 / f64::from(n)
+        })
+        .collect();
+    median(&mut times)
+}
+
 fn cpu_bound() {
-    println!("## (b) CPU-bound throughput: fresh instance per task vs native threads (2 each)\n");
     let primes_task: Task<u64, u64> = Task::from_file(guest("primes")).expect("load primes.wasm");
     let primes2 = Pool::builder(primes_task.clone())
         .workers(2)
         .build()
         .expect("pool");
-    let primes1 = Pool::builder(primes_task).workers(1).build().expect("pool");
+    let primes1 = Pool::builder(primes_task.clone())
+        .workers(1)
+        .build()
+        .expect("pool");
     let limits: Vec<u64> = (0..PRIMES_TASKS as u64)
         .map(|i| PRIMES_LIMIT + i % 7)
         .collect();
+    let half = &limits[..PRIMES_TASKS / 2];
     assert_eq!(
         primes2
             .submit(&1000)
@@ -364,7 +430,10 @@ fn cpu_bound() {
 
     let docs_task: Task<FileInput, String> =
         Task::from_file(guest("doc_stats")).expect("load doc_stats.wasm");
-    let docs2 = Pool::builder(docs_task).workers(2).build().expect("pool");
+    let docs2 = Pool::builder(docs_task.clone())
+        .workers(2)
+        .build()
+        .expect("pool");
     let corpus = documents();
     let docs: Vec<FileInput> = corpus.iter().cycle().take(DOCS).cloned().collect();
     let native_doc =
@@ -388,33 +457,55 @@ fn cpu_bound() {
     pool_throughput(&primes1, &limits[..20]);
     pool_throughput(&docs2, &docs[..64]);
 
-    let mut rows: Vec<[Vec<f64>; 3]> = vec![Default::default(), Default::default()];
-    let (mut n1, mut n2, mut p1, mut p2) = (vec![], vec![], vec![], vec![]);
-    for _ in 0..ROUNDS {
-        let native = native_throughput(2, &limits, primes_native);
-        let wasm = pool_throughput(&primes2, &limits);
-        rows[0][0].push(native);
-        rows[0][1].push(wasm);
-        rows[0][2].push(wasm / native);
-        let native = native_throughput(2, &docs, docs_native);
-        let wasm = pool_throughput(&docs2, &docs);
-        rows[1][0].push(native);
-        rows[1][1].push(wasm);
-        rows[1][2].push(wasm / native);
-        // (c): 1 vs 2, wasm pool and native threads, same round.
-        let half = &limits[..PRIMES_TASKS / 2];
-        n1.push(native_throughput(1, half, primes_native));
-        n2.push(native_throughput(2, &limits, primes_native));
-        p1.push(pool_throughput(&primes1, half));
-        p2.push(pool_throughput(&primes2, &limits));
-    }
-    let verdict = |r: f64| {
-        if r >= 0.6 {
-            "meets 0.6×"
-        } else {
-            "MISSES 0.6×"
-        }
-    };
+    let mut rows = [
+        paired(
+            || native_throughput(2, &limits, primes_native),
+            || pool_throughput(&primes2, &limits),
+        ),
+        paired(
+            || native_throughput(2, &docs, docs_native),
+            || pool_throughput(&docs2, &docs),
+        ),
+    ];
+    let [mut p1, mut p2, mut pool_ratio] = paired(
+        || pool_throughput(&primes1, half),
+        || pool_throughput(&primes2, &limits),
+    );
+    let [mut n1, mut n2, mut native_ratio] = paired(
+        || native_throughput(1, half, primes_native),
+        || native_throughput(2, &limits, primes_native),
+    );
+
+    // Where the time goes, one thread: the same function natively, in one
+    // reused instance (wasm code speed alone) and in a fresh instance per task.
+    let primes_runner = DirectRunner::new(&primes_task, Limits::default()).expect("runner");
+    let docs_runner = DirectRunner::new(&docs_task, Limits::default()).expect("runner");
+    let primes_input = sandpool_guest::abi::encode(&PRIMES_LIMIT).expect("encode");
+    let doc_input = sandpool_guest::abi::encode(&docs[0]).expect("encode");
+    let mut primes_reused = primes_runner.reused_instance().expect("instance");
+    let mut docs_reused = docs_runner.reused_instance().expect("instance");
+    let single = [
+        [
+            per_call(SINGLE_ROUNDS, || primes_native(&PRIMES_LIMIT)),
+            per_call(SINGLE_ROUNDS, || {
+                drop(primes_reused.run(&primes_input).expect("run"))
+            }),
+            per_call(SINGLE_ROUNDS, || {
+                drop(primes_runner.run_fresh(&primes_input).expect("run"))
+            }),
+        ],
+        [
+            per_call(SINGLE_ROUNDS, || docs_native(&docs[0])),
+            per_call(SINGLE_ROUNDS, || {
+                drop(docs_reused.run(&doc_input).expect("run"))
+            }),
+            per_call(SINGLE_ROUNDS, || {
+                drop(docs_runner.run_fresh(&doc_input).expect("run"))
+            }),
+        ],
+    ];
+
+    println!("## (b) CPU-bound throughput: fresh instance per task vs native threads (2 each)\n");
     println!("| workload | native, 2 threads | sandpool pool, 2 workers | ratio | target 0.6× |");
     println!("|---|---|---|---|---|");
     let names = [
@@ -427,14 +518,28 @@ fn cpu_bound() {
             "| {name} | {:.0} tasks/s | {:.0} tasks/s | **{r:.2}×** | {} |",
             median(native),
             median(wasm),
-            verdict(r)
+            if r >= 0.6 {
+                "meets 0.6×"
+            } else {
+                "MISSES 0.6×"
+            }
+        );
+    }
+    println!("\nWhat bounds it, one thread, µs of CPU time per task:\n");
+    println!(
+        "| workload | native | one reused instance | fresh instance | wasm code speed vs native | fresh-instance share |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (name, [native, reused, fresh]) in names.iter().zip(single) {
+        println!(
+            "| {name} | {native:.1} | {reused:.1} | {fresh:.1} | {:.2}× | {:.0}% |",
+            native / reused,
+            ((fresh - reused) / fresh * 100.0).max(0.0)
         );
     }
     println!();
     println!("## (c) Scaling on 2 cores: count_primes({PRIMES_LIMIT}), fresh instance per task\n");
-    let pool_ratio: Vec<f64> = p2.iter().zip(&p1).map(|(a, b)| a / b).collect();
-    let native_ratio: Vec<f64> = n2.iter().zip(&n1).map(|(a, b)| a / b).collect();
-    let pr = median(&mut pool_ratio.clone());
+    let pr = median(&mut pool_ratio);
     println!("| executor | 1 worker/thread | 2 workers/threads | 2 vs 1 | target 1.8× |");
     println!("|---|---|---|---|---|");
     println!(
@@ -451,7 +556,7 @@ fn cpu_bound() {
         "| native threads (the machine's ceiling) | {:.0} tasks/s | {:.0} tasks/s | {:.2}× | — |",
         median(&mut n1),
         median(&mut n2),
-        median(&mut native_ratio.clone())
+        median(&mut native_ratio)
     );
     println!();
 }
