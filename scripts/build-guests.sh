@@ -19,7 +19,7 @@ else
     mode=debian
     for p in rustc-web rust-web-src lld-19 wasi-libc; do have_pkg "$p" || need_apt+=("$p"); done
 fi
-for p in clang-19 libclang-rt-19-dev-wasm32 wasi-libc; do have_pkg "$p" || need_apt+=("$p"); done
+for p in clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc; do have_pkg "$p" || need_apt+=("$p"); done
 
 if ((${#need_apt[@]})); then
     echo "build-guests: installing ${need_apt[*]} (Debian packages)" >&2
