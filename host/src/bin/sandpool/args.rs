@@ -98,6 +98,50 @@ pub struct RunArgs {
     /// Do not read or write the compiled-module cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Let every task use one host directory: HOST, seen by the guest at
+    /// GUEST (default /data), read-only (ro, the default) or read-write
+    /// (rw). Nothing outside it is reachable. Without it a task reaches no
+    /// file at all. Instance isolation only.
+    #[arg(long, value_name = "HOST[:GUEST][:ro|rw]", value_parser = parse_dir)]
+    pub dir: Option<DirArg>,
+}
+
+/// A `--dir` grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirArg {
+    pub host: PathBuf,
+    pub guest: String,
+    pub access: sandpool::DirAccess,
+}
+
+/// Parses `HOST[:GUEST][:ro|rw]`; GUEST defaults to `/data`, the access to `ro`.
+pub fn parse_dir(text: &str) -> Result<DirArg, String> {
+    let (rest, access) = if let Some(rest) = text.strip_suffix(":ro") {
+        (rest, sandpool::DirAccess::ReadOnly)
+    } else if let Some(rest) = text.strip_suffix(":rw") {
+        (rest, sandpool::DirAccess::ReadWrite)
+    } else {
+        (text, sandpool::DirAccess::ReadOnly)
+    };
+    let (host, guest) = match rest.rsplit_once(':') {
+        Some((host, guest)) => (host, guest),
+        None => (rest, "/data"),
+    };
+    if host.is_empty() {
+        return Err(format!(
+            "`{text}`: the host directory is missing (HOST[:GUEST][:ro|rw])"
+        ));
+    }
+    if guest.is_empty() {
+        return Err(format!(
+            "`{text}`: the guest path is empty (HOST[:GUEST][:ro|rw])"
+        ));
+    }
+    Ok(DirArg {
+        host: PathBuf::from(host),
+        guest: guest.to_string(),
+        access,
+    })
 }
 
 /// Describe TASK: its imports and exports, ABI version and whether sandpool can run it.
@@ -176,6 +220,29 @@ mod tests {
         assert_eq!(parse_size("100"), Ok(100));
         assert!(parse_size("lots").is_err());
         assert!(parse_size("99999999999999G").is_err());
+    }
+
+    #[test]
+    fn dir_grants_parse_with_optional_guest_path_and_access() {
+        use sandpool::DirAccess::{ReadOnly, ReadWrite};
+        let dir = |host: &str, guest: &str, access| DirArg {
+            host: PathBuf::from(host),
+            guest: guest.into(),
+            access,
+        };
+        assert_eq!(parse_dir("corpus"), Ok(dir("corpus", "/data", ReadOnly)));
+        assert_eq!(
+            parse_dir("corpus:rw"),
+            Ok(dir("corpus", "/data", ReadWrite))
+        );
+        assert_eq!(parse_dir("/srv/x:/in"), Ok(dir("/srv/x", "/in", ReadOnly)));
+        assert_eq!(
+            parse_dir("/srv/x:/out:rw"),
+            Ok(dir("/srv/x", "/out", ReadWrite))
+        );
+        assert_eq!(parse_dir("a:b:ro"), Ok(dir("a", "b", ReadOnly)));
+        assert!(parse_dir(":/data").is_err());
+        assert!(parse_dir("x::rw").is_err());
     }
 
     #[test]

@@ -82,12 +82,14 @@ pub fn main(args: RunArgs) -> ExitCode {
         IsolationArg::Instance => sandpool::Isolation::Instance,
         IsolationArg::Process => sandpool::Isolation::Process,
     };
-    let pool = match Pool::builder(task.clone())
+    let mut builder = Pool::builder(task.clone())
         .workers(workers)
         .limits(limits)
-        .isolation(isolation)
-        .build()
-    {
+        .isolation(isolation);
+    if let Some(dir) = &args.dir {
+        builder = builder.grant_dir(&dir.host, &dir.guest, dir.access);
+    }
+    let pool = match builder.build() {
         Ok(pool) => pool,
         Err(e) => return setup_error(e),
     };
