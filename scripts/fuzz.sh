@@ -7,11 +7,10 @@
 # Installs cargo-fuzz when missing. libFuzzer needs nightly compiler flags;
 # RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them, and `-s none`
 # skips AddressSanitizer (sandpool's unsafe code is small; coverage-guided
-# search is what finds the bugs here). Corpora start from seeds written by
-# the smoke test's generators (tests/fuzz_smoke.rs writes nothing; the seeds
-# come from sandpool::fuzzing and tests/hostile/*.wat). A crash stops the
-# run with a non-zero exit and leaves its input in fuzz/artifacts/TARGET/;
-# add it to tests/fuzz_regressions.rs.
+# search is what finds the bugs here). Corpora (fuzz/corpus/TARGET) start
+# from the seeds of tests/fuzz_smoke.rs and grow across runs. A crash stops
+# that target with a non-zero exit and leaves its input in
+# fuzz/artifacts/TARGET/; keep it in tests/fuzz_regressions.rs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-30}
@@ -22,14 +21,11 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 export RUSTC_BOOTSTRAP=1
 
-# Seed corpora: the hostile modules for `module`; the library's seed inputs
-# for the decoders (written by a tiny example program would need a build of
-# its own, so the decoders start from libFuzzer's own search plus these).
-mkdir -p fuzz/corpus/module fuzz/corpus/guest_output fuzz/corpus/worker_frames
-cp tests/hostile/*.wat fuzz/corpus/module/
-printf '\000\002ok' > fuzz/corpus/guest_output/ok_string
-printf '\001failed' > fuzz/corpus/guest_output/guest_error
-printf '\004\000\000\000\001\002\003\004' > fuzz/corpus/worker_frames/one_frame
+# Seed corpora: well-formed guest outputs, worker frame streams and the
+# hostile modules (binary and text), written by the smoke test's seeders.
+mkdir -p fuzz/corpus
+SANDPOOL_FUZZ_SEEDS="$(pwd)/fuzz/corpus" \
+    cargo test --release -p sandpool --test fuzz_smoke -- --exact seeds_are_written_for_cargo_fuzz >&2
 
 targets=("$@")
 if ((${#targets[@]} == 0)); then
