@@ -24,6 +24,10 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Concurrent instances the pooling allocator has room for, per engine.
 pub(crate) const POOL_SLOTS: u32 = 1000;
 
+/// Idle slots the pooling allocator prefers to reuse (with their resident
+/// pages) before it touches a slot no instance has used yet.
+const WARM_SLOTS: u32 = 16;
+
 /// Largest linear memory any task may have (the wasm32 maximum).
 const MAX_MEMORY: usize = 4 << 30;
 
@@ -47,7 +51,9 @@ fn engine_config(fuel: bool, pooling: bool) -> Config {
         // round trip (~2.1 MiB written); a slot keeps at most that much
         // resident while idle. Without `PAGEMAP_SCAN` (older kernels) the same
         // setting would `memset` the first 4 MiB of every memory, so it is
-        // only used when the scan is available.
+        // only used when the scan is available. What stays resident is bounded
+        // by the slots ever used: about max(concurrent instances,
+        // `WARM_SLOTS`) slots, each holding at most the keep-resident budget.
         let pagemap = PoolingAllocationConfig::is_pagemap_scan_available();
         let keep_resident = if pagemap { 4 << 20 } else { 64 << 10 };
         let mut pool = PoolingAllocationConfig::new();
@@ -59,6 +65,7 @@ fn engine_config(fuel: bool, pooling: bool) -> Config {
             .max_memory_size(MAX_MEMORY)
             .linear_memory_keep_resident(keep_resident)
             .table_keep_resident(64 << 10)
+            .max_unused_warm_slots(WARM_SLOTS)
             .pagemap_scan(if pagemap { Enabled::Yes } else { Enabled::No });
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
