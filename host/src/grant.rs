@@ -50,6 +50,10 @@ pub const DEFAULT_MAX_FILE_WRITES: u64 = 1 << 30;
 /// The longest path a guest may pass, in bytes.
 const MAX_PATH: usize = 4096;
 
+/// The most entries a directory listing holds in host memory (a listing of
+/// a larger directory fails with `EOVERFLOW`).
+const MAX_DIR_ENTRIES: usize = 1 << 20;
+
 /// The most iovecs one read or write may pass.
 const MAX_IOVS: usize = 1024;
 
@@ -536,6 +540,10 @@ fn read_entries(dir: &File) -> Result<Vec<DirEntry>, i32> {
                 libc::DT_SOCK => FILETYPE_SOCKET_STREAM,
                 _ => FILETYPE_UNKNOWN,
             };
+            if entries.len() >= MAX_DIR_ENTRIES {
+                libc::closedir(stream);
+                return Err(EOVERFLOW);
+            }
             entries.push(DirEntry {
                 ino: entry.d_ino,
                 kind,
@@ -848,6 +856,9 @@ impl FileTable {
         whence: i32,
         out: i32,
     ) -> i32 {
+        if fd == ROOT_FD {
+            return EISDIR;
+        }
         let result = (|| {
             let file = self.file(fd)?;
             if file.dir {
@@ -862,9 +873,6 @@ impl FileTable {
             let at = (&file.file).seek(to).map_err(|e| io_errno(&e))?;
             put(mem, out, &at.to_le_bytes())
         })();
-        if fd == ROOT_FD {
-            return EISDIR;
-        }
         errno_of(result)
     }
 
