@@ -95,10 +95,10 @@ fn locked_version(krate: &str) -> String {
     let text = std::fs::read_to_string(lock).unwrap_or_default();
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
-        if line == format!("name = \"{krate}\"") {
-            if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = ")) {
-                return v.trim_matches('"').to_string();
-            }
+        if line == format!("name = \"{krate}\"")
+            && let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = "))
+        {
+            return v.trim_matches('"').to_string();
         }
     }
     "?".into()

@@ -115,10 +115,10 @@ impl CompiledModule {
             Ok(exports) => exports,
             Err(e) => return Err(fail(store, e)),
         };
-        if let Some(init) = &exports.initialize {
-            if let Err(e) = init.call(&mut *store, ()) {
-                return Err(fail(store, e));
-            }
+        if let Some(init) = &exports.initialize
+            && let Err(e) = init.call(&mut *store, ())
+        {
+            return Err(fail(store, e));
         }
         call_task(store, &exports, limits, task, input)
     }

@@ -218,13 +218,13 @@ pub(crate) fn check_interface(name: &str, module: &Module) -> Result<(), Error> 
             ));
         }
     }
-    if let Some(ty) = module.get_export(abi::EXPORT_INITIALIZE) {
-        if !matches!(&ty, ExternType::Func(f) if f.params().len() == 0 && f.results().len() == 0) {
-            return Err(abi_error(
-                name,
-                "export `_initialize` must be a function with no parameters or results",
-            ));
-        }
+    if let Some(ty) = module.get_export(abi::EXPORT_INITIALIZE)
+        && !matches!(&ty, ExternType::Func(f) if f.params().len() == 0 && f.results().len() == 0)
+    {
+        return Err(abi_error(
+            name,
+            "export `_initialize` must be a function with no parameters or results",
+        ));
     }
     Ok(())
 }
@@ -283,10 +283,7 @@ impl CompiledModule {
             .pre
             .instantiate(&mut store)
             .map_err(|e| invalid(name, format!("cannot instantiate: {e:#}")))?;
-        if let Some(init) = instance
-            .get_typed_func::<(), ()>(&mut store, abi::EXPORT_INITIALIZE)
-            .ok()
-        {
+        if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, abi::EXPORT_INITIALIZE) {
             init.call(&mut store, ())
                 .map_err(|e| invalid(name, format!("`_initialize` failed: {e:#}")))?;
         }
