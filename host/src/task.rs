@@ -114,12 +114,57 @@ impl CompileJob {
 /// Only serializable values cross the boundary. A closure is not a task
 /// input, the Rust version of Python's "Can't pickle local object":
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// use sandpool::{Pool, Task};
-/// let task = Task::from_file("echo.wasm").unwrap();
-/// let pool = Pool::builder(task).build().unwrap();
+/// # fn main() -> Result<(), sandpool::Error> {
+/// let task = Task::from_file("echo.wasm")?;
+/// let pool: Pool<_, u32> = Pool::builder(task).build()?;
 /// let offset = 1;
-/// pool.submit(&move |x: u32| x + offset); // error: the closure is not `Serialize`
+/// // error[E0277]: the trait bound `{closure}: Serialize` is not satisfied
+/// pool.submit(&move |x: u32| x + offset)?.wait()?;
+/// # Ok(()) }
+/// ```
+///
+/// Nor is an open file (send its bytes, e.g. [`FileInput`](crate::FileInput)):
+///
+/// ```compile_fail,E0277
+/// use sandpool::{Pool, Task};
+/// # fn main() -> Result<(), sandpool::Error> {
+/// // error[E0277]: the trait bound `File: Serialize` is not satisfied
+/// let task: Task<std::fs::File, u64> = Task::from_file("line_count.wasm")?;
+/// let pool = Pool::builder(task).build()?;
+/// pool.submit(&std::fs::File::open("input.txt").expect("exists"))?.wait()?;
+/// # Ok(()) }
+/// ```
+///
+/// Nor an `Rc` (shared ownership cannot cross into a separate memory; this
+/// holds while serde's `rc` feature is off in the workspace):
+///
+/// ```compile_fail,E0277
+/// use std::rc::Rc;
+/// use sandpool::{Pool, Task};
+/// # fn main() -> Result<(), sandpool::Error> {
+/// // error[E0277]: the trait bound `Rc<String>: Serialize` is not satisfied
+/// let task: Task<Rc<String>, u64> = Task::from_file("word_count.wasm")?;
+/// let pool = Pool::builder(task).build()?;
+/// pool.submit(&Rc::new(String::from("shared text")))?.wait()?;
+/// # Ok(()) }
+/// ```
+///
+/// The same code with plain data compiles (`compile_fail` tests above fail
+/// only for the reason they name):
+///
+/// ```no_run
+/// use sandpool::{Pool, Task};
+/// #[derive(serde::Serialize)]
+/// struct Job { id: u64, text: String }
+/// # fn main() -> Result<(), sandpool::Error> {
+/// let task: Task<Job, u64> = Task::from_file("word_count.wasm")?;
+/// let pool = Pool::builder(task).build()?;
+/// pool.submit(&Job { id: 1, text: "plain data".into() })?.wait()?;
+/// let bytes: Task<Vec<u8>, u32> = Task::from_file("echo.wasm")?;
+/// Pool::builder(bytes).build()?.submit(&vec![1, 2, 3])?.wait()?;
+/// # Ok(()) }
 /// ```
 pub struct Task<In, Out> {
     pub(crate) module: Arc<TaskModule>,
