@@ -19,13 +19,15 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz: installing cargo-fuzz" >&2
     cargo install cargo-fuzz --locked >&2
 fi
-export RUSTC_BOOTSTRAP=1
-
 # Seed corpora: well-formed guest outputs, worker frame streams and the
 # hostile modules (binary and text), written by the smoke test's seeders.
 mkdir -p fuzz/corpus
 SANDPOOL_FUZZ_SEEDS="$(pwd)/fuzz/corpus" \
     cargo test --release -p sandpool --test fuzz_smoke -- --exact seeds_are_written_for_cargo_fuzz >&2
+
+# Only for cargo-fuzz's own build (fuzz/target): set for the workspace build
+# above it would change every fingerprint and rebuild target/ from scratch.
+export RUSTC_BOOTSTRAP=1
 
 targets=("$@")
 if ((${#targets[@]} == 0)); then
