@@ -1291,6 +1291,19 @@ fn parent() {
     // Round 0 runs every level; later rounds repeat the Rust levels (cheap,
     // and the noisiest relative to each other), interleaved, so a burst of
     // load from elsewhere hits one run, not one level.
+    // What one output costs the file system here (the mixed workload's floor).
+    let probe = work.path().join("write-probe");
+    std::fs::create_dir_all(&probe).expect("probe directory");
+    let t0 = Instant::now();
+    for i in 0..200 {
+        let target = probe.join(format!("{i}.json"));
+        let tmp = probe.join(format!("{i}.json.tmp"));
+        std::fs::write(&tmp, b"{\"bytes\": 4096}").expect("write");
+        std::fs::rename(&tmp, &target).expect("rename");
+    }
+    let write_us = t0.elapsed().as_secs_f64() * 1e6 / 200.0;
+    let _ = std::fs::remove_dir_all(&probe);
+
     let mut runs: Vec<(&'static str, Level, Result<Value, String>)> = Vec::new();
     for round in 0..REPEATS {
         for w in &WORKLOADS {
@@ -1425,6 +1438,10 @@ fn parent() {
     let _ = writeln!(
         w,
         "- workloads identical to `benches/python/executors.py`: {parity}"
+    );
+    let _ = writeln!(
+        w,
+        "- file system of the work directory: writing a small file and renaming it into place takes {write_us:.0} µs (one thread, measured before the run)"
     );
     let _ = writeln!(
         w,
