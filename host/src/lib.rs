@@ -68,10 +68,10 @@ mod wasi;
 
 pub use cache::default_cache_dir;
 pub use error::{Error, ErrorKind, Result, TaskRef};
-pub use grant::{DEFAULT_MAX_FILE_WRITES, DirAccess, MAX_OPEN_FILES};
 pub use folder::{
     FailureRecord, FolderJob, FolderSummary, Progress, file_id, list_inputs, run_folder,
 };
+pub use grant::{DEFAULT_MAX_FILE_WRITES, DirAccess, MAX_OPEN_FILES};
 pub use inspect::{ModuleItem, ModuleReport, inspect_module};
 pub use instance::TaskLogs;
 #[doc(hidden)]
