@@ -21,9 +21,11 @@ struct Measured {
 /// Runs `cmd` and measures its wall time and peak RSS (via wait4).
 fn measure(cmd: &mut Command) -> Measured {
     let started = Instant::now();
+    // Reaped below with wait4 (which also reports the child's rusage), not Child::wait.
+    #[allow(clippy::zombie_processes)]
     let child = cmd
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
         .spawn()
         .expect("spawn");
     let pid = child.id() as libc::pid_t;
@@ -193,7 +195,7 @@ fn main() {
     let one = work.join("one");
     std::fs::create_dir_all(&one).expect("mkdir");
     std::fs::write(one.join("a.txt"), "one small file").expect("write");
-    let mut startup = |label: &str, clear: bool| {
+    let startup = |label: &str, clear: bool| {
         if clear {
             let _ = std::fs::remove_dir_all(&cache);
         }

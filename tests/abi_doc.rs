@@ -1,6 +1,7 @@
 //! `docs/abi.md` stays true: its WAT guest loads and runs through a `Pool`,
 //! its C guest compiles (with clang-19) and runs, and its encoding table
 //! matches what the boundary's bincode configuration really produces.
+#![allow(clippy::unwrap_used)] // test helpers, like the tests, fail loudly
 
 use std::collections::BTreeMap;
 

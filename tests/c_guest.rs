@@ -1,5 +1,6 @@
 //! Guest ABI v1 implemented in C (guest/c/echo_c.c, clang-19, no Rust SDK)
 //! passes the same host checks as the Rust guests.
+#![allow(clippy::unwrap_used)] // test helpers, like the tests, fail loudly
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! End-to-end tests of the `sandpool` binary.
+#![allow(clippy::unwrap_used)] // test helpers, like the tests, fail loudly
 
 mod common;
 
@@ -246,7 +247,7 @@ fn sigint_leaves_only_complete_outputs_and_a_rerun_finishes() {
         write(&inputs.join(format!("{i:03}.txt")), "spin: 3000000");
     }
     let probe = common::guest("file_probe");
-    let mut child = sandpool()
+    let child = sandpool()
         .args([
             "run".as_ref(),
             probe.as_os_str(),

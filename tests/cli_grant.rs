@@ -1,5 +1,6 @@
 //! `sandpool run --dir HOST[:GUEST][:ro|rw]`: without it a task reaches no
 //! file; with it, exactly one directory, read-only unless `:rw`.
+#![allow(clippy::unwrap_used)] // test helpers, like the tests, fail loudly
 
 mod common;
 

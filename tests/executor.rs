@@ -1,5 +1,6 @@
 //! The in-process instance executor: identity and order of results, fault
 //! containment, limits, isolation between tasks, cancellation and shutdown.
+#![allow(clippy::unwrap_used)] // test helpers, like the tests, fail loudly
 
 mod common;
 

@@ -6,6 +6,7 @@
 //! (through wasi-libc, as a real guest would) and, for `RawOpen`, WASI's
 //! `path_open` directly, so the host's checks are tested even for paths
 //! libc would refuse by itself.
+#![allow(clippy::unwrap_used)] // test helpers, like the tests, fail loudly
 
 mod common;
 

@@ -8,6 +8,7 @@
 //! and counts that claim far more than the bytes behind them. Each must be
 //! refused quickly, without allocating what it claims. A crashing input found
 //! later goes here too, as its bytes, with the date and target.
+#![allow(clippy::unwrap_used)] // test helpers, like the tests, fail loudly
 
 use std::time::{Duration, Instant};
 

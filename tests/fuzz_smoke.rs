@@ -9,6 +9,7 @@
 //!
 //! With `SANDPOOL_FUZZ_SEEDS=DIR`, `seeds_are_written_for_cargo_fuzz` writes
 //! the seed inputs to `DIR/TARGET/` for the fuzzer's corpora.
+#![allow(clippy::unwrap_used)] // test helpers, like the tests, fail loudly
 
 mod common;
 

@@ -8,6 +8,7 @@
 //! The Rust guest modes (`guest/examples/hostile.rs`: memory bomb, endless
 //! loop and recursion, huge output, log flood, panic) are covered by
 //! `tests/executor.rs`; the WASI probes by `tests/fs_isolation.rs`.
+#![allow(clippy::unwrap_used)] // test helpers, like the tests, fail loudly
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Modules that are not sandpool tasks fail at load with a clear error, never a panic.
+#![allow(clippy::unwrap_used)] // test helpers, like the tests, fail loudly
 
 mod common;
 

@@ -6,6 +6,7 @@
 //!
 //! Tests run one at a time (a lock), because several of them count this
 //! process's child processes.
+#![allow(clippy::unwrap_used)] // test helpers, like the tests, fail loudly
 
 mod common;
 

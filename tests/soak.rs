@@ -2,6 +2,7 @@
 //! tasks): 50,000 tiny tasks through the instance executor, and the
 //! resident memory at the end within 10% of the memory after the first
 //! 10,000. The full run is `cargo bench -p sandpool --bench soak`.
+#![allow(clippy::unwrap_used)] // test helpers, like the tests, fail loudly
 
 #[path = "common/soak.rs"]
 mod soak_run;
