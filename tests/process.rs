@@ -792,3 +792,55 @@ fn a_worker_program_that_is_not_a_sandpool_worker_is_an_error_not_a_hang() {
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
     assert_no_workers_remain();
 }
+
+#[test]
+fn repeated_random_worker_kills_lose_only_the_tasks_in_flight() {
+    let _serial = serial();
+    let inputs = random_spins(10_000, 7);
+    let pool = spin_pool(2);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let killer = {
+        let (pool, stop) = (pool.clone(), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut kills = 0u64;
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) && kills < 8 {
+                std::thread::sleep(Duration::from_millis(20));
+                n += 1;
+                let pids = pool.process_stats().unwrap().worker_pids;
+                if let Some(&pid) = pids.get((n % 2) as usize) {
+                    // SAFETY: sending a signal to our own child process.
+                    if unsafe { libc::kill(pid as i32, libc::SIGKILL) } == 0 {
+                        kills += 1;
+                    }
+                }
+            }
+            kills
+        })
+    };
+    let results: Vec<_> = pool.map(&inputs).collect();
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let kills = killer.join().expect("killer thread");
+    eprintln!("{kills} workers killed");
+    assert!(kills >= 2, "the killer struck repeatedly ({kills} kills)");
+    let mut crashed = 0;
+    for (i, result) in results.iter().enumerate() {
+        match result {
+            Ok(out) => assert_eq!(
+                (out.id, out.checksum),
+                (i as u64, expected_checksum(i as u64, inputs[i].rounds)),
+                "a surviving task's result is its own"
+            ),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::WorkerCrashed, "input {i}: {e}");
+                assert_eq!(e.task().map(|t| t.index), Some(i as u64));
+                crashed += 1;
+            }
+        }
+    }
+    // A kill loses at most the one task its worker had in flight (none if it was idle).
+    assert!(crashed <= kills, "{crashed} tasks lost to {kills} kills");
+    assert_eq!(results.len(), 10_000);
+    pool.shutdown(true, false);
+    assert_no_workers_remain();
+}
