@@ -4,50 +4,12 @@
 
 mod common;
 
+use common::{Mode, Spin, Spun, expected_checksum, ok_value, random_spins};
+
 use std::collections::HashSet;
 use std::time::Duration;
 
-use rand::{Rng, SeedableRng};
 use sandpool::{Error, ErrorKind, Limits, Pool, Task};
-use serde::{Deserialize, Serialize};
-
-#[derive(Serialize, Clone, Copy)]
-struct Spin {
-    id: u64,
-    rounds: u32,
-}
-
-#[derive(Deserialize, Debug, PartialEq, Eq)]
-struct Spun {
-    id: u64,
-    checksum: u64,
-}
-
-/// The checksum the spin guest computes, recomputed natively.
-fn expected_checksum(id: u64, rounds: u32) -> u64 {
-    let mut x = id ^ 0x9e37_79b9_7f4a_7c15;
-    for _ in 0..rounds {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-    }
-    x
-}
-
-fn random_spins(n: u64, seed: u64) -> Vec<Spin> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    // Run times vary by three orders of magnitude, so completion order differs from input order.
-    (0..n)
-        .map(|id| Spin {
-            id,
-            rounds: if rng.random_bool(0.1) {
-                rng.random_range(0..200_000)
-            } else {
-                rng.random_range(0..200)
-            },
-        })
-        .collect()
-}
 
 fn spin_pool(workers: usize) -> Pool<Spin, Spun> {
     let task: Task<Spin, Spun> = Task::from_file(common::guest("spin")).expect("spin guest loads");
@@ -114,19 +76,6 @@ fn as_completed_yields_a_slow_first_input_after_faster_later_ones() {
     );
 }
 
-#[derive(Serialize)]
-enum Mode {
-    Ok(u64),
-    Trap,
-    Panic(String),
-    Fail(String),
-    Loop,
-    MemoryBomb,
-    HugeOutput(u32),
-    Print(u32),
-    Recurse,
-}
-
 fn hostile_pool(limits: Limits) -> Pool<Mode, serde_bytes::ByteBuf> {
     let task = Task::from_file(common::guest("hostile")).expect("hostile guest loads");
     Pool::builder(task)
@@ -134,11 +83,6 @@ fn hostile_pool(limits: Limits) -> Pool<Mode, serde_bytes::ByteBuf> {
         .limits(limits)
         .build()
         .expect("pool starts")
-}
-
-fn ok_value(result: &Result<serde_bytes::ByteBuf, Error>) -> u64 {
-    let bytes = result.as_ref().expect("a well-behaved input succeeds");
-    u64::from_le_bytes(bytes.as_slice().try_into().expect("8 bytes"))
 }
 
 #[test]

@@ -4,25 +4,13 @@
 
 mod common;
 
+use common::{Spin, Spun};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sandpool::{Error, ErrorKind, IoPool, Order, Pipeline, Pool, ReturnWhen, Task};
-use serde::{Deserialize, Serialize};
-
-#[derive(Serialize, Clone, Copy)]
-struct Spin {
-    id: u64,
-    rounds: u32,
-}
-
-#[derive(Deserialize, Debug)]
-struct Spun {
-    id: u64,
-    #[allow(dead_code)]
-    checksum: u64,
-}
 
 fn spin_pool() -> Pool<Spin, Spun> {
     Pool::builder(Task::from_file(common::guest("spin")).unwrap())

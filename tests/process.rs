@@ -10,13 +10,13 @@
 
 mod common;
 
+use common::{Mode, Spin, Spun, expected_checksum, ok_value, random_spins};
+
 use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rand::{Rng, SeedableRng};
 use sandpool::{Error, ErrorKind, Isolation, Limits, Pool, Task};
-use serde::{Deserialize, Serialize};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -80,42 +80,6 @@ fn proc_state(pid: u32) -> Option<char> {
         .next()
 }
 
-#[derive(Serialize, Clone, Copy)]
-struct Spin {
-    id: u64,
-    rounds: u32,
-}
-
-#[derive(Deserialize, Debug, PartialEq, Eq)]
-struct Spun {
-    id: u64,
-    checksum: u64,
-}
-
-fn expected_checksum(id: u64, rounds: u32) -> u64 {
-    let mut x = id ^ 0x9e37_79b9_7f4a_7c15;
-    for _ in 0..rounds {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-    }
-    x
-}
-
-fn random_spins(n: u64, seed: u64) -> Vec<Spin> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    (0..n)
-        .map(|id| Spin {
-            id,
-            rounds: if rng.random_bool(0.1) {
-                rng.random_range(0..200_000)
-            } else {
-                rng.random_range(0..200)
-            },
-        })
-        .collect()
-}
-
 fn spin_task() -> Task<Spin, Spun> {
     Task::from_file(common::guest("spin")).expect("spin guest loads")
 }
@@ -128,20 +92,6 @@ fn spin_pool(workers: usize) -> Pool<Spin, Spun> {
         .expect("pool starts")
 }
 
-#[derive(Serialize)]
-#[allow(dead_code)]
-enum Mode {
-    Ok(u64),
-    Trap,
-    Panic(String),
-    Fail(String),
-    Loop,
-    MemoryBomb,
-    HugeOutput(u32),
-    Print(u32),
-    Recurse,
-}
-
 /// What `Mode::Print` writes to stderr; the workers' test hook watches for it.
 const MARKER: &str = "xxxxxxxxxx";
 
@@ -151,13 +101,6 @@ fn hostile_task() -> Task<Mode, serde_bytes::ByteBuf> {
 
 fn hostile_builder() -> sandpool::PoolBuilder<Mode, serde_bytes::ByteBuf> {
     Pool::builder(hostile_task()).isolation(Isolation::Process)
-}
-
-fn ok_value(result: &Result<serde_bytes::ByteBuf, Error>) -> u64 {
-    let bytes = result
-        .as_ref()
-        .unwrap_or_else(|e| panic!("a well-behaved input succeeds: {e}"));
-    u64::from_le_bytes(bytes.as_slice().try_into().expect("8 bytes"))
 }
 
 #[test]
