@@ -289,3 +289,42 @@ fn cancelling_a_pipeline_stops_new_work_and_leaves_no_partial_output() {
     assert_eq!(files, yielded);
     assert!(files < 50_000);
 }
+
+#[test]
+fn the_crawl_example_fetches_processes_and_writes_one_output_per_page() {
+    // `cargo test` builds the examples next to the test binaries' folder.
+    let exe = std::env::current_exe().unwrap();
+    let crawl = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("crawl");
+    assert!(crawl.exists(), "{} is built by cargo test", crawl.display());
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(&crawl)
+        .arg("30")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for n in 0..30 {
+        let stats: sandpool::workloads::DocStats =
+            serde_json::from_slice(&std::fs::read(dir.path().join(format!("{n}.json"))).unwrap())
+                .unwrap();
+        assert_eq!(stats.lines, 20, "page {n}");
+        assert!(
+            stats
+                .top
+                .iter()
+                .any(|(w, c)| *w == n.to_string() && *c >= 20),
+            "page {n}'s own number is its top word"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        30,
+        "one file per page, no temporaries"
+    );
+}
