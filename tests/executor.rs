@@ -87,48 +87,10 @@ fn hostile_pool(limits: Limits) -> Pool<Mode, serde_bytes::ByteBuf> {
 
 #[test]
 fn each_fault_fails_only_its_own_task_with_the_right_error() {
-    let limits = Limits::default()
-        .timeout(Duration::from_millis(300))
-        .memory(32 << 20)
-        .max_output(1 << 20);
-    let pool = hostile_pool(limits);
-    let faults = [
-        (Mode::Trap, ErrorKind::Trap),
-        (Mode::Loop, ErrorKind::Timeout),
-        (Mode::MemoryBomb, ErrorKind::MemoryLimit),
-        (Mode::HugeOutput(2 << 20), ErrorKind::OutputTooLarge),
-        (Mode::Panic("boom".into()), ErrorKind::Panic),
-        (Mode::Fail("bad input".into()), ErrorKind::Guest),
-        (Mode::Recurse, ErrorKind::Trap),
-    ];
-    let kinds: Vec<ErrorKind> = faults.iter().map(|(_, k)| *k).collect();
-    // Each fault sits between well-behaved inputs.
-    let mut inputs = Vec::new();
-    for (fault, _) in faults {
-        inputs.push(Mode::Ok(inputs.len() as u64));
-        inputs.push(fault);
-        inputs.push(Mode::Ok(inputs.len() as u64));
-    }
+    let pool = hostile_pool(common::fault_limits());
+    let (inputs, kinds) = common::fault_cases();
     let results: Vec<_> = pool.map(&inputs).collect();
-    assert_eq!(results.len(), inputs.len());
-    for (i, result) in results.iter().enumerate() {
-        match i % 3 {
-            1 => {
-                let err = result.as_ref().expect_err("the fault fails");
-                assert_eq!(err.kind(), kinds[i / 3], "input {i}: {err}");
-                assert_eq!(
-                    err.task().map(|t| t.index),
-                    Some(i as u64),
-                    "error names its input"
-                );
-                assert_eq!(
-                    err.task().map(|t| t.task.to_string()),
-                    Some("hostile".to_string())
-                );
-            }
-            _ => assert_eq!(ok_value(result), i as u64),
-        }
-    }
+    common::assert_faults_contained(&results, &kinds);
 }
 
 #[test]

@@ -10,26 +10,17 @@
 //! later goes here too, as its bytes, with the date and target.
 #![allow(clippy::unwrap_used)] // test helpers, like the tests, fail loudly
 
-use std::time::{Duration, Instant};
+mod common;
 
-/// Resident set size of this process, in bytes.
-fn rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-    statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse::<u64>().ok())
-        .expect("resident pages")
-        * 4096
-}
+use std::time::{Duration, Instant};
 
 /// Runs `f` on `input`, and checks it took under `limit` and kept under 64 MiB more resident.
 fn bounded(name: &str, limit: Duration, input: &[u8], f: fn(&[u8])) {
-    let before = rss();
+    let before = common::rss();
     let started = Instant::now();
     f(input);
     let took = started.elapsed();
-    let grown = rss().saturating_sub(before);
+    let grown = common::rss().saturating_sub(before);
     assert!(took < limit, "{name}: took {took:?}");
     assert!(grown < 64 << 20, "{name}: RSS grew by {} MiB", grown >> 20);
 }

@@ -37,17 +37,6 @@ where
         .expect("pool starts")
 }
 
-/// Resident set size of this process, in bytes.
-fn rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .expect("resident pages");
-    pages * 4096
-}
-
 /// The control: a well-behaved task on a fresh pool still works.
 fn assert_host_still_works() {
     use serde_bytes::ByteBuf;
@@ -125,7 +114,7 @@ fn memory_grows_exactly_to_the_cap_and_no_further() {
     let task = load::<u8, [u8; 4]>("memory_growth");
     let capped = pool(task.clone(), Limits::default().memory(16 << 20));
     let pages = |result: Result<[u8; 4], Error>| u32::from_le_bytes(result.expect("pages"));
-    let before = rss();
+    let before = common::rss();
     // Mode 0: grow one page at a time until refused; the guest sees the cap, exactly.
     assert_eq!(pages(capped.submit(&0).unwrap().wait()), 256);
     // Mode 3: the same, and every page is really usable.
@@ -148,7 +137,7 @@ fn memory_grows_exactly_to_the_cap_and_no_further() {
     for _ in 0..5 {
         pages(capped.submit(&3).unwrap().wait());
     }
-    let grown = rss().saturating_sub(before);
+    let grown = common::rss().saturating_sub(before);
     assert!(grown < 128 << 20, "RSS grew by {} MiB", grown >> 20);
     assert_host_still_works();
 }
@@ -235,7 +224,7 @@ fn writing_gigabytes_to_stdout_keeps_only_the_bounded_log() {
         load::<(), ()>("stdout_flood"),
         Limits::default().max_log(1000),
     );
-    let before = rss();
+    let before = common::rss();
     let started = Instant::now();
     let out = pool.submit(&()).unwrap().wait_output();
     out.result.expect("flooding stdout is not an error");
@@ -245,7 +234,7 @@ fn writing_gigabytes_to_stdout_keeps_only_the_bounded_log() {
         assert!(stream.bytes.iter().all(|&b| b == b'y'));
         assert_eq!(stream.dropped, WRITTEN - 1000);
     }
-    let grown = rss().saturating_sub(before);
+    let grown = common::rss().saturating_sub(before);
     assert!(grown < 64 << 20, "RSS grew by {} MiB", grown >> 20);
     assert!(
         started.elapsed() < Duration::from_secs(20),
@@ -448,12 +437,12 @@ fn a_module_with_48_mb_of_data_runs_with_its_data_shared_copy_on_write() {
         .expect("a 48 MB module is under the default limits");
     drop(data);
     let pool = pool(task, Limits::default().memory(64 << 20));
-    let before = rss();
+    let before = common::rss();
     for _ in 0..20 {
         // Its run returns an empty output: a decode error, after a full instantiation.
         assert_eq!(kind_of(pool.submit(&()).unwrap().wait()), ErrorKind::Decode);
     }
-    let grown = rss().saturating_sub(before);
+    let grown = common::rss().saturating_sub(before);
     assert!(
         grown < 200 << 20,
         "RSS grew by {} MiB over 20 tasks",

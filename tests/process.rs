@@ -480,41 +480,14 @@ fn workers_load_the_precompiled_module_unless_told_to_compile() {
 #[test]
 fn each_fault_fails_only_its_own_task_with_the_same_error_as_in_process() {
     let _serial = serial();
-    let limits = Limits::default()
-        .timeout(Duration::from_millis(300))
-        .memory(32 << 20)
-        .max_output(1 << 20);
-    let pool = hostile_builder().workers(2).limits(limits).build().unwrap();
-    let faults = [
-        (Mode::Trap, ErrorKind::Trap),
-        (Mode::Loop, ErrorKind::Timeout),
-        (Mode::MemoryBomb, ErrorKind::MemoryLimit),
-        (Mode::HugeOutput(2 << 20), ErrorKind::OutputTooLarge),
-        (Mode::Panic("boom".into()), ErrorKind::Panic),
-        (Mode::Fail("bad input".into()), ErrorKind::Guest),
-        (Mode::Recurse, ErrorKind::Trap),
-    ];
-    let kinds: Vec<ErrorKind> = faults.iter().map(|(_, k)| *k).collect();
-    let mut inputs = Vec::new();
-    for (fault, _) in faults {
-        inputs.push(Mode::Ok(inputs.len() as u64));
-        inputs.push(fault);
-        inputs.push(Mode::Ok(inputs.len() as u64));
-    }
+    let pool = hostile_builder()
+        .workers(2)
+        .limits(common::fault_limits())
+        .build()
+        .unwrap();
+    let (inputs, kinds) = common::fault_cases();
     let results: Vec<_> = pool.map(&inputs).collect();
-    for (i, result) in results.iter().enumerate() {
-        if i % 3 == 1 {
-            let err = result.as_ref().expect_err("the fault fails");
-            assert_eq!(err.kind(), kinds[i / 3], "input {i}: {err}");
-            assert_eq!(
-                err.task().map(|t| t.index),
-                Some(i as u64),
-                "error names its input"
-            );
-        } else {
-            assert_eq!(ok_value(result), i as u64);
-        }
-    }
+    common::assert_faults_contained(&results, &kinds);
     let err = pool
         .submit(&Mode::Panic("the sky fell".into()))
         .unwrap()

@@ -166,12 +166,7 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> PoolBuilder<In, Out>
                     module: compiled,
                     grant,
                 });
-                Dispatcher::start(
-                    backend,
-                    self.workers,
-                    self.queue.saturating_mul(1),
-                    &self.task.module.name,
-                )?
+                Dispatcher::start(backend, self.workers, self.queue, &self.task.module.name)?
             }
             Isolation::Process => {
                 let name = &self.task.module.name;
@@ -183,12 +178,7 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> PoolBuilder<In, Out>
                     self.workers,
                 )?;
                 process = Some(backend.supervisor());
-                Dispatcher::start(
-                    Arc::new(backend),
-                    self.workers,
-                    self.queue.saturating_mul(1),
-                    name,
-                )?
+                Dispatcher::start(Arc::new(backend), self.workers, self.queue, name)?
             }
         };
         let window = self.window.unwrap_or(self.workers.saturating_mul(4)).max(1);

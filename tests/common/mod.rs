@@ -96,3 +96,74 @@ pub fn ok_value(result: &Result<serde_bytes::ByteBuf, sandpool::Error>) -> u64 {
         .unwrap_or_else(|e| panic!("a well-behaved input succeeds: {e}"));
     u64::from_le_bytes(bytes.as_slice().try_into().expect("8 bytes"))
 }
+
+/// Limits under which each of [`fault_cases`] fails quickly.
+pub fn fault_limits() -> sandpool::Limits {
+    sandpool::Limits::default()
+        .timeout(std::time::Duration::from_millis(300))
+        .memory(32 << 20)
+        .max_output(1 << 20)
+}
+
+/// One input per fault with the error it must give, each between two
+/// well-behaved inputs (positions `3k`, `3k+1` fault, `3k+2`).
+pub fn fault_cases() -> (Vec<Mode>, Vec<sandpool::ErrorKind>) {
+    use sandpool::ErrorKind;
+    let faults = [
+        (Mode::Trap, ErrorKind::Trap),
+        (Mode::Loop, ErrorKind::Timeout),
+        (Mode::MemoryBomb, ErrorKind::MemoryLimit),
+        (Mode::HugeOutput(2 << 20), ErrorKind::OutputTooLarge),
+        (Mode::Panic("boom".into()), ErrorKind::Panic),
+        (Mode::Fail("bad input".into()), ErrorKind::Guest),
+        (Mode::Recurse, ErrorKind::Trap),
+    ];
+    let mut inputs = Vec::new();
+    let mut kinds = Vec::new();
+    for (fault, kind) in faults {
+        inputs.push(Mode::Ok(inputs.len() as u64));
+        inputs.push(fault);
+        inputs.push(Mode::Ok(inputs.len() as u64));
+        kinds.push(kind);
+    }
+    (inputs, kinds)
+}
+
+/// Checks the results of `map(fault_cases().0)`: each fault failed alone,
+/// with its own error naming its input, and every other input succeeded.
+pub fn assert_faults_contained(
+    results: &[Result<serde_bytes::ByteBuf, sandpool::Error>],
+    kinds: &[sandpool::ErrorKind],
+) {
+    assert_eq!(results.len(), kinds.len() * 3);
+    for (i, result) in results.iter().enumerate() {
+        if i % 3 == 1 {
+            let err = result.as_ref().expect_err("the fault fails");
+            assert_eq!(err.kind(), kinds[i / 3], "input {i}: {err}");
+            assert_eq!(
+                err.task().map(|t| t.index),
+                Some(i as u64),
+                "error names its input"
+            );
+            assert_eq!(
+                err.task().map(|t| t.task.to_string()),
+                Some("hostile".to_string())
+            );
+        } else {
+            assert_eq!(ok_value(result), i as u64);
+        }
+    }
+}
+
+/// This process's resident memory in bytes.
+pub fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("resident pages");
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * page.max(1) as u64
+}
