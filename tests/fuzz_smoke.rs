@@ -156,12 +156,14 @@ fn mutated_modules_load_or_fail_without_panicking() {
     );
 }
 
+/// Not a check: writes the seed corpora for cargo-fuzz (run by scripts/fuzz.sh).
 #[test]
+#[ignore = "writes fuzz seeds; run by scripts/fuzz.sh with SANDPOOL_FUZZ_SEEDS set"]
 fn seeds_are_written_for_cargo_fuzz() {
-    let Some(dir) = std::env::var_os("SANDPOOL_FUZZ_SEEDS") else {
-        return;
-    };
-    let dir = std::path::PathBuf::from(dir);
+    let dir = std::path::PathBuf::from(
+        std::env::var_os("SANDPOOL_FUZZ_SEEDS")
+            .expect("SANDPOOL_FUZZ_SEEDS names the corpus folder"),
+    );
     for (target, seeds) in [
         ("guest_output", sandpool::fuzzing::guest_output_seeds()),
         ("worker_frames", sandpool::fuzzing::worker_frame_seeds()),
