@@ -33,6 +33,9 @@
 //! bench-report`) after `scripts/build-guests.sh`. `SANDPOOL_LEVELS_QUICK=1`
 //! runs a tenth of every workload (a smoke test, not a measurement).
 
+mod common;
+use common::{guest, locked_version, median};
+
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -235,16 +238,6 @@ fn scale() -> usize {
     } else {
         1
     }
-}
-
-fn guest(name: &str) -> PathBuf {
-    let dir = std::env::var_os("SANDPOOL_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/guest/wasm32-wasip1/release/examples")
-        });
-    dir.join(format!("{name}.wasm"))
 }
 
 fn load<In: Serialize, Out: DeserializeOwned>(name: &str) -> Task<In, Out> {
@@ -666,18 +659,6 @@ fn child_json(run: &Run) -> Value {
     })
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
 /// Tasks/s of `inputs` through a pool's `map`.
 fn map_rate<In: Serialize, Out: DeserializeOwned + Send + 'static>(
     pool: &Pool<In, Out>,
@@ -972,20 +953,6 @@ fn command_line(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-fn locked_version(krate: &str) -> String {
-    let lock = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
-    let text = std::fs::read_to_string(lock).unwrap_or_default();
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        if line == format!("name = \"{krate}\"")
-            && let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = "))
-        {
-            return v.trim_matches('"').to_string();
-        }
-    }
-    "?".into()
-}
-
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
@@ -1263,11 +1230,7 @@ fn parent() {
     let report_dir = root().join("target/bench-report");
     std::fs::create_dir_all(&report_dir).expect("report directory");
     for name in ["echo", "doc_stats", "primes", "wasi_probe"] {
-        assert!(
-            guest(name).exists(),
-            "{} is missing: run scripts/build-guests.sh first",
-            guest(name).display()
-        );
+        guest(name); // fails early, naming the missing guest
     }
     let s = scale();
     let load_start = load_average();

@@ -19,28 +19,14 @@
 
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
-use std::path::PathBuf;
+mod common;
+use common::guest;
+
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
 use sandpool::{Isolation, Pool, Task};
 use serde_bytes::ByteBuf;
-
-fn guest(name: &str) -> PathBuf {
-    let dir = std::env::var_os("SANDPOOL_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/guest/wasm32-wasip1/release/examples")
-        });
-    let path = dir.join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/build-guests.sh first",
-        path.display()
-    );
-    path
-}
 
 const SIZES: [(&str, usize); 3] = [("0B", 0), ("1KiB", 1 << 10), ("1MiB", 1 << 20)];
 

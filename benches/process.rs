@@ -15,7 +15,9 @@
 //! `cargo bench -p sandpool --bench process` (needs `scripts/build-guests.sh`
 //! first); it takes well under a minute.
 
-use std::path::PathBuf;
+mod common;
+use common::{guest, median};
+
 use std::time::{Duration, Instant};
 
 use sandpool::{Isolation, Pool, Task};
@@ -29,35 +31,6 @@ const ROUND_TRIPS: usize = 2000;
 const MAP_TASKS: usize = 1000;
 /// Worker start-ups per module and mode.
 const STARTS: usize = 10;
-
-fn guest(name: &str) -> PathBuf {
-    let dir = std::env::var_os("SANDPOOL_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/guest/wasm32-wasip1/release/examples")
-        });
-    let path = dir.join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/build-guests.sh first",
-        path.display()
-    );
-    path
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
 
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6

@@ -20,7 +20,9 @@
 //! `cargo bench --bench throughput` (needs `scripts/build-guests.sh` first);
 //! it takes well under two minutes.
 
-use std::path::PathBuf;
+mod common;
+use common::{guest, locked_version, median};
+
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -47,35 +49,6 @@ const PRIMES_TASKS: usize = 120;
 const DOCS: usize = 300;
 const DOC_BYTES: usize = 8 << 10;
 
-fn guest(name: &str) -> PathBuf {
-    let dir = std::env::var_os("SANDPOOL_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/guest/wasm32-wasip1/release/examples")
-        });
-    let path = dir.join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/build-guests.sh first",
-        path.display()
-    );
-    path
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -88,20 +61,6 @@ fn command_line(cmd: &str, args: &[&str]) -> String {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "?".into())
-}
-
-fn locked_version(krate: &str) -> String {
-    let lock = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
-    let text = std::fs::read_to_string(lock).unwrap_or_default();
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        if line == format!("name = \"{krate}\"")
-            && let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = "))
-        {
-            return v.trim_matches('"').to_string();
-        }
-    }
-    "?".into()
 }
 
 fn print_machine() {
