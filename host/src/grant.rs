@@ -404,7 +404,7 @@ fn put(mem: &mut [u8], ptr: i32, bytes: &[u8]) -> Result<(), i32> {
 }
 
 /// The `(buf, len)` pairs of an iovec array in guest memory.
-fn iovecs(mem: &[u8], iovs: i32, count: i32) -> Result<Vec<(usize, usize)>, i32> {
+pub(crate) fn iovecs(mem: &[u8], iovs: i32, count: i32) -> Result<Vec<(usize, usize)>, i32> {
     let count = count as u32 as usize;
     if count > MAX_IOVS {
         return Err(EINVAL);

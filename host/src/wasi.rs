@@ -177,22 +177,18 @@ fn fd_write(
     let Some((mem, state)) = memory(&mut caller) else {
         return ERRNO_FAULT;
     };
+    let iovs = match crate::grant::iovecs(mem, iovs, iovs_len) {
+        Ok(iovs) => iovs,
+        Err(errno) => return errno,
+    };
     let mut total: u32 = 0;
-    for i in 0..iovs_len.max(0) as u32 {
-        let Some(iov) = slice(mem, iovs.wrapping_add((i * 8) as i32), 8) else {
-            return ERRNO_FAULT;
-        };
-        let buf = i32::from_le_bytes([iov[0], iov[1], iov[2], iov[3]]);
-        let len = i32::from_le_bytes([iov[4], iov[5], iov[6], iov[7]]);
-        let Some(data) = slice(mem, buf, len) else {
-            return ERRNO_FAULT;
-        };
+    for (buf, len) in iovs {
         let stream = if fd == 1 {
             &mut state.stdout
         } else {
             &mut state.stderr
         };
-        stream.write(data, state.max_log);
+        stream.write(&mem[buf..buf + len], state.max_log);
         total = total.wrapping_add(len as u32);
     }
     if put_u32(mem, nwritten, total) {
