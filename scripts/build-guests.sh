@@ -17,7 +17,7 @@ if rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
     mode=rustup
 else
     mode=debian
-    for p in rustc-web rust-web-src lld-19 wasi-libc; do have_pkg "$p" || need_apt+=("$p"); done
+    for p in rustc-web rust-web-src; do have_pkg "$p" || need_apt+=("$p"); done
 fi
 for p in clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc; do have_pkg "$p" || need_apt+=("$p"); done
 
