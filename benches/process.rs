@@ -13,10 +13,17 @@
 //!
 //! Rounds are interleaved and medians over rounds are reported. Run with
 //! `cargo bench -p sandpool --bench process` (needs `scripts/build-guests.sh`
-//! first); it takes well under a minute.
+//! first); it takes well under a minute. `SANDPOOL_BENCH_QUICK=1` divides
+//! every count by 10 (a smoke test). Prints the issue-11 target line:
+//! process-level `map` ≤ 2× the instance level per task.
 
 mod common;
-use common::{guest, median};
+use common::machine::load_average;
+use common::median;
+use common::scaled;
+use common::stats::target_line;
+use common::wasm::{map_cost_us, pool, round_trip_us};
+use common::{guest, sandpool_exe};
 
 use std::time::{Duration, Instant};
 
@@ -37,43 +44,6 @@ fn micros(d: Duration) -> f64 {
 }
 
 type Echo = Pool<ByteBuf, ByteBuf>;
-
-fn echo_pool(task: &Task<ByteBuf, ByteBuf>, isolation: Isolation, workers: usize) -> Echo {
-    Pool::builder(task.clone())
-        .workers(workers)
-        .isolation(isolation)
-        .worker_program(env!("CARGO_BIN_EXE_sandpool"))
-        .build()
-        .expect("pool starts")
-}
-
-/// Median µs of one task's round trip (submit, then wait for its result).
-fn round_trip(pool: &Echo, input: &ByteBuf) -> f64 {
-    let mut times = Vec::with_capacity(ROUND_TRIPS);
-    for _ in 0..ROUND_TRIPS {
-        let started = Instant::now();
-        let out = pool
-            .submit(input)
-            .expect("submit")
-            .wait()
-            .expect("echo succeeds");
-        times.push(micros(started.elapsed()));
-        assert_eq!(out.len(), input.len());
-    }
-    median(&mut times)
-}
-
-/// µs per task of a `map` over `MAP_TASKS` inputs.
-fn map_cost(pool: &Echo, input: &ByteBuf) -> f64 {
-    let started = Instant::now();
-    let mut n = 0;
-    for out in pool.map(std::iter::repeat_n(input, MAP_TASKS)) {
-        assert_eq!(out.expect("echo succeeds").len(), input.len());
-        n += 1;
-    }
-    assert_eq!(n, MAP_TASKS);
-    micros(started.elapsed()) / MAP_TASKS as f64
-}
 
 struct Row {
     name: &'static str,
@@ -96,7 +66,8 @@ impl Row {
         self.process.push(process);
         self.ratio.push(process / instance);
     }
-    fn print(&mut self) {
+    /// Prints the row; returns the median ratio process / instance.
+    fn print(&mut self) -> f64 {
         let (i, p, r) = (
             median(&mut self.instance),
             median(&mut self.process),
@@ -110,6 +81,7 @@ impl Row {
             r,
             p - i
         );
+        r
     }
 }
 
@@ -121,25 +93,35 @@ fn overhead() {
         .map(|w| {
             (
                 w,
-                echo_pool(&task, Isolation::Instance, w),
-                echo_pool(&task, Isolation::Process, w),
+                pool(task.clone(), Isolation::Instance, w),
+                pool(task.clone(), Isolation::Process, w),
             )
         })
         .collect();
+    let (trips, maps) = (scaled(ROUND_TRIPS, 50), scaled(MAP_TASKS, 50));
     // Warm up: allocator slots, page cache, branch predictors, both sides of every pipe.
     for (_, instance, process) in &pools {
-        map_cost(instance, &input);
-        map_cost(process, &input);
+        map_cost_us(instance, &input, maps);
+        map_cost_us(process, &input, maps);
     }
     let mut trip = Row::new("round trip, 1 worker (submit+wait)");
     let mut map1 = Row::new("map of 1,000, 1 worker, per task");
     let mut map2 = Row::new("map of 1,000, 2 workers, per task");
     for _ in 0..ROUNDS {
         let (_, instance, process) = &pools[0];
-        trip.push(round_trip(instance, &input), round_trip(process, &input));
-        map1.push(map_cost(instance, &input), map_cost(process, &input));
+        trip.push(
+            round_trip_us(instance, &input, trips),
+            round_trip_us(process, &input, trips),
+        );
+        map1.push(
+            map_cost_us(instance, &input, maps),
+            map_cost_us(process, &input, maps),
+        );
         let (_, instance, process) = &pools[1];
-        map2.push(map_cost(instance, &input), map_cost(process, &input));
+        map2.push(
+            map_cost_us(instance, &input, maps),
+            map_cost_us(process, &input, maps),
+        );
     }
     for (_, _, process) in &pools {
         let stats = process.process_stats().expect("process pool");
@@ -155,13 +137,27 @@ fn overhead() {
         "", "", "", "", ""
     );
     trip.print();
-    map1.print();
-    map2.print();
+    let r1 = map1.print();
+    let r2 = map2.print();
     println!("\nTarget for the process executor: 50 µs or less per task.\n");
+    for (workers, r) in [(1, r1), (2, r2)] {
+        target_line(
+            &format!(
+                "process-level `map` vs instance-level `map`, echo 1 KiB, {workers} worker(s), per task"
+            ),
+            &format!("{r:.2}× (median of per-round ratios)"),
+            "≤ 2×",
+            r <= 2.0,
+        );
+    }
+    println!();
 }
 
 fn startups() {
-    println!("## (b) worker start-up: spawn to ready (median of {STARTS})\n");
+    println!(
+        "## (b) worker start-up: spawn to ready (median of {})\n",
+        scaled(STARTS, 2)
+    );
     println!(
         "| {:<10} | {:>9} | {:>22} | {:>22} | {:>7} |",
         "module", "wasm", "cold (compiles)", "precompiled", "speedup"
@@ -176,12 +172,12 @@ fn startups() {
         let task: Task<ByteBuf, ByteBuf> = Task::from_file(&path).expect("module loads");
         let mut cold = (Vec::new(), Vec::new());
         let mut warm = (Vec::new(), Vec::new());
-        for _ in 0..STARTS {
+        for _ in 0..scaled(STARTS, 2) {
             for (precompiled, into) in [(false, &mut cold), (true, &mut warm)] {
                 let pool = Pool::builder(task.clone())
                     .workers(1)
                     .isolation(Isolation::Process)
-                    .worker_program(env!("CARGO_BIN_EXE_sandpool"))
+                    .worker_program(sandpool_exe())
                     .precompiled_module(precompiled)
                     .build()
                     .expect("pool starts");
@@ -218,21 +214,13 @@ fn main() {
     let started = Instant::now();
     println!("# sandpool process executor benchmark\n");
     // Other work on the machine inflates these figures (wake-ups wait for a free core): say how busy it was.
-    let load = |when: &str| {
-        let avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-        let cpus = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0);
-        println!(
-            "load average {when}: {} ({cpus} CPUs)",
-            avg.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-        );
-    };
-    load("at start");
+    for line in common::machine::header(false) {
+        println!("{line}");
+    }
     println!();
     overhead();
     startups();
     println!();
-    load("at end");
+    println!("load average at end: {}", load_average());
     println!("\n(whole run: {:.1} s)", started.elapsed().as_secs_f64());
 }
