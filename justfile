@@ -32,6 +32,24 @@ bench: guests
 bench-report: guests
     cargo bench -p sandpool --bench levels
 
+# `sandpool run` vs the file-system floor (benches/floor) and the Python
+# pattern, on tmpfs and on the repository's file system, with the issue-11
+# target lines. SANDPOOL_BENCH_SIZES, SANDPOOL_BENCH_REPEATS,
+# SANDPOOL_BENCH_THREADS, SANDPOOL_BENCH_1M=1 (1M-input peak RSS, slow).
+bench-floor: guests
+    cargo build --release
+    cargo bench -p sandpool --bench cli
+
+# Every printed benchmark in a smoke configuration (tiny sizes): proves
+# each runs and prints every line; the figures mean nothing.
+bench-smoke: guests
+    cargo build --release
+    SANDPOOL_BENCH_SIZES=300 SANDPOOL_BENCH_REPEATS=1 cargo bench -p sandpool --bench cli
+    SANDPOOL_BENCH_QUICK=1 cargo bench -p sandpool --bench throughput
+    SANDPOOL_BENCH_QUICK=1 cargo bench -p sandpool --bench process
+    SANDPOOL_BENCH_SIZES=500,1000 cargo bench -p sandpool --bench pipeline
+    SANDPOOL_BENCH_QUICK=1 cargo bench -p sandpool --bench levels
+
 # Fuzz every untrusted-input entry point (guest output, worker frames, modules) for a bounded time; FUZZ_SECONDS=30 per target.
 fuzz *targets:
     scripts/fuzz.sh {{targets}}
