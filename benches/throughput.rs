@@ -158,21 +158,21 @@ fn cpu_bound() {
         );
     }
     println!(
-        "\nWhat bounds it, one thread, median µs per task (the four steps alternated task by task):\n"
+        "\nWhat bounds it, one thread, µs of CPU time per task (median; the steps alternated task by task; the pool's is wall time, its work runs on a worker):\n"
     );
     println!(
-        "| workload | native | one reused instance | fresh instance | 1-worker pool, submit + wait | wasm code speed vs native | fresh-instance share |"
+        "| workload | native | one reused instance | fresh instance | 1-worker pool, submit + wait (wall) | wasm code speed vs native | fresh-instance share |"
     );
     println!("|---|---|---|---|---|---|---|");
     for ((name, _), b) in rows.iter().zip(&single) {
         println!(
             "| {name} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2}× | {:.0}% |",
-            b.native_us,
-            b.reused_us,
-            b.fresh_us,
+            b.native_cpu_us,
+            b.reused_cpu_us,
+            b.fresh_cpu_us,
             b.pool_us,
-            b.native_us / b.reused_us,
-            ((b.fresh_us - b.reused_us) / b.fresh_us * 100.0).max(0.0)
+            b.native_cpu_us / b.reused_cpu_us,
+            ((b.fresh_cpu_us - b.reused_cpu_us) / b.fresh_cpu_us * 100.0).max(0.0)
         );
     }
     println!();

@@ -12,7 +12,7 @@ use sandpool::{Isolation, Limits, Pool, Task};
 use serde::{Serialize, de::DeserializeOwned};
 use serde_bytes::ByteBuf;
 
-use super::measure::{micros_since, process_cpu_seconds, time_each};
+use super::measure::{micros_since, process_cpu_seconds, thread_cpu_ns, time_each};
 use super::stats::{median, median_of, percentile};
 use super::{guest, sandpool_exe};
 
@@ -342,6 +342,11 @@ pub struct Breakdown {
     pub fresh_us: f64,
     /// Through a one-worker pool, submit + wait (adds the hand-off and encode/decode).
     pub pool_us: f64,
+    /// The first three steps again in this thread's CPU time (not moved by
+    /// other processes' load); the pool step has none (it runs on a worker).
+    pub native_cpu_us: f64,
+    pub reused_cpu_us: f64,
+    pub fresh_cpu_us: f64,
 }
 
 /// [`Breakdown`] of the guest `name` on `inputs` (cycled), `tasks` tasks,
@@ -364,18 +369,26 @@ where
         .iter()
         .map(|x| sandpool_guest::abi::encode(x).expect("encode"))
         .collect();
-    let mut t: [Vec<f64>; 4] = Default::default();
+    let mut t: [Vec<f64>; 7] = Default::default();
+    // (wall µs, this thread's CPU µs) of one call of `f`.
+    let timed = |f: &mut dyn FnMut()| {
+        let c0 = thread_cpu_ns();
+        let t0 = Instant::now();
+        f();
+        let wall = micros_since(t0);
+        (wall, (thread_cpu_ns() - c0) as f64 / 1e3)
+    };
     for i in 0..tasks {
         let k = i % inputs.len();
-        let t0 = Instant::now();
-        native(&inputs[k]);
-        t[0].push(micros_since(t0));
-        let t0 = Instant::now();
-        black_box(reused.run(&encoded[k]).expect("reused"));
-        t[1].push(micros_since(t0));
-        let t0 = Instant::now();
-        black_box(runner.run_fresh(&encoded[k]).expect("fresh"));
-        t[2].push(micros_since(t0));
+        let (w, c) = timed(&mut || native(&inputs[k]));
+        t[0].push(w);
+        t[4].push(c);
+        let (w, c) = timed(&mut || drop(black_box(reused.run(&encoded[k]).expect("reused"))));
+        t[1].push(w);
+        t[5].push(c);
+        let (w, c) = timed(&mut || drop(black_box(runner.run_fresh(&encoded[k]).expect("fresh"))));
+        t[2].push(w);
+        t[6].push(c);
         let t0 = Instant::now();
         black_box(
             pool.submit(&inputs[k])
@@ -386,11 +399,14 @@ where
         t[3].push(micros_since(t0));
     }
     pool.shutdown(true, false);
-    let [a, b, c, d] = &mut t;
+    let [a, b, c, d, e, f, g] = &mut t;
     Breakdown {
         native_us: median(a),
         reused_us: median(b),
         fresh_us: median(c),
         pool_us: median(d),
+        native_cpu_us: median(e),
+        reused_cpu_us: median(f),
+        fresh_cpu_us: median(g),
     }
 }
