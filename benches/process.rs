@@ -46,14 +46,14 @@ fn micros(d: Duration) -> f64 {
 type Echo = Pool<ByteBuf, ByteBuf>;
 
 struct Row {
-    name: &'static str,
+    name: String,
     instance: Vec<f64>,
     process: Vec<f64>,
     ratio: Vec<f64>,
 }
 
 impl Row {
-    fn new(name: &'static str) -> Self {
+    fn new(name: String) -> Self {
         Row {
             name,
             instance: Vec::new(),
@@ -104,9 +104,9 @@ fn overhead() {
         map_cost_us(instance, &input, maps);
         map_cost_us(process, &input, maps);
     }
-    let mut trip = Row::new("round trip, 1 worker (submit+wait)");
-    let mut map1 = Row::new("map of 1,000, 1 worker, per task");
-    let mut map2 = Row::new("map of 1,000, 2 workers, per task");
+    let mut trip = Row::new("round trip, 1 worker (submit+wait)".into());
+    let mut map1 = Row::new(format!("map of {maps}, 1 worker, per task"));
+    let mut map2 = Row::new(format!("map of {maps}, 2 workers, per task"));
     for _ in 0..ROUNDS {
         let (_, instance, process) = &pools[0];
         trip.push(
