@@ -101,12 +101,13 @@ pub fn run_once(program: Program, cmd: &mut Command, out: &Path) -> Run {
     let _ = std::fs::remove_dir_all(out);
     let load_before = load_1min();
     let measured = measure(cmd);
-    assert!(
-        measured.ok,
-        "{} failed on {} ({cmd:?})",
-        program.key(),
-        out.display()
-    );
+    if !measured.ok {
+        eprintln!(
+            "cli: {} FAILED on {} ({cmd:?}); its figures leave this run out",
+            program.key(),
+            out.display()
+        );
+    }
     Run {
         measured,
         load_before,
@@ -121,9 +122,16 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The runs that succeeded (a failed run's figures are left out).
+    fn ok_runs(&self) -> impl Iterator<Item = &Run> {
+        self.runs.iter().filter(|r| r.measured.ok)
+    }
+    /// How many runs failed.
+    pub fn failed(&self) -> usize {
+        self.runs.len() - self.ok_runs().count()
+    }
     fn rates(&self) -> Vec<f64> {
-        self.runs
-            .iter()
+        self.ok_runs()
             .map(|r| self.files as f64 / r.measured.wall.as_secs_f64())
             .collect()
     }
@@ -138,8 +146,7 @@ impl Summary {
     /// Median user + system CPU µs per file (the program and the children it waited for).
     pub fn cpu_us_per_file(&self) -> f64 {
         let per: Vec<f64> = self
-            .runs
-            .iter()
+            .ok_runs()
             .map(|r| r.measured.cpu().as_secs_f64() * 1e6 / self.files as f64)
             .collect();
         median_of(&per)
@@ -148,8 +155,7 @@ impl Summary {
     pub fn user_sys_us(&self) -> (f64, f64) {
         let per = |f: fn(&Measured) -> f64| {
             let v: Vec<f64> = self
-                .runs
-                .iter()
+                .ok_runs()
                 .map(|r| f(&r.measured) * 1e6 / self.files as f64)
                 .collect();
             median_of(&v)
@@ -159,8 +165,7 @@ impl Summary {
     /// The largest peak RSS of any run, MiB (largest single process).
     pub fn peak_rss_mib(&self) -> f64 {
         max(&self
-            .runs
-            .iter()
+            .ok_runs()
             .map(|r| r.measured.max_rss_mib())
             .collect::<Vec<_>>())
     }
