@@ -236,7 +236,8 @@ fn targets(place: &str, floor_target: f64, summaries: &[Summary], wasm_us: f64) 
                     );
                 }
                 None => {
-                    println!("target: {name} vs Python: not measured (SANDPOOL_BENCH_PYTHON=0)")
+                    let kind = if tag.is_empty() { "target" } else { "info" };
+                    println!("{kind}: {name} vs Python: not measured (SANDPOOL_BENCH_PYTHON=0)")
                 }
             }
         }
