@@ -96,9 +96,12 @@ pub struct Run {
     pub load_before: f64,
 }
 
-/// Runs `program` once into a fresh `out` (removed first, untimed).
+/// Runs `program` once into a fresh `out` (removed first, untimed), after a
+/// `sync`, so that no run pays for writing back the previous run's outputs.
 pub fn run_once(program: Program, cmd: &mut Command, out: &Path) -> Run {
     let _ = std::fs::remove_dir_all(out);
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
     let load_before = load_1min();
     let measured = measure(cmd);
     if !measured.ok {
