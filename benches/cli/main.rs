@@ -399,13 +399,25 @@ fn main() {
     }
     // Fill the compiled-module cache, as any second run finds it.
     let cold = startup(&setup, work.path(), true);
+    eprintln!(
+        "cli: cold start-up measured at {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
 
     for files in env_sizes("SANDPOOL_BENCH_SIZES", &[10_000]) {
         let probe = work.path().join(format!("probe-{files}"));
         write_paragraph_files(&probe, files);
         let (wasm_us, reused_us) = wasm_us_in_child(&setup.wasm, &probe, 10_000);
         let _ = std::fs::remove_dir_all(&probe);
+        eprintln!(
+            "cli: the task's time measured at {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
         let t = compare(&setup, "tmpfs", &tmpfs, files);
+        eprintln!(
+            "cli: tmpfs done at {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
         let r = compare(&setup, "the repository's file system", &repo_fs, files);
         println!(
             "\nThe task's own time per file (doc_stats on these files, in process, one thread, CPU time): {wasm_us:.1} µs in a fresh instance ({reused_us:.1} µs in one reused instance).\n"

@@ -104,6 +104,11 @@ pub fn run_once(program: Program, cmd: &mut Command, out: &Path) -> Run {
     unsafe { libc::sync() };
     let load_before = load_1min();
     let measured = measure(cmd);
+    eprintln!(
+        "cli: {:<8} {:>6.2} s (load before {load_before:.2})",
+        program.key(),
+        measured.wall.as_secs_f64()
+    );
     if !measured.ok {
         eprintln!(
             "cli: {} FAILED on {} ({cmd:?}); its figures leave this run out",
