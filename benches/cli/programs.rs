@@ -197,6 +197,7 @@ pub fn same_outputs(a: &Path, b: &Path, sample: usize) -> bool {
     let mut names: Vec<_> = std::fs::read_dir(a)
         .expect("read outputs")
         .map(|e| e.expect("entry").file_name())
+        .filter(|n| !n.to_string_lossy().starts_with('.'))
         .collect();
     names.sort();
     let step = (names.len() / sample.max(1)).max(1);
@@ -214,7 +215,19 @@ pub fn same_outputs(a: &Path, b: &Path, sample: usize) -> bool {
         })
 }
 
-/// The number of entries in `dir`.
+/// The number of outputs in `dir`: `*.json` files, not hidden, not error records.
 pub fn count_entries(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| {
+                    let name = e.file_name();
+                    let name = name.to_string_lossy();
+                    name.ends_with(".json")
+                        && !name.starts_with('.')
+                        && !name.ends_with(".error.json")
+                })
+                .count()
+        })
+        .unwrap_or(0)
 }
