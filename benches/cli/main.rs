@@ -32,12 +32,34 @@ use sandpool::__bench::DirectRunner;
 use sandpool::{FileInput, Limits, Task};
 
 /// The settings of one benchmark run.
-struct Setup {
+pub struct Setup {
     wasm: PathBuf,
     cache: PathBuf,
+    /// The floor compiled on its own ([`build_floor`]); `None`: run it in this binary.
+    floor_exe: Option<PathBuf>,
     threads: usize,
     repeats: usize,
     programs: Vec<Program>,
+}
+
+/// Compiles benches/floor/main.rs with `rustc -O` (`$RUSTC` if set) into
+/// `dir`; `None` (and a note) if that fails, and the floor then runs as a
+/// child of this benchmark's own binary, which starts a few ms slower.
+fn build_floor(dir: &Path) -> Option<PathBuf> {
+    let exe = dir.join("floor");
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let built = std::process::Command::new(&rustc)
+        .args(["--edition", "2024", "-C", "opt-level=3", "-o"])
+        .arg(&exe)
+        .arg(root().join("benches/floor/main.rs"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if built {
+        Some(exe)
+    } else {
+        eprintln!("cli: the floor could not be compiled with {rustc}");
+        None
+    }
 }
 
 /// The file system type of `path` (as `stat -f` names it).
@@ -102,9 +124,7 @@ fn compare(setup: &Setup, place: &str, base: &Path, files: usize) -> Vec<Summary
         for k in 0..summaries.len() {
             let s = &mut summaries[(k + round) % setup.programs.len()];
             let out = out_dir(work.path(), s.program);
-            let mut cmd =
-                s.program
-                    .command(&setup.wasm, &setup.cache, &inputs, &out, setup.threads);
+            let mut cmd = s.program.command(setup, &inputs, &out, setup.threads);
             s.runs.push(run_once(s.program, &mut cmd, &out));
         }
     }
@@ -268,8 +288,7 @@ fn million(setup: &Setup, files: usize) {
         "cli: wrote {files} tiny files in {:.0} s",
         t0.elapsed().as_secs_f64()
     );
-    let mut cmd =
-        Program::Instance.command(&setup.wasm, &setup.cache, &inputs, &out, setup.threads);
+    let mut cmd = Program::Instance.command(setup, &inputs, &out, setup.threads);
     let run = run_once(Program::Instance, &mut cmd, &out);
     let written = count_entries(&out);
     println!(
@@ -367,6 +386,7 @@ fn main() {
     let setup = Setup {
         wasm: guest("doc_stats"),
         cache: work.path().join("cache"),
+        floor_exe: build_floor(work.path()),
         threads: env_usize("SANDPOOL_BENCH_THREADS", cpus()),
         repeats: env_usize("SANDPOOL_BENCH_REPEATS", 3).max(1),
         programs,
@@ -389,6 +409,22 @@ fn main() {
         fs_type(&tmpfs),
         repo_fs.display(),
         fs_type(&repo_fs)
+    );
+    println!(
+        "- floor: {}",
+        match &setup.floor_exe {
+            Some(exe) =>
+                format!(
+                    "benches/floor/main.rs compiled by `rustc -O` ({})",
+                    command_line(
+                        &std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()),
+                        &["--version"]
+                    )
+                ) + &format!(", {}", exe.display()),
+            None =>
+                "**run inside this benchmark's binary: rustc failed (a few ms of start-up more)**"
+                    .into(),
+        }
     );
     println!(
         "- peak RSS: a child's can never read below this benchmark process's own peak when it spawned it ({:.1} MiB here; wasm is measured in a separate child so that it stays small)",

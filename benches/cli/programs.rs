@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::Setup;
 use crate::common::machine::load_1min;
 use crate::common::measure::{Measured, measure};
 use crate::common::stats::{max, median_of};
@@ -45,21 +46,19 @@ impl Program {
     }
 
     /// The command that processes `inputs` into `out` on `threads` threads.
-    pub fn command(
-        self,
-        wasm: &Path,
-        cache: &Path,
-        inputs: &Path,
-        out: &Path,
-        threads: usize,
-    ) -> Command {
+    pub fn command(self, setup: &Setup, inputs: &Path, out: &Path, threads: usize) -> Command {
+        let (wasm, cache) = (&setup.wasm, &setup.cache);
         match self {
             Program::Floor => {
-                let mut cmd = Command::new(std::env::current_exe().expect("current exe"));
-                cmd.arg("floor")
-                    .arg(inputs)
-                    .arg(out)
-                    .arg(threads.to_string());
+                let mut cmd = match &setup.floor_exe {
+                    Some(exe) => Command::new(exe),
+                    None => {
+                        let mut cmd = Command::new(std::env::current_exe().expect("current exe"));
+                        cmd.arg("floor");
+                        cmd
+                    }
+                };
+                cmd.arg(inputs).arg(out).arg(threads.to_string());
                 cmd
             }
             Program::Instance | Program::Process => {

@@ -6,10 +6,11 @@
 //! would per file (`openat`, `read` until 0, `close`; `openat` O_CREAT,
 //! `write`, `close`; `rename`): no `statx` before reading (`read_to_end`
 //! on a `File` would add one), no `fsync` (`sandpool run` makes none). Rust
-//! rather than C so that the benchmark needs no C compiler and is built by
-//! the same `cargo bench`; the cli benchmark runs it as a child process of
-//! its own binary (`<bench exe> floor IN OUT THREADS`), measured by `wait4`
-//! exactly as `sandpool run` and Python are.
+//! rather than C so that the benchmark needs no C compiler: the cli
+//! benchmark compiles main.rs beside this file with `rustc -O` into a
+//! small binary (a child of its own 90 MB binary would start ~7 ms slower,
+//! a tenth of the floor's whole run on tmpfs), and runs it as
+//! `floor IN OUT THREADS`, measured by `wait4` as `sandpool run` and Python are.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
