@@ -44,12 +44,20 @@ pub struct Setup {
 
 /// Compiles benches/floor/main.rs with `rustc -O` (`$RUSTC` if set) into
 /// `dir`; `None` (and a note) if that fails, and the floor then runs as a
-/// child of this benchmark's own binary, which starts a few ms slower.
+/// child of this benchmark's own binary, which starts ~1.5 ms slower.
 fn build_floor(dir: &Path) -> Option<PathBuf> {
     let exe = dir.join("floor");
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let built = std::process::Command::new(&rustc)
-        .args(["--edition", "2024", "-C", "opt-level=3", "-o"])
+        .args([
+            "--edition",
+            "2024",
+            "-C",
+            "opt-level=3",
+            "-C",
+            "strip=symbols",
+            "-o",
+        ])
         .arg(&exe)
         .arg(root().join("benches/floor/main.rs"))
         .status()
@@ -422,7 +430,7 @@ fn main() {
                     )
                 ) + &format!(", {}", exe.display()),
             None =>
-                "**run inside this benchmark's binary: rustc failed (a few ms of start-up more)**"
+                "**run inside this benchmark's binary: rustc failed (~1.5 ms of start-up more)**"
                     .into(),
         }
     );

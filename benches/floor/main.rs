@@ -1,6 +1,6 @@
 //! The floor as a program of its own: `floor IN OUT THREADS` (see mod.rs).
 //! The cli benchmark compiles this file with `rustc -O` (std only, a small
-//! binary that starts in about a millisecond) and runs it beside `sandpool run`.
+//! binary) and runs it beside `sandpool run`.
 
 #[path = "mod.rs"]
 mod floor;

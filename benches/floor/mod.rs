@@ -8,9 +8,10 @@
 //! on a `File` would add one), no `fsync` (`sandpool run` makes none). Rust
 //! rather than C so that the benchmark needs no C compiler: the cli
 //! benchmark compiles main.rs beside this file with `rustc -O` into a
-//! small binary (a child of its own 90 MB binary would start ~7 ms slower,
-//! a tenth of the floor's whole run on tmpfs), and runs it as
-//! `floor IN OUT THREADS`, measured by `wait4` as `sandpool run` and Python are.
+//! small binary (on an empty folder it finishes ~1.5 ms sooner than a
+//! child of the benchmark's own 90 MB binary, `perf stat -r 40`), and runs
+//! it as `floor IN OUT THREADS`, measured by `wait4` as `sandpool run` and
+//! Python are.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
