@@ -17,6 +17,7 @@ pub(crate) struct ByteBudget {
 }
 
 /// Bytes taken from a [`ByteBudget`], given back on drop.
+#[derive(Debug)]
 pub(crate) struct Reserved<'a> {
     budget: &'a ByteBudget,
     bytes: u64,
@@ -55,6 +56,42 @@ impl Drop for Reserved<'_> {
         *left += self.bytes;
         drop(left);
         self.budget.freed.notify_all();
+    }
+}
+
+/// Inputs up to this size are read without a reservation in the budget.
+const SMALL_INPUT: u64 = 1 << 20;
+
+/// Reads a regular file of `size` bytes (as of its stat) and at most
+/// `limit + 1`. A read that ends exactly at `size` ends the file: that
+/// saves the usual extra `read` that returns 0 (a file still being
+/// appended to gives a snapshot either way).
+fn read_to_end(mut file: std::fs::File, size: u64, limit: u64) -> std::io::Result<Vec<u8>> {
+    let cap = size.min(limit) as usize + 1;
+    let mut data = Vec::with_capacity(cap);
+    loop {
+        if data.len() == data.capacity() {
+            if data.len() as u64 > limit {
+                return Ok(data);
+            }
+            data.reserve((data.len()).clamp(4096, 1 << 20));
+        }
+        let spare = data.capacity() - data.len();
+        let want = spare.min((limit + 1 - data.len() as u64) as usize);
+        let start = data.len();
+        data.resize(start + want, 0);
+        let got = match file.read(&mut data[start..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                data.truncate(start);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        data.truncate(start + got);
+        if got == 0 || (data.len() as u64 == size && got < want) {
+            return Ok(data);
+        }
     }
 }
 
@@ -101,16 +138,17 @@ pub(crate) fn read_input<'b>(
     if size > limit {
         return Err(ReadError::TooLarge { size, limit });
     }
-    let reserved = budget.reserve(size.saturating_mul(2));
-    // One byte more than expected tells a file that grew since the stat.
-    let mut data = Vec::with_capacity(size as usize + 1);
-    let got = file
-        .take(limit + 1)
-        .read_to_end(&mut data)
-        .map_err(ReadError::Io)?;
-    if got as u64 > limit {
+    // Small inputs take nothing from the budget: each worker holds one input
+    // at a time, so together they are at most workers × 2 × SMALL_INPUT.
+    let reserved = budget.reserve(if size <= SMALL_INPUT {
+        0
+    } else {
+        size.saturating_mul(2)
+    });
+    let data = read_to_end(file, size, limit).map_err(ReadError::Io)?;
+    if data.len() as u64 > limit {
         return Err(ReadError::TooLarge {
-            size: got as u64,
+            size: data.len() as u64,
             limit,
         });
     }

@@ -367,6 +367,7 @@ pub fn run_folder(
         limits: job.limits,
         force: job.force,
         fail_fast: job.fail_fast,
+        workers: job.workers,
         task: Arc::clone(&task.module.name),
         counters: &counters,
         cancel: &cancel,
@@ -450,6 +451,13 @@ pub fn run_folder(
                     last_tick = Instant::now();
                 }
                 pushed
+            },
+            |folder| {
+                // A folder listed now had its error record (if any) from an earlier run.
+                let stale = naming::error_name(&naming::id_of_bytes(folder));
+                if out.may_exist(&stale) {
+                    let _ = out.remove(&stale);
+                }
             },
             |path| {
                 let path: &std::ffi::OsStr = std::os::unix::ffi::OsStrExt::from_bytes(path);

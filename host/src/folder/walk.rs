@@ -27,6 +27,8 @@ pub(crate) struct Entry {
 const HIGH_WATER: usize = 1024;
 /// The walk is woken again once the queue has drained to this.
 const LOW_WATER: usize = 512;
+/// Entries a worker takes at once at most.
+const MAX_TAKE: usize = 32;
 
 #[derive(Default)]
 struct FeedState {
@@ -37,10 +39,11 @@ struct FeedState {
     walker_waiting: bool,
 }
 
-/// The queue between the walk and the workers. A worker takes one entry
-/// at a time under a mutex that is almost never contended; nobody is woken
-/// per entry: workers sleep only when the walk is behind, and the walk only
-/// when the queue is full, to be woken once per `HIGH_WATER - LOW_WATER` entries.
+/// The queue between the walk and the workers. A worker takes a share of
+/// the queued entries at a time (up to `MAX_TAKE`) under a mutex; nobody is
+/// woken per entry: workers sleep only when the walk is behind, and the
+/// walk only when the queue is full, to be woken once per
+/// `HIGH_WATER - LOW_WATER` entries.
 #[derive(Default)]
 pub(crate) struct Feed {
     state: Mutex<FeedState>,
@@ -81,22 +84,27 @@ impl Feed {
         true
     }
 
-    /// The next entry, waiting for the walk if needed; `None` at the end.
-    pub(crate) fn pop(&self) -> Option<Entry> {
+    /// Moves the next entries into `local`: a fair share of the queue (so
+    /// that the tail is spread over every worker), at least one and at
+    /// most `MAX_TAKE`, waiting for the walk if the queue is empty. False
+    /// at the end (nothing taken).
+    pub(crate) fn take(&self, local: &mut VecDeque<Entry>, workers: usize) -> bool {
         let mut s = self.lock();
         loop {
             if s.stopped {
-                return None;
+                return false;
             }
-            if let Some(entry) = s.items.pop_front() {
+            if !s.items.is_empty() {
+                let n = (s.items.len() / (2 * workers.max(1))).clamp(1, MAX_TAKE);
+                local.extend(s.items.drain(..n));
                 if s.walker_waiting && s.items.len() <= LOW_WATER {
                     s.walker_waiting = false;
                     self.room.notify_one();
                 }
-                return Some(entry);
+                return true;
             }
             if s.done {
-                return None;
+                return false;
             }
             s.idle_workers += 1;
             s = self.items.wait(s).unwrap_or_else(|p| p.into_inner());
@@ -143,13 +151,15 @@ impl DirId {
 
 /// Walks `root` depth-first without following symbolic links, calling
 /// `found` for every regular file and for every folder that cannot be
-/// listed, and `skipped` for a folder that is `skip` (the output folder).
+/// listed, `listed` for every other folder below the root, and `skipped`
+/// for a folder that is `skip` (the output folder).
 /// Stops early when `found` returns false. Holds one open folder at a time
 /// and the relative paths of the folders still to list.
 pub(crate) fn walk(
     root: &Path,
     skip: Option<DirId>,
     mut found: impl FnMut(Vec<u8>, Option<String>) -> bool,
+    mut listed: impl FnMut(&[u8]),
     mut skipped: impl FnMut(&[u8]),
 ) {
     let mut pending: Vec<Vec<u8>> = vec![Vec::new()];
@@ -168,6 +178,9 @@ pub(crate) fn walk(
                 continue;
             }
         };
+        if !rel.is_empty() {
+            listed(&rel);
+        }
         let join = |name: &OsStr| {
             let mut path = Vec::with_capacity(rel.len() + 1 + name.len());
             path.extend_from_slice(&rel);
@@ -246,6 +259,7 @@ mod tests {
                 files.push(String::from_utf8(p).unwrap());
                 true
             },
+            |_| {},
             |p| skipped.push(String::from_utf8(p.to_vec()).unwrap()),
         );
         files.sort();
@@ -261,8 +275,11 @@ mod tests {
         std::thread::scope(|s| {
             for _ in 0..3 {
                 s.spawn(|| {
-                    while let Some(e) = feed.pop() {
-                        seen.fetch_add(e.index + 1, std::sync::atomic::Ordering::Relaxed);
+                    let mut local = VecDeque::new();
+                    while feed.take(&mut local, 3) {
+                        for e in local.drain(..) {
+                            seen.fetch_add(e.index + 1, std::sync::atomic::Ordering::Relaxed);
+                        }
                     }
                 });
             }

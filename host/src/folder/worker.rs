@@ -42,6 +42,7 @@ pub(crate) struct Context<'a> {
     pub limits: Limits,
     pub force: bool,
     pub fail_fast: bool,
+    pub workers: usize,
     pub task: Arc<str>,
     pub counters: &'a Counters,
     pub cancel: &'a CancelToken,
@@ -52,11 +53,14 @@ pub(crate) struct Context<'a> {
 pub(crate) fn work(cx: &Context<'_>, id: usize, mut runner: ThreadRunner<'_>) {
     // Temporary names: unique per worker without a syscall per name.
     let mut tmp = (id as u64) << 40;
-    while let Some(entry) = cx.feed.pop() {
-        if cx.cancel.is_cancelled() || cx.counters.stop.load(Ordering::Relaxed) {
-            break;
+    let mut local = std::collections::VecDeque::new();
+    while cx.feed.take(&mut local, cx.workers) {
+        while let Some(entry) = local.pop_front() {
+            if cx.cancel.is_cancelled() || cx.counters.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            process(cx, &mut runner, entry, &mut tmp);
         }
-        process(cx, &mut runner, entry, &mut tmp);
     }
 }
 
