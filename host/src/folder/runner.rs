@@ -28,7 +28,17 @@ pub(crate) enum SharedRunner {
     Process(ProcessBackend),
 }
 
-/// A directory grant for a folder run's tasks.
+/// A directory grant for a folder run's tasks (`sandpool run --dir`).
+///
+/// ```
+/// let mut job = sandpool::FolderJob::new("in", "out");
+/// job.grant = Some(sandpool::DirGrant {
+///     host: "corpus".into(),
+///     guest: "/data".into(),
+///     access: sandpool::DirAccess::ReadOnly,
+/// });
+/// assert_eq!(job.grant.unwrap().guest, "/data");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirGrant {
     /// The host directory.
