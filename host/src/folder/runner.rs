@@ -76,7 +76,7 @@ impl SharedRunner {
             Isolation::Process => {
                 if grant.is_some() {
                     return Err(Error::Config(
-                        "directory grants work with instance isolation only".into(),
+                        "directory grants work with Isolation::Instance only (`--isolation instance`)".into(),
                     ));
                 }
                 let backend = ProcessBackend::start(
