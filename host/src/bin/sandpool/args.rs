@@ -38,7 +38,7 @@ const ISOLATION_LEVELS: [(&str, sandpool::Isolation, &str); 2] = [
     (
         "instance",
         sandpool::Isolation::Instance,
-        "A fresh wasm instance per task inside this process (fast; the default)",
+        "A fresh wasm instance per task inside this process (fast)",
     ),
     (
         "process",
