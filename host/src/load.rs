@@ -182,6 +182,26 @@ impl LoadLimits {
         self
     }
 
+    /// Sets the most imports a module may have.
+    ///
+    /// ```
+    /// assert_eq!(sandpool::LoadLimits::default().max_imports(10).max_imports, 10);
+    /// ```
+    pub fn max_imports(mut self, count: u32) -> Self {
+        self.max_imports = count;
+        self
+    }
+
+    /// Sets the most globals a module may have (defined and imported).
+    ///
+    /// ```
+    /// assert_eq!(sandpool::LoadLimits::default().max_globals(10).max_globals, 10);
+    /// ```
+    pub fn max_globals(mut self, count: u32) -> Self {
+        self.max_globals = count;
+        self
+    }
+
     /// Removes the compile deadline.
     ///
     /// ```

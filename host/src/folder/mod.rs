@@ -252,6 +252,19 @@ pub struct FolderSummary {
     pub seconds: f64,
 }
 
+/// Counts a worker thread out when it ends, however it ends.
+struct Ended<'a> {
+    running: &'a Mutex<usize>,
+    ended: &'a Condvar,
+}
+
+impl Drop for Ended<'_> {
+    fn drop(&mut self) {
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        self.ended.notify_all();
+    }
+}
+
 fn open_dir(path: &Path, what: &str) -> Result<OwnedFd, Error> {
     let c = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
         .map_err(|_| Error::Config(format!("{what} {} contains a NUL byte", path.display())))?;
@@ -387,9 +400,9 @@ pub fn run_folder(
                 .name(format!("sandpool-folder-{id}"))
                 .stack_size(8 << 20)
                 .spawn_scoped(s, move || {
+                    // Counted out even if the worker panics, so the wait below ends.
+                    let _ended = Ended { running, ended };
                     worker::work(cx, id, shared.worker(id));
-                    *running.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
-                    ended.notify_all();
                 });
             if let Err(e) = spawned {
                 feed.stop();
