@@ -629,3 +629,76 @@ fn fail_fast_stops_starting_inputs_after_the_first_failure() {
         .count();
     assert_eq!(records, 1);
 }
+
+#[test]
+fn a_full_disk_leaves_no_temporary_and_every_failure_is_recorded_or_said() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to mount a small tmpfs in a private mount namespace");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (inputs, out) = (dir.path().join("in"), dir.path().join("out"));
+    std::fs::create_dir(&inputs).unwrap();
+    std::fs::create_dir(&out).unwrap();
+    for i in 0..40 {
+        std::fs::write(inputs.join(format!("f{i:02}.txt")), format!("word{i} more")).unwrap();
+    }
+    let listing = dir.path().join("listing");
+    // A 64 KiB file system (16 pages: one per small file) for the outputs,
+    // seen only by this command; it fills up part way through the run.
+    let script = r#"mount -t tmpfs -o size=64k tmpfs "$2" || exit 77
+"$1" run "$3" "$4" -o "$2" --json --no-cache; rc=$?
+ls -A "$2" > "$5"; exit $rc"#;
+    let result = Command::new("unshare")
+        .args(["-m", "sh", "-c", script, "sh"])
+        .arg(env!("CARGO_BIN_EXE_sandpool"))
+        .args([
+            out.as_os_str(),
+            doc_stats().as_os_str(),
+            inputs.as_os_str(),
+            listing.as_os_str(),
+        ])
+        .output()
+        .unwrap();
+    let text = stderr(&result);
+    if result.status.code() == Some(77) {
+        eprintln!("skipped: cannot mount a tmpfs here: {text}");
+        return;
+    }
+    assert_eq!(result.status.code(), Some(1), "{text}");
+    let s = summary(&result);
+    let (succeeded, failed, _) = counts(&s);
+    assert_eq!(succeeded + failed, 40);
+    assert!(succeeded > 0 && failed > 0, "{s}");
+    let unrecorded = s["unrecorded"].as_u64().unwrap();
+    let names = std::fs::read_to_string(&listing).unwrap();
+    let names: Vec<&str> = names.lines().collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with(".sandpool-tmp")),
+        "failed writes removed their temporaries: {names:?}"
+    );
+    let results = names.iter().filter(|n| n.ends_with(".txt.json")).count() as u64;
+    let records = names.iter().filter(|n| n.ends_with(".error.json")).count() as u64;
+    assert_eq!(results, succeeded, "{names:?}");
+    assert_eq!(records, failed - unrecorded, "{names:?}");
+    assert_eq!(
+        text.matches("could not be written").count() as u64,
+        unrecorded,
+        "each unrecorded failure is said on stderr: {text}"
+    );
+    for failure in s["failures"].as_array().unwrap() {
+        let file = failure["error_file"].as_str();
+        let name = file.map(|f| {
+            Path::new(f)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        });
+        assert!(
+            name.is_none_or(|n| names.contains(&n.as_str())),
+            "the summary names only records that exist: {failure}"
+        );
+    }
+}
