@@ -702,3 +702,32 @@ ls -A "$2" > "$5"; exit $rc"#;
         );
     }
 }
+
+#[test]
+fn reading_is_bounded_in_bytes_in_flight_not_in_count() {
+    let shm = Path::new("/dev/shm");
+    let dir = if shm.is_dir() {
+        tempfile::tempdir_in(shm).unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    };
+    let (inputs, out) = (dir.path().join("in"), dir.path().join("out"));
+    std::fs::create_dir(&inputs).unwrap();
+    for i in 0..3 {
+        // 40 MiB of zeros each (sparse: nothing stored, but read in full).
+        let f = std::fs::File::create(inputs.join(format!("big{i}.bin"))).unwrap();
+        f.set_len(40 << 20).unwrap();
+    }
+    let mut cmd = sandpool();
+    cmd.args(["run".as_ref(), doc_stats().as_os_str(), inputs.as_os_str()])
+        .args(["-o".as_ref(), out.as_os_str()])
+        .args(["--memory", "96MiB", "--jobs", "2", "--json"]);
+    let (output, peak) = output_and_peak_rss(cmd);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(counts(&summary(&output)), (3, 0, 0));
+    // Measured here: ~130 MiB at --jobs 2, the same as at --jobs 1 (one
+    // 40 MiB input in flight: its bytes, their encoded copy, the guest's
+    // copies). Two at once, as two workers would read them without the
+    // byte budget (each is under the 48 MiB --max-input), ~250 MiB.
+    assert!(peak < 200 << 20, "peak RSS {} MiB", peak >> 20);
+}
