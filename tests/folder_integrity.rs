@@ -731,3 +731,56 @@ fn reading_is_bounded_in_bytes_in_flight_not_in_count() {
     // byte budget (each is under the 48 MiB --max-input), ~250 MiB.
     assert!(peak < 200 << 20, "peak RSS {} MiB", peak >> 20);
 }
+
+#[test]
+fn a_killed_worker_process_fails_only_the_input_it_was_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inputs, out) = (dir.path().join("in"), dir.path().join("out"));
+    std::fs::create_dir(&inputs).unwrap();
+    for i in 0..60 {
+        std::fs::write(inputs.join(format!("{i:02}.txt")), "spin: 30000000").unwrap();
+    }
+    let child = sandpool()
+        .args(["run".as_ref(), probe().as_os_str(), inputs.as_os_str()])
+        .args(["-o".as_ref(), out.as_os_str()])
+        .args(["--isolation", "process", "--jobs", "2", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0) < 6 {
+        assert!(std::time::Instant::now() < deadline, "no progress");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let workers = Command::new("pgrep")
+        .args(["-P", &child.id().to_string()])
+        .output()
+        .unwrap();
+    let pids = String::from_utf8_lossy(&workers.stdout).into_owned();
+    let victim = pids.lines().next().expect("a worker process");
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", victim])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let result = child.wait_with_output().unwrap();
+    let s = summary(&result);
+    let (succeeded, failed, _) = counts(&s);
+    assert_eq!(succeeded + failed, 60, "every input has an outcome: {s}");
+    // Killed mid-task (nearly always: tasks take ~30 ms, the gaps µs), that
+    // task fails; killed between tasks, the next one goes to a new worker.
+    assert!(failed <= 1, "only the task in flight is lost: {s}");
+    if failed == 1 {
+        assert_eq!(result.status.code(), Some(1));
+        let failure = &s["failures"][0];
+        assert_eq!(failure["error"], "worker_crashed", "{failure}");
+        assert!(
+            failure["message"].as_str().unwrap().contains(victim),
+            "{failure}"
+        );
+    }
+    assert_eq!(names(&out).len(), 60, "one output or record per input");
+}
