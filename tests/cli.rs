@@ -544,3 +544,16 @@ fn process_isolation_gives_the_same_outputs_and_contains_failures() {
         serde_json::from_slice(&std::fs::read(out.join("sub%2F08 x.txt.json")).unwrap()).unwrap();
     assert_eq!(ok["name"], "sub/08 x.txt");
 }
+
+#[test]
+fn help_states_the_librarys_default_limits() {
+    let out = sandpool().args(["run", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let limits = sandpool::Limits::default();
+    let mib = |bytes: u64| format!("[default: {}MiB]", bytes >> 20);
+    assert!(text.contains(&mib(limits.memory)), "{text}");
+    assert!(text.contains(&mib(limits.max_output)), "{text}");
+    let timeout = limits.timeout.unwrap().as_secs();
+    assert!(text.contains(&format!("[default: {timeout}s]")), "{text}");
+    assert!(text.contains("--max-input"), "{text}");
+}

@@ -123,3 +123,88 @@ fn every_example_guest_loads() {
         Task::<u64, u64>::from_file(common::guest(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
+
+/// A module of `count` trivial functions, `exports` of them exported.
+fn many_functions(count: usize, exports: usize) -> Vec<u8> {
+    let mut wat = String::from(
+        r#"(module (memory (export "memory") 1)
+             (func (export "sandpool_abi_version") (result i32) i32.const 1)
+             (func (export "sandpool_alloc") (param i32) (result i32) i32.const 0)
+             (func (export "sandpool_run") (param i32 i32) (result i64) i64.const 0)"#,
+    );
+    for i in 0..count {
+        if i < exports {
+            wat.push_str(&format!("(func (export \"f{i}\"))"));
+        } else {
+            wat.push_str("(func)");
+        }
+    }
+    wat.push(')');
+    wat::parse_str(&wat).unwrap()
+}
+
+#[test]
+fn too_many_functions_are_refused_before_compiling() {
+    let started = std::time::Instant::now();
+    let err = Task::<u64, u64>::from_bytes("many", many_functions(150_000, 0)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidModule, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("150003 functions") && text.contains("max_functions"),
+        "{text}"
+    );
+    assert!(text.contains("before compiling"), "{text}");
+    // Compiling 150k functions takes ~11 s here; refusing them takes a parse.
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn too_many_exports_are_refused_before_compiling() {
+    let err = Task::<u64, u64>::from_bytes("exports", many_functions(20_000, 15_000)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidModule, "{err}");
+    assert!(err.to_string().contains("max_exports"), "{err}");
+}
+
+#[test]
+fn exports_over_the_pooling_slot_are_refused_before_compiling_even_when_allowed() {
+    let limits = sandpool::LoadLimits::default().max_exports(100_000);
+    let err = Task::<u64, u64>::from_bytes_with("slot", many_functions(40_000, 40_000), limits)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidModule, "{err}");
+    assert!(err.to_string().contains("pooling slot"), "{err}");
+}
+
+#[test]
+fn an_unknown_import_is_refused_before_compiling() {
+    let err = load_wat(
+        r#"(module (import "env" "evil" (func)) (memory (export "memory") 1)
+             (func (export "sandpool_abi_version") (result i32) i32.const 1)
+             (func (export "sandpool_alloc") (param i32) (result i32) i32.const 0)
+             (func (export "sandpool_run") (param i32 i32) (result i64) i64.const 0))"#,
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidModule, "{err}");
+    assert!(
+        err.to_string().contains("env::evil") && err.to_string().contains("before compiling"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_table_larger_than_a_pooling_slot_is_refused_before_compiling() {
+    let err = load_wat(
+        r#"(module (table 100000 funcref) (memory (export "memory") 1)
+             (func (export "sandpool_abi_version") (result i32) i32.const 1)
+             (func (export "sandpool_alloc") (param i32) (result i32) i32.const 0)
+             (func (export "sandpool_run") (param i32 i32) (result i64) i64.const 0))"#,
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidModule, "{err}");
+    assert!(err.to_string().contains("100000 elements"), "{err}");
+}
+
+#[test]
+fn a_module_within_every_count_limit_still_loads() {
+    let task = Task::<u64, u64>::from_bytes("fine", many_functions(2_000, 500));
+    assert!(task.is_ok(), "{:?}", task.err());
+}

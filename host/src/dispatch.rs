@@ -62,6 +62,21 @@ pub(crate) struct Job {
     permit: Option<OwnedSemaphorePermit>,
 }
 
+impl Job {
+    /// A job run by a backend directly, outside any queue (the folder
+    /// runner's path: `folder/runner.rs`).
+    pub(crate) fn direct(task: TaskRef, input: Vec<u8>, limits: Limits) -> Job {
+        Job {
+            task,
+            input,
+            limits,
+            state: Arc::default(),
+            reply: Box::new(|_| {}),
+            permit: None,
+        }
+    }
+}
+
 /// How a worker runs jobs: one value per pool, one `Worker` per worker thread.
 pub(crate) trait Backend: Send + Sync + 'static {
     /// Per-thread state (nothing for instances; a subprocess for process isolation).

@@ -42,6 +42,10 @@
 //!   worker, frames, precompiled-module hand-over).
 //! - [`Limits`]: deadline, fuel, memory, output and log caps.
 //! - [`Error`]: one error type, a variant per cause, each naming the task and input.
+//! - [`run_folder`]: a task over a folder, one output file per input, the
+//!   `sandpool run` command (`folder/`: output naming, the output folder's
+//!   lock, the streaming walk, bounded reads, atomic writes; rules in
+//!   `docs/cli.md`). Load-time limits on modules: [`LoadLimits`] (`load.rs`).
 //! - The serialization boundary: `codec.rs` (bincode) and the ABI constants
 //!   in `sandpool_guest::abi`; the contract for non-Rust guests is `docs/abi.md`.
 
@@ -69,7 +73,8 @@ mod wasi;
 pub use cache::default_cache_dir;
 pub use error::{Error, ErrorKind, Result, TaskRef};
 pub use folder::{
-    FailureRecord, FolderJob, FolderSummary, Progress, file_id, list_inputs, run_folder,
+    DirGrant, Failure, FailureRecord, FolderEvent, FolderJob, FolderSummary, Progress, file_id,
+    run_folder,
 };
 pub use grant::{DEFAULT_MAX_FILE_WRITES, DirAccess, MAX_OPEN_FILES};
 pub use inspect::{ModuleItem, ModuleReport, inspect_module};

@@ -2,12 +2,17 @@
 //!
 //! Compiling is the one step a hostile module can make expensive without
 //! running: a few megabytes of wasm in one function can take Cranelift
-//! tens of seconds, and a file can be arbitrarily large. So, before
-//! compiling, sandpool refuses a module over [`LoadLimits::max_module_size`]
-//! (checked on the file's size before it is read) or with a function body
-//! over [`LoadLimits::max_function_size`], and compiles with a deadline,
-//! [`LoadLimits::compile_timeout`]. All three fail with
-//! [`Error::InvalidModule`](crate::Error::InvalidModule).
+//! tens of seconds, 150,000 trivial functions take ~11 s and ~900 MB, and
+//! a file can be arbitrarily large. So, before compiling, sandpool refuses
+//! a module over [`LoadLimits::max_module_size`] (checked on the file's
+//! size before it is read), with a function body over
+//! [`LoadLimits::max_function_size`], with more functions, exports,
+//! imports or globals than [`LoadLimits`] allows, with an import the host
+//! does not provide, or whose instances could not fit the pooling
+//! allocator's slots (tables, table elements, memories, instance size);
+//! then it compiles with a deadline, [`LoadLimits::compile_timeout`]. All
+//! fail with [`Error::InvalidModule`](crate::Error::InvalidModule), before
+//! any compile work is spent.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -16,6 +21,37 @@ use crate::error::Error;
 
 /// Compilations running on helper threads, abandoned ones included.
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// What the pre-compile check counts of a module.
+#[derive(Default)]
+struct Shape {
+    /// Functions whose reference escapes (exported, or named in an element segment).
+    escaped: std::collections::HashSet<u32>,
+    imports: u64,
+    imported_funcs: u64,
+    globals: u64,
+    tables: u64,
+    memories: u64,
+}
+
+impl Shape {
+    /// A lower bound of the instance context's size (wasmtime's `VMOffsets`
+    /// on 64-bit: 32 bytes per escaped function, 24 per imported function,
+    /// 16 per global) against the pooling slot's room.
+    fn check_instance_size(&self) -> Result<(), String> {
+        let escaped = self.escaped.len() as u64;
+        let bytes = escaped * 32 + self.imported_funcs * 24 + self.globals * 16;
+        if bytes > INSTANCE_SLOT_BYTES {
+            return Err(format!(
+                "an instance would need at least {bytes} bytes of context ({escaped} exported or \
+                 table functions, {} imported functions, {} globals), over the {INSTANCE_SLOT_BYTES} \
+                 bytes of a pooling slot",
+                self.imported_funcs, self.globals
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Counts one compilation in [`LoadLimits::compilations_in_flight`] while it lives.
 pub(crate) struct InFlight(());
@@ -59,7 +95,26 @@ pub struct LoadLimits {
     /// the background (its work bounded by the two size limits) and is
     /// discarded.
     pub compile_timeout: Option<Duration>,
+    /// The most functions a module may define. Compile time and memory grow
+    /// with it (about 70 µs and 6 KB each for trivial ones). Default: 50,000.
+    pub max_functions: u32,
+    /// The most exports. Every exported function costs 32 bytes of the
+    /// instance's fixed-size pooling slot. Default: 10,000.
+    pub max_exports: u32,
+    /// The most imports (sandpool provides about 50 functions). Default: 1,000.
+    pub max_imports: u32,
+    /// The most globals. Default: 10,000.
+    pub max_globals: u32,
 }
+
+/// Room for an instance's context in a pooling slot (wasmtime's default
+/// `max_core_instance_size`, which module.rs keeps).
+const INSTANCE_SLOT_BYTES: u64 = 1 << 20;
+/// Table elements a pooling slot has room for (wasmtime's default `table_elements`).
+const TABLE_SLOT_ELEMENTS: u64 = 20_000;
+/// Tables and memories per module the pool allows (module.rs).
+const MAX_TABLES: u32 = 4;
+const MAX_MEMORIES: u32 = 1;
 
 impl Default for LoadLimits {
     fn default() -> Self {
@@ -67,6 +122,10 @@ impl Default for LoadLimits {
             max_module_size: 64 << 20,
             max_function_size: 1 << 20,
             compile_timeout: Some(Duration::from_secs(60)),
+            max_functions: 50_000,
+            max_exports: 10_000,
+            max_imports: 1_000,
+            max_globals: 10_000,
         }
     }
 }
@@ -100,6 +159,46 @@ impl LoadLimits {
     /// ```
     pub fn compile_timeout(mut self, timeout: Duration) -> Self {
         self.compile_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the most functions a module may define.
+    ///
+    /// ```
+    /// assert_eq!(sandpool::LoadLimits::default().max_functions(10).max_functions, 10);
+    /// ```
+    pub fn max_functions(mut self, count: u32) -> Self {
+        self.max_functions = count;
+        self
+    }
+
+    /// Sets the most exports a module may have.
+    ///
+    /// ```
+    /// assert_eq!(sandpool::LoadLimits::default().max_exports(10).max_exports, 10);
+    /// ```
+    pub fn max_exports(mut self, count: u32) -> Self {
+        self.max_exports = count;
+        self
+    }
+
+    /// Sets the most imports a module may have.
+    ///
+    /// ```
+    /// assert_eq!(sandpool::LoadLimits::default().max_imports(10).max_imports, 10);
+    /// ```
+    pub fn max_imports(mut self, count: u32) -> Self {
+        self.max_imports = count;
+        self
+    }
+
+    /// Sets the most globals a module may have (defined and imported).
+    ///
+    /// ```
+    /// assert_eq!(sandpool::LoadLimits::default().max_globals(10).max_globals, 10);
+    /// ```
+    pub fn max_globals(mut self, count: u32) -> Self {
+        self.max_globals = count;
         self
     }
 
@@ -156,23 +255,143 @@ impl LoadLimits {
                 Err(_) => return Ok(()),
             }
         };
+        let mut shape = Shape::default();
         for payload in wasmparser::Parser::new(0).parse_all(bytes) {
             let Ok(payload) = payload else {
                 return Ok(());
             };
-            if let wasmparser::Payload::CodeSectionEntry(body) = payload {
-                let size = body.range().len();
-                if size > self.max_function_size {
-                    return Err(Error::InvalidModule {
-                        module: name.to_string(),
-                        reason: format!(
-                            "a function body is {size} bytes, over the limit of {} bytes \
-                             (LoadLimits::max_function_size)",
-                            self.max_function_size
-                        ),
-                    });
+            if let Err(reason) = self.check_payload(&payload, &mut shape) {
+                return Err(Error::InvalidModule {
+                    module: name.to_string(),
+                    reason: format!("{reason} (checked before compiling)"),
+                });
+            }
+        }
+        shape
+            .check_instance_size()
+            .map_err(|reason| Error::InvalidModule {
+                module: name.to_string(),
+                reason: format!("{reason} (checked before compiling)"),
+            })
+    }
+
+    /// Checks one section against the limits, counting into `shape`.
+    fn check_payload(
+        &self,
+        payload: &wasmparser::Payload<'_>,
+        shape: &mut Shape,
+    ) -> Result<(), String> {
+        use wasmparser::{ElementItems, Payload, TypeRef};
+        let over = |what: &str, count: u64, limit: u32, field: &str| {
+            format!(
+                "the module has {count} {what}, over the limit of {limit} (LoadLimits::{field})"
+            )
+        };
+        match payload {
+            Payload::CodeSectionEntry(body) if body.range().len() > self.max_function_size => {
+                return Err(format!(
+                    "a function body is {} bytes, over the limit of {} bytes \
+                     (LoadLimits::max_function_size)",
+                    body.range().len(),
+                    self.max_function_size
+                ));
+            }
+            Payload::FunctionSection(reader) if reader.count() > self.max_functions => {
+                return Err(over(
+                    "functions",
+                    reader.count().into(),
+                    self.max_functions,
+                    "max_functions",
+                ));
+            }
+            Payload::ExportSection(reader) => {
+                if reader.count() > self.max_exports {
+                    return Err(over(
+                        "exports",
+                        reader.count().into(),
+                        self.max_exports,
+                        "max_exports",
+                    ));
+                }
+                for export in reader.clone().into_iter().flatten() {
+                    if export.kind == wasmparser::ExternalKind::Func {
+                        shape.escaped.insert(export.index);
+                    }
                 }
             }
+            Payload::ImportSection(reader) => {
+                for import in reader.clone().into_imports().flatten() {
+                    shape.imports += 1;
+                    if shape.imports > u64::from(self.max_imports) {
+                        return Err(over(
+                            "imports",
+                            shape.imports,
+                            self.max_imports,
+                            "max_imports",
+                        ));
+                    }
+                    if !crate::wasi::is_provided_import(import.module) {
+                        return Err(format!(
+                            "it imports `{}::{}`, which sandpool does not provide",
+                            import.module, import.name
+                        ));
+                    }
+                    match import.ty {
+                        TypeRef::Func(_) => shape.imported_funcs += 1,
+                        TypeRef::Global(_) => shape.globals += 1,
+                        TypeRef::Table(_) => shape.tables += 1,
+                        TypeRef::Memory(_) => shape.memories += 1,
+                        _ => {}
+                    }
+                }
+            }
+            Payload::GlobalSection(reader) => {
+                shape.globals += u64::from(reader.count());
+                if shape.globals > u64::from(self.max_globals) {
+                    return Err(over(
+                        "globals",
+                        shape.globals,
+                        self.max_globals,
+                        "max_globals",
+                    ));
+                }
+            }
+            Payload::TableSection(reader) => {
+                for table in reader.clone().into_iter().flatten() {
+                    shape.tables += 1;
+                    if table.ty.initial > TABLE_SLOT_ELEMENTS {
+                        return Err(format!(
+                            "a table starts with {} elements; a pooling slot holds {TABLE_SLOT_ELEMENTS}",
+                            table.ty.initial
+                        ));
+                    }
+                }
+            }
+            Payload::MemorySection(reader) => shape.memories += u64::from(reader.count()),
+            Payload::ElementSection(reader) => {
+                for element in reader.clone().into_iter().flatten() {
+                    match element.items {
+                        ElementItems::Functions(funcs) => {
+                            shape.escaped.extend(funcs.into_iter().flatten());
+                        }
+                        // Expressions may be `ref.null`: not counted (a lower bound).
+                        ElementItems::Expressions(..) => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        if shape.tables > u64::from(MAX_TABLES) {
+            return Err(format!(
+                "the module has {} tables; at most {MAX_TABLES} are allowed",
+                shape.tables
+            ));
+        }
+        if shape.memories > u64::from(MAX_MEMORIES) {
+            return Err(format!(
+                "the module has {} memories; at most {MAX_MEMORIES} is allowed",
+                shape.memories
+            ));
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 /// Run CPU tasks as isolated WebAssembly, one output file per input.
 ///
@@ -32,24 +32,105 @@ pub enum Command {
     Worker,
 }
 
-/// Where each task runs.
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IsolationArg {
-    /// A fresh wasm instance per task inside this process (fast; the default).
-    Instance,
-    /// Persistent worker subprocesses: a crash of the wasm runtime itself loses one task.
-    Process,
+/// The names `--isolation` accepts, with what each means; the values are
+/// the library's own [`sandpool::Isolation`] (no copy of the enum here).
+const ISOLATION_LEVELS: [(&str, sandpool::Isolation, &str); 2] = [
+    (
+        "instance",
+        sandpool::Isolation::Instance,
+        "A fresh wasm instance per task inside this process (fast)",
+    ),
+    (
+        "process",
+        sandpool::Isolation::Process,
+        "Persistent worker subprocesses: a crash of the wasm runtime itself loses one task",
+    ),
+];
+
+/// The `--isolation` name of a level.
+pub fn isolation_name(level: sandpool::Isolation) -> &'static str {
+    match level {
+        sandpool::Isolation::Instance => ISOLATION_LEVELS[0].0,
+        sandpool::Isolation::Process => ISOLATION_LEVELS[1].0,
+    }
+}
+
+fn isolation_parser() -> impl clap::builder::TypedValueParser<Value = sandpool::Isolation> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(
+        ISOLATION_LEVELS.map(|(name, _, help)| PossibleValue::new(name).help(help)),
+    )
+    .map(|name: String| {
+        ISOLATION_LEVELS
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, level, _)| *level)
+            .unwrap_or_default()
+    })
+}
+
+/// A size in bytes, shown in binary units (`256MiB`); parsed by [`parse_size`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0;
+        for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
+            if n != 0 && n.is_multiple_of(1 << shift) {
+                return write!(f, "{}{unit}", n >> shift);
+            }
+        }
+        write!(f, "{n}")
+    }
+}
+
+impl std::str::FromStr for Size {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_size(text).map(Size)
+    }
+}
+
+/// A duration, shown as `60s` or `500ms`; parsed by [`parse_duration`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wait(pub Duration);
+
+impl std::fmt::Display for Wait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.0.as_millis();
+        if ms.is_multiple_of(1000) {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
+impl std::str::FromStr for Wait {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_duration(text).map(Wait)
+    }
+}
+
+/// The library's default limits: the one place the CLI's defaults come from.
+fn defaults() -> sandpool::Limits {
+    sandpool::Limits::default()
 }
 
 /// Run TASK on every file under INPUTS and write OUT/{id}.json per input.
 ///
 /// Every regular file under INPUTS (recursively) is one input. Its id is
 /// its path relative to INPUTS with `/` written as `%2F` (and `%` as `%25`),
-/// so `a/b.txt` gives `OUT/a%2Fb.txt.json`. The task receives the file's
-/// bytes and relative name and must return a JSON document. A failed input
-/// gets `OUT/{id}.error.json` with the error variant and message instead.
-/// Outputs are written atomically; a re-run skips inputs whose output
-/// exists and is valid JSON, so an interrupted run can simply be repeated.
+/// so `a/b.txt` gives `OUT/a%2Fb.txt.json`; the full rule, which keeps every
+/// file name distinct (bytes, not text), is in docs/cli.md. The task
+/// receives the file's bytes and relative name and must return a JSON
+/// document. A failed input gets `OUT/{id}.error.json` with the error
+/// variant and message instead. Outputs are written atomically; a re-run
+/// skips inputs whose output exists and is valid JSON, so an interrupted
+/// run can simply be repeated. One run at a time per output folder: a
+/// second is refused (exit 2). An output folder inside INPUTS is skipped.
 #[derive(Args, Debug)]
 #[command(
     after_help = "EXAMPLES:\n  sandpool run doc_stats.wasm inputs/\n  sandpool run doc_stats.wasm inputs/ -o stats/ --jobs 4 --timeout 10s --memory 128MiB\n  sandpool run task.wasm big/ --json > summary.json"
@@ -66,20 +147,23 @@ pub struct RunArgs {
     #[arg(short, long, value_name = "N")]
     pub jobs: Option<usize>,
     /// Where each task runs.
-    #[arg(long, value_enum, default_value_t = IsolationArg::Instance)]
-    pub isolation: IsolationArg,
+    #[arg(long, value_parser = isolation_parser(), default_value = isolation_name(sandpool::Isolation::default()))]
+    pub isolation: sandpool::Isolation,
     /// Wall-clock limit per task, e.g. 500ms, 30s, 2m; 0 for none.
-    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
-    pub timeout: Duration,
+    #[arg(long, default_value_t = Wait(defaults().timeout.unwrap_or_default()), value_name = "DURATION")]
+    pub timeout: Wait,
     /// Linear-memory cap per task, e.g. 64MiB, 1GiB.
-    #[arg(long, default_value = "256MiB", value_parser = parse_size, value_name = "SIZE")]
-    pub memory: u64,
+    #[arg(long, default_value_t = Size(defaults().memory), value_name = "SIZE")]
+    pub memory: Size,
+    /// Inputs larger than this fail without being read [default: half of --memory].
+    #[arg(long, value_name = "SIZE")]
+    pub max_input: Option<Size>,
     /// Fuel (about one unit per wasm instruction) per task [default: unmetered].
     #[arg(long, value_name = "N")]
     pub fuel: Option<u64>,
     /// Cap on a task's output size.
-    #[arg(long, default_value = "64MiB", value_parser = parse_size, value_name = "SIZE")]
-    pub max_output: u64,
+    #[arg(long, default_value_t = Size(defaults().max_output), value_name = "SIZE")]
+    pub max_output: Size,
     /// Recompute every input, even those whose output already exists.
     #[arg(long)]
     pub force: bool,

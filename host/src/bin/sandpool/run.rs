@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use sandpool::{
-    CancelToken, FileInput, FolderJob, FolderSummary, IoPool, Limits, Pool, Progress, Task,
+    CancelToken, DirGrant, FileInput, FolderEvent, FolderJob, FolderSummary, Limits, Progress, Task,
 };
 
-use crate::args::{IsolationArg, RunArgs};
+use crate::args::RunArgs;
 
 /// Exit code for usage and setup errors.
 pub const SETUP_ERROR: u8 = 2;
@@ -43,6 +43,9 @@ pub fn main(args: RunArgs) -> ExitCode {
             ));
         }
     }
+    if args.jobs == Some(0) {
+        return setup_error("--jobs must be at least 1");
+    }
     let started = Instant::now();
     let cache = if args.no_cache {
         None
@@ -63,40 +66,26 @@ pub fn main(args: RunArgs) -> ExitCode {
         }
     };
     let load_time = started.elapsed();
-    let limits = Limits {
-        timeout: (!args.timeout.is_zero()).then_some(args.timeout),
+    let mut job = FolderJob::new(&args.inputs, &args.output);
+    job.force = args.force;
+    job.fail_fast = args.fail_fast;
+    job.max_input = args.max_input.map(|s| s.0);
+    job.isolation = args.isolation;
+    if let Some(jobs) = args.jobs {
+        job.workers = jobs;
+    }
+    job.limits = Limits {
+        timeout: (!args.timeout.0.is_zero()).then_some(args.timeout.0),
         fuel: args.fuel,
-        memory: args.memory,
-        max_output: args.max_output,
+        memory: args.memory.0,
+        max_output: args.max_output.0,
         ..Limits::default()
     };
-    let workers = args.jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
+    job.grant = args.dir.as_ref().map(|d| DirGrant {
+        host: d.host.clone(),
+        guest: d.guest.clone(),
+        access: d.access,
     });
-    if workers == 0 {
-        return setup_error("--jobs must be at least 1");
-    }
-    let isolation = match args.isolation {
-        IsolationArg::Instance => sandpool::Isolation::Instance,
-        IsolationArg::Process => sandpool::Isolation::Process,
-    };
-    let mut builder = Pool::builder(task.clone())
-        .workers(workers)
-        .limits(limits)
-        .isolation(isolation);
-    if let Some(dir) = &args.dir {
-        builder = builder.grant_dir(&dir.host, &dir.guest, dir.access);
-    }
-    let pool = match builder.build() {
-        Ok(pool) => pool,
-        Err(e) => return setup_error(e),
-    };
-    let io = match IoPool::builder().name("files").build() {
-        Ok(io) => io,
-        Err(e) => return setup_error(e),
-    };
     if args.verbose {
         let how = if task.loaded_from_cache() {
             "loaded from the cache"
@@ -104,30 +93,24 @@ pub fn main(args: RunArgs) -> ExitCode {
             "compiled"
         };
         eprintln!(
-            "sandpool: {} {how} in {:.1?}; {workers} workers",
+            "sandpool: {} {how} in {:.1?}; {} workers",
             args.task.display(),
-            load_time
+            load_time,
+            job.workers
         );
     }
 
     let cancel = CancelToken::default();
-    install_ctrl_c(&io, cancel.clone(), args.quiet);
+    install_ctrl_c(cancel.clone(), args.quiet);
     let mut display = Display::new(&args);
-    let job = FolderJob {
-        inputs: args.inputs.clone(),
-        output: args.output.clone(),
-        force: args.force,
-        fail_fast: args.fail_fast,
-    };
-    let summary = sandpool::run_folder(&pool, &io, &job, cancel.clone(), |p| display.update(p));
+    let summary = sandpool::run_folder(&task, &job, cancel.clone(), |event| display.event(event));
     display.finish();
-    pool.shutdown(true, false);
     let summary = match summary {
         Ok(s) => s,
         Err(e) => return setup_error(e),
     };
     report(&args, &summary, load_time);
-    if cancel.is_cancelled() && summary.not_run > 0 {
+    if cancel.is_cancelled() && summary.cancelled {
         ExitCode::from(INTERRUPTED)
     } else if summary.failed > 0 {
         ExitCode::from(1)
@@ -137,27 +120,55 @@ pub fn main(args: RunArgs) -> ExitCode {
 }
 
 /// First Ctrl-C: stop starting inputs, finish those in flight. Second: exit now
-/// (outputs are renamed into place, so none is ever half-written).
-fn install_ctrl_c(io: &IoPool, cancel: CancelToken, quiet: bool) {
-    io.runtime().spawn(async move {
-        if tokio::signal::ctrl_c().await.is_err() {
+/// (outputs are renamed into place, so none is ever half-written; the next
+/// run removes the temporary files left behind).
+fn install_ctrl_c(cancel: CancelToken, quiet: bool) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sandpool: cannot watch for Ctrl-C ({e}); it will stop the run at once");
             return;
         }
-        if !quiet {
-            eprintln!("\nsandpool: interrupted; finishing the inputs in flight (Ctrl-C again to stop at once)");
-        }
-        cancel.cancel();
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("sandpool: stopped; run the same command again to finish");
-            std::process::exit(i32::from(INTERRUPTED));
-        }
+    };
+    // Registered here, before any input is read, so no Ctrl-C is missed.
+    let signal = runtime.block_on(async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
     });
+    let Ok(mut signal) = signal else {
+        return;
+    };
+    let watcher = std::thread::Builder::new()
+        .name("sandpool-ctrl-c".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                if signal.recv().await.is_none() {
+                    return;
+                }
+                if !quiet {
+                    eprintln!(
+                        "\nsandpool: interrupted; finishing the inputs in flight (Ctrl-C again to stop at once)"
+                    );
+                }
+                cancel.cancel();
+                if signal.recv().await.is_some() {
+                    eprintln!("sandpool: stopped; run the same command again to finish");
+                    std::process::exit(i32::from(INTERRUPTED));
+                }
+            })
+        });
+    if let Err(e) = watcher {
+        eprintln!("sandpool: cannot watch for Ctrl-C ({e})");
+    }
 }
 
 /// Progress on stderr: a bar on a terminal, a line every few seconds otherwise.
 struct Display {
     bar: Option<indicatif::ProgressBar>,
     plain: bool,
+    verbose: bool,
     last_line: Instant,
 }
 
@@ -176,7 +187,47 @@ impl Display {
         Display {
             bar,
             plain: !terminal && !args.quiet,
+            verbose: args.verbose,
             last_line: Instant::now(),
+        }
+    }
+
+    fn say(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn event(&mut self, event: FolderEvent<'_>) {
+        match event {
+            FolderEvent::Progress(p) => self.update(p),
+            FolderEvent::Failed(f) => {
+                // A failure that has no error record exists only here: always say it.
+                if let Some(why) = &f.not_recorded {
+                    self.say(&format!(
+                        "sandpool: {} failed ({}): {}; and its error record could not be written: {why}",
+                        f.record.input,
+                        f.record.error.as_str(),
+                        first_line(&f.record.message)
+                    ));
+                } else if self.verbose {
+                    self.say(&format!(
+                        "sandpool: {} failed ({}): {}",
+                        f.record.input,
+                        f.record.error.as_str(),
+                        first_line(&f.record.message)
+                    ));
+                }
+            }
+            FolderEvent::OutputInsideInputs(path) => self.say(&format!(
+                "sandpool: the output folder is inside the input folder (at {}); skipping it as input",
+                path.display()
+            )),
+            FolderEvent::Swept(n) if self.verbose => self.say(&format!(
+                "sandpool: removed {n} temporary files left by an interrupted run"
+            )),
+            _ => {}
         }
     }
 
@@ -187,13 +238,15 @@ impl Display {
             bar.set_position(p.processed());
             bar.set_message(format!("done, {} failed, {} skipped", p.failed, p.skipped));
         } else if self.plain
-            && (self.last_line.elapsed() >= Duration::from_secs(2) || p.processed() == todo)
+            && (self.last_line.elapsed() >= Duration::from_secs(2)
+                || (p.listed && p.processed() == todo))
         {
             self.last_line = Instant::now();
             let rate = p.processed() as f64 / p.elapsed.as_secs_f64().max(1e-9);
             eprintln!(
-                "sandpool: {}/{todo} done, {} failed, {} skipped, {rate:.0} files/s",
+                "sandpool: {}/{todo}{} done, {} failed, {} skipped, {rate:.0} files/s",
                 p.processed(),
+                if p.listed { "" } else { "+" },
                 p.failed,
                 p.skipped
             );
@@ -205,6 +258,10 @@ impl Display {
             bar.finish_and_clear();
         }
     }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
 }
 
 fn report(args: &RunArgs, s: &FolderSummary, load_time: Duration) {
@@ -219,8 +276,8 @@ fn report(args: &RunArgs, s: &FolderSummary, load_time: Duration) {
         );
     }
     if args.quiet {
-        for f in &s.failures {
-            eprintln!("sandpool: {}: {}", f.input, f.message);
+        for f in s.failures.iter().filter(|f| f.error_file.is_some()) {
+            eprintln!("sandpool: {}: {}", f.record.input, f.record.message);
         }
         return;
     }
@@ -241,20 +298,34 @@ fn report(args: &RunArgs, s: &FolderSummary, load_time: Duration) {
         s.seconds
     );
     let _ = writeln!(err, "sandpool: outputs in {}", s.output.display());
-    for f in &s.failures {
-        let first_line = f.message.lines().next().unwrap_or_default();
+    // Only records that exist are pointed at; unrecorded failures were said as they happened.
+    let recorded: Vec<_> = s
+        .failures
+        .iter()
+        .filter(|f| f.error_file.is_some())
+        .collect();
+    for f in &recorded {
         let _ = writeln!(
             err,
-            "  failed: {} ({}): {first_line}",
-            f.input,
-            f.error.as_str()
+            "  failed: {} ({}): {}",
+            f.record.input,
+            f.record.error.as_str(),
+            first_line(&f.record.message)
         );
     }
-    if s.failed > s.failures.len() as u64 {
+    let more = (s.failed - s.unrecorded).saturating_sub(recorded.len() as u64);
+    if more > 0 {
         let _ = writeln!(
             err,
-            "  ... and {} more; see {}/*.error.json",
-            s.failed - s.failures.len() as u64,
+            "  ... and {more} more; see {}/*.error.json",
+            s.output.display()
+        );
+    }
+    if s.unrecorded > 0 {
+        let _ = writeln!(
+            err,
+            "sandpool: {} failures could not be recorded in {} (said above, as they happened)",
+            s.unrecorded,
             s.output.display()
         );
     }

@@ -1,0 +1,190 @@
+//! One worker thread of a folder run: takes inputs from the walk's queue
+//! and, for each, checks for a done output, reads the file, runs the task
+//! on this same thread and writes the result or the error record. Only a
+//! failure crosses to another thread (the caller's, for the summary).
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use sandpool_guest::FileInput;
+
+use crate::codec;
+use crate::error::{Error, TaskRef};
+use crate::limits::Limits;
+use crate::pipeline::CancelToken;
+
+use super::input::{ByteBudget, ReadError, read_input};
+use super::naming::{display_name, error_name, id_of_bytes, result_name};
+use super::runner::ThreadRunner;
+use super::walk::{Entry, Feed};
+use super::writer::OutDir;
+use super::{Failure, FailureRecord};
+
+/// Counters every worker adds to, read by the caller's thread for progress.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub skipped: AtomicU64,
+    pub succeeded: AtomicU64,
+    pub failed: AtomicU64,
+    pub unrecorded: AtomicU64,
+    /// Set on the first failure when failing fast.
+    pub stop: AtomicBool,
+}
+
+/// What the workers of one run share.
+pub(crate) struct Context<'a> {
+    pub feed: &'a Feed,
+    pub out: &'a OutDir,
+    pub root: &'a OwnedFd,
+    pub budget: &'a ByteBudget,
+    pub max_input: u64,
+    pub limits: Limits,
+    pub force: bool,
+    pub fail_fast: bool,
+    pub workers: usize,
+    pub task: Arc<str>,
+    pub counters: &'a Counters,
+    pub cancel: &'a CancelToken,
+    pub failures: crossbeam_channel::Sender<Failure>,
+}
+
+/// Runs worker `id` until the queue ends or the run is stopped.
+pub(crate) fn work(cx: &Context<'_>, id: usize, mut runner: ThreadRunner<'_>) {
+    // Temporary names: unique per worker without a syscall per name.
+    let mut tmp = (id as u64) << 40;
+    let mut local = std::collections::VecDeque::new();
+    while cx.feed.take(&mut local, cx.workers) {
+        while let Some(entry) = local.pop_front() {
+            if cx.cancel.is_cancelled() || cx.counters.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            process(cx, &mut runner, entry, &mut tmp);
+        }
+    }
+}
+
+fn process(cx: &Context<'_>, runner: &mut ThreadRunner<'_>, entry: Entry, tmp: &mut u64) {
+    let id = id_of_bytes(&entry.path);
+    let ok_name = result_name(&id);
+    let ok_may_exist = cx.out.may_exist(&ok_name);
+    if !cx.force && ok_may_exist && cx.out.holds_json(&ok_name) {
+        cx.counters.skipped.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let task = TaskRef {
+        task: Arc::clone(&cx.task),
+        index: entry.index,
+    };
+    let input = display_name(&entry.path);
+    let err_name = error_name(&id);
+    let result = match entry.unlisted {
+        Some(why) => Err(Error::Io {
+            context: format!("input folder {input}"),
+            message: why,
+        }),
+        None => compute(cx, runner, &task, &entry.path, &input),
+    };
+    let failure = match result {
+        Ok(mut json) => {
+            json.push('\n');
+            *tmp += 1;
+            match cx.out.write_atomic(&ok_name, json.as_bytes(), *tmp) {
+                Ok(()) => {
+                    // An error record from an earlier run is stale now.
+                    if cx.out.may_exist(&err_name) {
+                        let _ = cx.out.remove(&err_name);
+                    }
+                    cx.counters.succeeded.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(e) => Error::io(
+                    format!("cannot write {}", cx.out.path().join(&ok_name).display()),
+                    &e,
+                ),
+            }
+        }
+        Err(e) => e,
+    };
+    let record = FailureRecord {
+        id,
+        input,
+        error: failure.kind(),
+        message: failure.to_string(),
+    };
+    let mut body = serde_json::to_vec_pretty(&record).unwrap_or_default();
+    body.push(b'\n');
+    *tmp += 1;
+    let written = cx.out.write_atomic(&err_name, &body, *tmp);
+    if written.is_ok() && ok_may_exist {
+        // A result from an earlier run (invalid, or redone by --force) is stale now.
+        let _ = cx.out.remove(&ok_name);
+    }
+    cx.counters.failed.fetch_add(1, Ordering::Relaxed);
+    let failure = match written {
+        Ok(()) => Failure {
+            record,
+            error_file: Some(cx.out.path().join(&err_name)),
+            not_recorded: None,
+        },
+        Err(e) => {
+            cx.counters.unrecorded.fetch_add(1, Ordering::Relaxed);
+            Failure {
+                record,
+                error_file: None,
+                not_recorded: Some(format!(
+                    "cannot write {}: {e}",
+                    cx.out.path().join(&err_name).display()
+                )),
+            }
+        }
+    };
+    if cx.fail_fast {
+        cx.counters.stop.store(true, Ordering::Relaxed);
+        cx.feed.stop();
+    }
+    let _ = cx.failures.send(failure);
+}
+
+/// Reads the input, runs the task on it, and checks the output is JSON.
+fn compute(
+    cx: &Context<'_>,
+    runner: &mut ThreadRunner<'_>,
+    task: &TaskRef,
+    path: &[u8],
+    input: &str,
+) -> Result<String, Error> {
+    let (data, reserved) =
+        read_input(cx.root, path, cx.max_input, cx.budget).map_err(|e| match e {
+            ReadError::TooLarge { size, limit } => Error::Encode {
+                task: task.clone(),
+                reason: format!(
+                    "{input} is {size} bytes, over the input limit of {limit} bytes \
+                     (--max-input, by default half the memory cap); not read"
+                ),
+            },
+            ReadError::NotAFile => Error::Io {
+                context: format!("cannot read input {input}"),
+                message: "not a regular file (replaced since it was listed?)".into(),
+            },
+            ReadError::Io(e) => Error::io(format!("cannot read input {input}"), &e),
+        })?;
+    let encoded = codec::encode(
+        &FileInput {
+            name: input.to_string(),
+            data,
+        },
+        task,
+    )?;
+    let outcome = runner.run(task, encoded, &cx.limits);
+    drop(reserved);
+    let json: String = codec::decode(&outcome.result?, task)?;
+    if let Err(e) = serde_json::from_str::<&serde_json::value::RawValue>(&json) {
+        return Err(Error::Decode {
+            task: task.clone(),
+            what: "output as JSON",
+            reason: format!("the task's output for {input} is not a JSON document: {e}"),
+        });
+    }
+    Ok(json)
+}

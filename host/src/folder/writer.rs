@@ -1,0 +1,276 @@
+//! The output folder: atomic writes (temporary file, then rename) relative
+//! to one open directory descriptor, the sweep of temporaries left by dead
+//! runs, and a compact record of which names existed when the run started,
+//! so that no syscall is spent on a file that cannot exist.
+
+use std::ffi::CString;
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+
+use super::naming::{LOCK_NAME, TMP_PREFIX};
+
+/// An output folder opened for one run (whose lock the caller holds).
+#[derive(Debug)]
+pub(crate) struct OutDir {
+    fd: OwnedFd,
+    path: PathBuf,
+    /// Hashes of the names present at the start, sorted; `None`: too many
+    /// to keep, so every check asks the file system.
+    existing: Option<Vec<u64>>,
+    /// Temporaries removed by the start-up sweep.
+    pub swept: u64,
+    /// Distinguishes this run's temporary names (the pid, computed once).
+    run: u32,
+}
+
+/// Names kept in the start-up record at most (8 bytes each).
+const MAX_RECORDED_NAMES: usize = 4 << 20;
+
+fn name_hash(name: &[u8]) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish()
+}
+
+fn cstr(name: &str) -> std::io::Result<CString> {
+    CString::new(name).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+impl OutDir {
+    /// Opens `path` (which exists) as a directory descriptor.
+    pub(crate) fn open(path: &Path) -> Result<Self, Error> {
+        let c = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+            .map_err(|_| Error::Config(format!("{} contains a NUL byte", path.display())))?;
+        // SAFETY: a valid NUL-terminated path; the result is checked.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(Error::io(
+                format!("cannot open output folder {}", path.display()),
+                &std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(OutDir {
+            // SAFETY: `fd` is a fresh descriptor we own.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            path: path.to_path_buf(),
+            existing: None,
+            swept: 0,
+            run: std::process::id(),
+        })
+    }
+
+    /// The folder's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes and removes a probe file: an output folder that cannot be
+    /// written is a setup error, found before any task runs.
+    pub(crate) fn probe_writable(&self) -> Result<(), Error> {
+        let name = format!("{TMP_PREFIX}{}-probe", self.run);
+        self.write_atomic_as(&name, &format!("{name}-done"), b"probe\n")
+            .and_then(|()| self.remove(&format!("{name}-done")))
+            .map_err(|e| {
+                Error::io(
+                    format!("cannot write to output folder {}", self.path.display()),
+                    &e,
+                )
+            })
+    }
+
+    /// Removes every temporary file (this run holds the folder's lock, so
+    /// they belong to runs that died) and records the names present.
+    pub(crate) fn scan(&mut self) -> Result<(), Error> {
+        let listing = std::fs::read_dir(&self.path).map_err(|e| {
+            Error::io(
+                format!("cannot list output folder {}", self.path.display()),
+                &e,
+            )
+        })?;
+        let mut names = Vec::new();
+        let mut keep = true;
+        for entry in listing {
+            let entry = entry.map_err(|e| {
+                Error::io(
+                    format!("cannot list output folder {}", self.path.display()),
+                    &e,
+                )
+            })?;
+            let name = entry.file_name();
+            let bytes = std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str());
+            if bytes.starts_with(TMP_PREFIX.as_bytes()) {
+                if let Some(text) = name.to_str()
+                    && self.remove(text).is_ok()
+                {
+                    self.swept += 1;
+                }
+                continue;
+            }
+            if bytes == LOCK_NAME.as_bytes() || !keep {
+                continue;
+            }
+            names.push(name_hash(bytes));
+            if names.len() > MAX_RECORDED_NAMES {
+                keep = false;
+                names = Vec::new();
+            }
+        }
+        if keep {
+            names.sort_unstable();
+            self.existing = Some(names);
+        }
+        Ok(())
+    }
+
+    /// Whether `name` may exist: false only when it certainly does not
+    /// (it was not there at the start, and this run has not written it).
+    pub(crate) fn may_exist(&self, name: &str) -> bool {
+        match &self.existing {
+            Some(names) => names.binary_search(&name_hash(name.as_bytes())).is_ok(),
+            None => true,
+        }
+    }
+
+    /// Whether `name` holds a complete result (a JSON document).
+    pub(crate) fn holds_json(&self, name: &str) -> bool {
+        let Ok(c) = cstr(name) else { return false };
+        // SAFETY: valid descriptor and NUL-terminated name; the result is checked.
+        let fd = unsafe {
+            libc::openat(
+                self.fd.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+            )
+        };
+        if fd < 0 {
+            return false;
+        }
+        // SAFETY: `fd` is a fresh descriptor we own.
+        let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let mut bytes = Vec::new();
+        match file.metadata() {
+            Ok(m) if m.is_file() => {}
+            _ => return false,
+        }
+        if std::io::Read::read_to_end(&mut file, &mut bytes).is_err() {
+            return false;
+        }
+        serde_json::from_slice::<&serde_json::value::RawValue>(&bytes).is_ok()
+    }
+
+    /// Writes `bytes` to `name` atomically: a temporary file (`tmp` makes
+    /// its name unique in this run), then a rename. On any failure the
+    /// temporary file is removed.
+    pub(crate) fn write_atomic(&self, name: &str, bytes: &[u8], tmp: u64) -> std::io::Result<()> {
+        let tmp_name = format!("{TMP_PREFIX}{}-{tmp}", self.run);
+        self.write_atomic_as(&tmp_name, name, bytes)
+    }
+
+    fn write_atomic_as(&self, tmp_name: &str, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let dir = self.fd.as_raw_fd();
+        let tmp = cstr(tmp_name)?;
+        let target = cstr(name)?;
+        // SAFETY: valid descriptor and NUL-terminated name; the result is checked.
+        let fd = unsafe {
+            libc::openat(
+                dir,
+                tmp.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                0o644,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor we own.
+        let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let written = write_and_close(file, bytes).and_then(|()| {
+            // SAFETY: valid descriptor and NUL-terminated names; the result is checked.
+            let rc = unsafe { libc::renameat(dir, tmp.as_ptr(), dir, target.as_ptr()) };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+        if written.is_err() {
+            let _ = unlink(dir, &tmp);
+        }
+        written
+    }
+
+    /// Removes `name`; a missing file is not an error.
+    pub(crate) fn remove(&self, name: &str) -> std::io::Result<()> {
+        match unlink(self.fd.as_raw_fd(), &cstr(name)?) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// Writes everything, then closes, reporting a failed close (NFS and full
+/// disks can report a lost write only there).
+fn write_and_close(mut file: std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+    file.write_all(bytes)?;
+    let fd: OwnedFd = file.into();
+    let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
+    // SAFETY: we own `raw` and close it exactly once.
+    if unsafe { libc::close(raw) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn unlink(dir: RawFd, name: &std::ffi::CStr) -> std::io::Result<()> {
+    // SAFETY: valid descriptor and NUL-terminated name; the result is checked.
+    if unsafe { libc::unlinkat(dir, name.as_ptr(), 0) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweep_removes_temporaries_and_records_existing_names() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".sandpool-tmp-1-2"), b"half").unwrap();
+        std::fs::write(dir.path().join("a.json"), b"{}").unwrap();
+        let mut out = OutDir::open(dir.path()).unwrap();
+        out.scan().unwrap();
+        assert_eq!(out.swept, 1);
+        assert!(!dir.path().join(".sandpool-tmp-1-2").exists());
+        assert!(out.may_exist("a.json"));
+        assert!(!out.may_exist("b.json"));
+        assert!(out.holds_json("a.json"));
+    }
+
+    #[test]
+    fn an_atomic_write_replaces_the_target_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = OutDir::open(dir.path()).unwrap();
+        out.write_atomic("x.json", b"[1]\n", 7).unwrap();
+        out.write_atomic("x.json", b"[2]\n", 8).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("x.json")).unwrap(), b"[2]\n");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // A failed rename (the target is a non-empty folder) removes its temporary.
+        std::fs::create_dir(dir.path().join("d.json")).unwrap();
+        std::fs::write(dir.path().join("d.json/f"), b"").unwrap();
+        assert!(out.write_atomic("d.json", b"{}", 9).is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        out.probe_writable().unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+}
