@@ -52,37 +52,44 @@ mod error;
 mod folder;
 #[doc(hidden)]
 pub mod fuzzing;
-mod grant;
 mod inspect;
-mod instance;
 mod io;
 mod limits;
 mod load;
-mod module;
 mod pipeline;
 mod pool;
 pub mod process;
+mod runtime;
+mod sandbox;
 mod task;
 mod wait;
-mod wasi;
+
+mod atomic_write;
+#[cfg(feature = "bench-hooks")]
+#[doc(hidden)]
+#[path = "bench_hooks.rs"]
+pub mod __bench;
+mod sync;
+
+// Short paths to the runtime and sandbox modules, still used by pool.rs and dispatch.rs.
+use runtime::{instance, module};
+use sandbox::grant;
 
 pub use cache::default_cache_dir;
 pub use error::{Error, ErrorKind, Result, TaskRef};
 pub use folder::{
     FailureRecord, FolderJob, FolderSummary, Progress, file_id, list_inputs, run_folder,
 };
-pub use grant::{DEFAULT_MAX_FILE_WRITES, DirAccess, MAX_OPEN_FILES};
 pub use inspect::{ModuleItem, ModuleReport, inspect_module};
-pub use instance::TaskLogs;
-#[doc(hidden)]
-pub use instance::bench as __bench;
 pub use io::{IoHandle, IoPool, IoPoolBuilder};
 pub use limits::Limits;
 pub use load::LoadLimits;
 pub use pipeline::{CancelToken, Order, Pipeline, PipelineBuilder, PipelineRun, PipelineStats};
 pub use pool::{AsCompleted, Isolation, MapIter, Pool, PoolBuilder, TaskHandle, TaskOutput};
+pub use runtime::instance::TaskLogs;
+pub use sandbox::CapturedStream;
+pub use sandbox::grant::{DEFAULT_MAX_FILE_WRITES, DirAccess, MAX_OPEN_FILES};
 pub use sandpool_guest::workloads;
 pub use sandpool_guest::{FileInput, Json};
 pub use task::Task;
 pub use wait::{ReturnWhen, Waited, wait, wait_async};
-pub use wasi::CapturedStream;

@@ -14,7 +14,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::Error;
 use crate::load::LoadLimits;
-use crate::module::{CompiledModule, name_from_path};
+use crate::runtime::module::{CompiledModule, name_from_path};
 
 pub(crate) struct TaskModule {
     pub name: Arc<str>,
@@ -85,7 +85,7 @@ impl CompileJob {
         let Some(dir) = &self.cache_dir else {
             return CompiledModule::compile(&self.name, &self.wasm, self.fuel);
         };
-        let engine = crate::module::engine(self.fuel)?;
+        let engine = crate::runtime::engine::engine(self.fuel)?;
         let (module, source) = crate::cache::load_or_compile(dir, &engine, &self.wasm, self.fuel)
             .map_err(|e| Error::InvalidModule {
             module: self.name.to_string(),

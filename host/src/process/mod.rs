@@ -44,6 +44,7 @@
 //! # Ok::<(), sandpool::Error>(())
 //! ```
 
+mod faults;
 pub(crate) mod frame;
 mod handoff;
 mod supervisor;

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_bytes::ByteBuf;
@@ -24,13 +24,14 @@ use super::frame::{self, FrameError, FrameReader, set_nonblocking, write_frame};
 use super::handoff::ModuleFiles;
 use super::wire::{
     FromWorker, Greeting, Handshake, Hello, MAGIC, MAX_HANDSHAKE, MAX_INPUT, PROTOCOL, ReadyInfo,
-    Request, VERSION, WireLimits, max_response,
+    Request, VERSION, max_response,
 };
 use super::{ProcessOptions, ProcessStats, WorkerStart};
 use crate::dispatch::{Backend, Job};
 use crate::error::Error;
-use crate::instance::{RawOutcome, TaskLogs};
-use crate::module::CompiledModule;
+use crate::runtime::instance::{RawOutcome, TaskLogs};
+use crate::runtime::module::CompiledModule;
+use crate::sync::lock;
 
 /// How long a worker asked to exit (stdin closed) may take before it is killed.
 const EXIT_PATIENCE: Duration = Duration::from_secs(2);
@@ -41,10 +42,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The name of the worker program.
 const PROGRAM: &str = "sandpool";
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// Finds the program to run as `PROGRAM worker`: the explicit option, else
 /// `$SANDPOOL_WORKER_BIN`, else this executable if it is `sandpool`, else a
@@ -616,7 +613,7 @@ impl Supervisor {
         let request = Request {
             id,
             index: job.task.index,
-            limits: WireLimits::from(&job.limits),
+            limits: job.limits,
             input: serde_bytes::Bytes::new(&job.input),
         };
         if let Err(e) = frame::encode(&request, &mut proc.buf) {
@@ -686,11 +683,13 @@ impl Supervisor {
         };
         match frame::decode::<FromWorker>(&payload) {
             Ok(FromWorker::Done(response)) if response.id == id => Ok(RawOutcome {
-                result: response
-                    .result
-                    .map(ByteBuf::into_vec)
-                    .map_err(|e| e.into_error(&job.task)),
-                logs: response.logs.into(),
+                result: response.result.map(ByteBuf::into_vec).map_err(|mut e| {
+                    if let Some(task) = e.task_mut() {
+                        *task = job.task.clone();
+                    }
+                    e
+                }),
+                logs: response.logs,
             }),
             Ok(FromWorker::Done(response)) => Err(bad(
                 proc,

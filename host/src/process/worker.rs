@@ -19,109 +19,16 @@ use std::time::Instant;
 use serde_bytes::ByteBuf;
 use wasmtime::Module;
 
+use super::faults::Faults;
 use super::frame::{self, FrameError, FrameReader, write_frame};
 use super::handoff;
 use super::wire::{
     FromWorker, Greeting, Handshake, Hello, MAGIC, MAX_HANDSHAKE, MAX_REQUEST, PROTOCOL, ReadyInfo,
-    Request, Response, VERSION, WireError,
+    Request, Response, VERSION,
 };
 use crate::error::{Error, TaskRef};
-use crate::instance::TaskLogs;
-use crate::limits::Limits;
-use crate::module::{self, CompiledModule};
-
-/// Test hook: `ACTION:MARKER` makes the worker misbehave after a task whose
-/// captured stderr contains MARKER. ACTION is `abort` (SIGABRT), `segv`
-/// (SIGSEGV), `exit` (exit status 3) or `hang` (stop answering).
-pub(crate) const FAULT_ENV: &str = "SANDPOOL_WORKER_FAULT";
-
-/// Test hook: `always`, or a path: the worker aborts during start-up (always,
-/// or while that path exists), to exercise the supervisor's restart limit.
-pub(crate) const FAULT_AT_START_ENV: &str = "SANDPOOL_WORKER_FAULT_AT_START";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
-    Abort,
-    Segv,
-    Exit,
-    Hang,
-}
-
-/// The test hooks this worker was started with.
-#[derive(Debug, Default)]
-struct Faults {
-    after_task: Option<(Action, Vec<u8>)>,
-    at_start: Option<std::ffi::OsString>,
-}
-
-impl Faults {
-    fn from_env() -> Self {
-        let after_task = std::env::var(FAULT_ENV).ok().and_then(|spec| {
-            let (action, marker) = spec.split_once(':')?;
-            let action = match action {
-                "abort" => Action::Abort,
-                "segv" => Action::Segv,
-                "exit" => Action::Exit,
-                "hang" => Action::Hang,
-                _ => return None,
-            };
-            (!marker.is_empty()).then(|| (action, marker.as_bytes().to_vec()))
-        });
-        Faults {
-            after_task,
-            at_start: std::env::var_os(FAULT_AT_START_ENV).filter(|v| !v.is_empty()),
-        }
-    }
-
-    fn at_start(&self) {
-        if let Some(spec) = &self.at_start
-            && (spec == "always" || std::path::Path::new(spec).exists())
-        {
-            no_core_dump();
-            std::process::abort();
-        }
-    }
-
-    fn after_task(&self, logs: &TaskLogs) {
-        let Some((action, marker)) = &self.after_task else {
-            return;
-        };
-        if !logs
-            .stderr
-            .bytes
-            .windows(marker.len())
-            .any(|w| w == marker.as_slice())
-        {
-            return;
-        }
-        no_core_dump();
-        match action {
-            Action::Abort => std::process::abort(),
-            Action::Segv => {
-                // SAFETY: restoring the default disposition and raising the signal ends the process.
-                unsafe {
-                    libc::signal(libc::SIGSEGV, libc::SIG_DFL);
-                    libc::raise(libc::SIGSEGV);
-                }
-                std::process::abort();
-            }
-            Action::Exit => std::process::exit(3),
-            Action::Hang => loop {
-                std::thread::sleep(std::time::Duration::from_secs(3600));
-            },
-        }
-    }
-}
-
-/// A deliberate crash of a test hook leaves no core file behind.
-fn no_core_dump() {
-    let none = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: setrlimit reads the struct we pass for the duration of the call.
-    unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) };
-}
+use crate::runtime::engine;
+use crate::runtime::module::CompiledModule;
 
 /// Why the worker stopped early.
 struct Fatal {
@@ -236,7 +143,7 @@ fn handshake<R: Read + AsFd, W: Write + AsFd>(
 /// Loads the module: the precompiled one when it checks out, else compiled from wasm.
 fn load(hello: &Hello) -> Result<(CompiledModule, ReadyInfo), String> {
     let started = Instant::now();
-    let engine = module::engine(hello.fuel).map_err(|e| e.to_string())?;
+    let engine = engine::engine(hello.fuel).map_err(|e| e.to_string())?;
     let mut fallback = None;
     if let Some(pre) = &hello.precompiled {
         match load_precompiled(&engine, pre, hello) {
@@ -312,13 +219,12 @@ fn serve<R: Read + AsFd, W: Write + AsFd>(
             task: Arc::clone(&name),
             index: request.index,
         };
-        let limits = Limits::from(request.limits);
-        let outcome = module.run_task(&limits, &task, &request.input);
+        let outcome = module.run_task(&request.limits, &task, &request.input);
         faults.after_task(&outcome.logs);
         let response = Response {
             id: request.id,
-            result: outcome.result.map(ByteBuf::from).map_err(WireError::from),
-            logs: outcome.logs.into(),
+            result: outcome.result.map(ByteBuf::from),
+            logs: outcome.logs,
         };
         let sent = match send(output, &FromWorker::Done(response), &mut buf) {
             Err(FrameError::TooLarge { len, max }) => {
@@ -327,7 +233,7 @@ fn serve<R: Read + AsFd, W: Write + AsFd>(
                 ));
                 let response = Response {
                     id: request.id,
-                    result: Err(error.into()),
+                    result: Err(error),
                     logs: Default::default(),
                 };
                 send(output, &FromWorker::Done(response), &mut buf)
@@ -346,8 +252,9 @@ mod tests {
     use std::io::pipe;
     use std::time::Duration;
 
-    use super::super::wire::{WireLimits, max_response};
+    use super::super::wire::max_response;
     use super::*;
+    use crate::limits::Limits;
 
     /// A minimal ABI v1 module in text form: echoes its input.
     const ECHO_WAT: &str = r#"(module
@@ -364,7 +271,7 @@ mod tests {
     }
 
     fn request(id: u64, input: &[u8]) -> Vec<u8> {
-        let limits = WireLimits::from(&Limits::default());
+        let limits = Limits::default();
         let mut out = Vec::new();
         frame::encode(
             &Request {
