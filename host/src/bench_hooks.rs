@@ -63,8 +63,15 @@ impl std::fmt::Debug for DirectRunner {
 impl DirectRunner {
     /// Compiles (or reuses) the task's module for these limits.
     ///
-    /// ```no_run
-    /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
+    /// ```
+    /// # let echo = r#"(module (memory (export "memory") 1)
+    /// #   (func (export "sandpool_abi_version") (result i32) i32.const 1)
+    /// #   (func (export "sandpool_alloc") (param i32) (result i32) i32.const 1024)
+    /// #   (func (export "sandpool_run") (param i32 i32) (result i64)
+    /// #     (i32.store8 (i32.const 1023) (i32.const 0))
+    /// #     (i64.or (i64.shl (i64.const 1023) (i64.const 32))
+    /// #             (i64.extend_i32_u (i32.add (local.get 1) (i32.const 1))))))"#;
+    /// # let task: sandpool::Task<Vec<u8>, Vec<u8>> = sandpool::Task::from_bytes("echo", echo.into())?;
     /// let runner = sandpool::__bench::DirectRunner::new(&task, sandpool::Limits::default())?;
     /// # Ok::<(), sandpool::Error>(())
     /// ```
@@ -80,8 +87,15 @@ impl DirectRunner {
     /// Runs one task in a fresh instance (the executor's own path);
     /// `input` is encoded, and so is the output.
     ///
-    /// ```no_run
-    /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
+    /// ```
+    /// # let echo = r#"(module (memory (export "memory") 1)
+    /// #   (func (export "sandpool_abi_version") (result i32) i32.const 1)
+    /// #   (func (export "sandpool_alloc") (param i32) (result i32) i32.const 1024)
+    /// #   (func (export "sandpool_run") (param i32 i32) (result i64)
+    /// #     (i32.store8 (i32.const 1023) (i32.const 0))
+    /// #     (i64.or (i64.shl (i64.const 1023) (i64.const 32))
+    /// #             (i64.extend_i32_u (i32.add (local.get 1) (i32.const 1))))))"#;
+    /// # let task: sandpool::Task<Vec<u8>, Vec<u8>> = sandpool::Task::from_bytes("echo", echo.into())?;
     /// # let runner = sandpool::__bench::DirectRunner::new(&task, sandpool::Limits::default())?;
     /// assert_eq!(runner.run_fresh(&[1, 7])?, vec![1, 7]); // bincode of vec![7u8]
     /// # Ok::<(), sandpool::Error>(())
@@ -93,8 +107,15 @@ impl DirectRunner {
     /// Bytes of linear memory the pooling allocator keeps resident in idle
     /// slots of this module's engine (`None` without the pooling allocator).
     ///
-    /// ```no_run
-    /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
+    /// ```
+    /// # let echo = r#"(module (memory (export "memory") 1)
+    /// #   (func (export "sandpool_abi_version") (result i32) i32.const 1)
+    /// #   (func (export "sandpool_alloc") (param i32) (result i32) i32.const 1024)
+    /// #   (func (export "sandpool_run") (param i32 i32) (result i64)
+    /// #     (i32.store8 (i32.const 1023) (i32.const 0))
+    /// #     (i64.or (i64.shl (i64.const 1023) (i64.const 32))
+    /// #             (i64.extend_i32_u (i32.add (local.get 1) (i32.const 1))))))"#;
+    /// # let task: sandpool::Task<Vec<u8>, Vec<u8>> = sandpool::Task::from_bytes("echo", echo.into())?;
     /// # let runner = sandpool::__bench::DirectRunner::new(&task, sandpool::Limits::default())?;
     /// runner.run_fresh(&[0])?;
     /// println!("{:?} bytes kept warm", runner.warm_memory_bytes());
@@ -108,8 +129,15 @@ impl DirectRunner {
     /// One instance that every call reuses: no isolation between calls,
     /// the floor of any call path.
     ///
-    /// ```no_run
-    /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
+    /// ```
+    /// # let echo = r#"(module (memory (export "memory") 1)
+    /// #   (func (export "sandpool_abi_version") (result i32) i32.const 1)
+    /// #   (func (export "sandpool_alloc") (param i32) (result i32) i32.const 1024)
+    /// #   (func (export "sandpool_run") (param i32 i32) (result i64)
+    /// #     (i32.store8 (i32.const 1023) (i32.const 0))
+    /// #     (i64.or (i64.shl (i64.const 1023) (i64.const 32))
+    /// #             (i64.extend_i32_u (i32.add (local.get 1) (i32.const 1))))))"#;
+    /// # let task: sandpool::Task<Vec<u8>, Vec<u8>> = sandpool::Task::from_bytes("echo", echo.into())?;
     /// # let runner = sandpool::__bench::DirectRunner::new(&task, sandpool::Limits::default())?;
     /// let mut instance = runner.reused_instance()?;
     /// assert_eq!(instance.run(&[1, 7])?, vec![1, 7]);
@@ -170,8 +198,15 @@ impl std::fmt::Debug for ReusedInstance {
 impl ReusedInstance {
     /// Runs one call in the same instance as every other call.
     ///
-    /// ```no_run
-    /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
+    /// ```
+    /// # let echo = r#"(module (memory (export "memory") 1)
+    /// #   (func (export "sandpool_abi_version") (result i32) i32.const 1)
+    /// #   (func (export "sandpool_alloc") (param i32) (result i32) i32.const 1024)
+    /// #   (func (export "sandpool_run") (param i32 i32) (result i64)
+    /// #     (i32.store8 (i32.const 1023) (i32.const 0))
+    /// #     (i64.or (i64.shl (i64.const 1023) (i64.const 32))
+    /// #             (i64.extend_i32_u (i32.add (local.get 1) (i32.const 1))))))"#;
+    /// # let task: sandpool::Task<Vec<u8>, Vec<u8>> = sandpool::Task::from_bytes("echo", echo.into())?;
     /// # let runner = sandpool::__bench::DirectRunner::new(&task, sandpool::Limits::default())?;
     /// let mut instance = runner.reused_instance()?;
     /// assert_eq!(instance.run(&[2, 8, 9])?, vec![2, 8, 9]);

@@ -61,7 +61,7 @@ pub(crate) use supervisor::{ProcessBackend, Supervisor};
 
 /// Environment variable naming the worker program when the builder does not.
 ///
-/// ```no_run
+/// ```
 /// // Workers run as `$SANDPOOL_WORKER_BIN worker` when `worker_program` is not set:
 /// // SANDPOOL_WORKER_BIN=/opt/sandpool/bin/sandpool my-app
 /// assert_eq!(sandpool::process::WORKER_BIN_ENV, "SANDPOOL_WORKER_BIN");
