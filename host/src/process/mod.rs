@@ -44,6 +44,7 @@
 //! # Ok::<(), sandpool::Error>(())
 //! ```
 
+mod child;
 mod faults;
 pub(crate) mod frame;
 mod handoff;
