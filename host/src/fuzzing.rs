@@ -109,7 +109,7 @@ pub fn worker_frames(bytes: &[u8]) {
         }
         let _ = frame::decode::<Handshake>(&payload);
         let _ = frame::decode::<Hello>(&payload);
-        let _ = frame::decode::<Request<ByteBuf>>(&payload);
+        let _ = frame::decode::<Vec<Request<ByteBuf>>>(&payload);
     }
 }
 
@@ -265,12 +265,20 @@ pub fn worker_frame_seeds() -> Vec<Vec<u8>> {
             },
             precompiled: None,
         }),
-        framed(&Request {
-            id: 1,
-            index: 0,
-            limits: Limits::default(),
-            input: ByteBuf::from(vec![1, 2, 3]),
-        }),
+        framed(&vec![
+            Request {
+                id: 1,
+                index: 0,
+                limits: Limits::default(),
+                input: ByteBuf::from(vec![1, 2, 3]),
+            },
+            Request {
+                id: 2,
+                index: 1,
+                limits: Limits::default().max_log(0),
+                input: ByteBuf::new(),
+            },
+        ]),
     ]
 }
 

@@ -22,12 +22,13 @@ use super::child::{Registry, WorkerProc, locate_program};
 use super::frame::{self, FrameError, FrameReader, set_nonblocking, write_frame};
 use super::handoff::ModuleFiles;
 use super::wire::{
-    FromWorker, Greeting, Handshake, Hello, MAGIC, MAX_HANDSHAKE, MAX_INPUT, PROTOCOL, ReadyInfo,
-    Request, VERSION, max_response,
+    FromWorker, Greeting, Handshake, Hello, MAGIC, MAX_BATCH, MAX_HANDSHAKE, MAX_INPUT, PROTOCOL,
+    REQUEST_OVERHEAD, ReadyInfo, Request, VERSION, max_response,
 };
 use super::{ProcessOptions, ProcessStats, WorkerStart};
 use crate::dispatch::{Backend, Job};
-use crate::error::Error;
+use crate::error::{Error, TaskRef};
+use crate::limits::Limits;
 use crate::runtime::instance::{RawOutcome, TaskLogs};
 use crate::runtime::module::CompiledModule;
 use crate::sync::lock;
@@ -167,7 +168,25 @@ impl Backend for ProcessBackend {
     }
 }
 
-fn crashed(job: &Job, reason: String) -> RawOutcome {
+/// One task of a batch: what the supervisor needs of a queued [`Job`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TaskInput<'a> {
+    pub task: &'a TaskRef,
+    pub input: &'a [u8],
+    pub limits: &'a Limits,
+}
+
+impl<'a> From<&'a Job> for TaskInput<'a> {
+    fn from(job: &'a Job) -> Self {
+        TaskInput {
+            task: &job.task,
+            input: &job.input,
+            limits: &job.limits,
+        }
+    }
+}
+
+fn crashed(job: TaskInput<'_>, reason: String) -> RawOutcome {
     RawOutcome {
         result: Err(Error::WorkerCrashed {
             task: job.task.clone(),
@@ -370,31 +389,65 @@ impl Supervisor {
         }
     }
 
+    /// Runs one job: a batch of one.
     fn run(&self, slot: &mut Slot, job: &Job) -> RawOutcome {
-        if job.input.len() > MAX_INPUT {
-            let reason = format!(
-                "input of {} bytes is over the process executor's limit of {MAX_INPUT}",
-                job.input.len()
-            );
-            return RawOutcome {
-                result: Err(Error::Encode {
-                    task: job.task.clone(),
-                    reason,
-                }),
-                logs: TaskLogs::default(),
-            };
+        let job = TaskInput::from(job);
+        let mut outcomes = self.run_batch(slot, &[job]);
+        outcomes
+            .pop()
+            .unwrap_or_else(|| crashed(job, "no outcome".into()))
+    }
+
+    /// Runs `jobs` on the slot's worker process, as many per request frame
+    /// as fit (inputs up to [`MAX_INPUT`] in all, and no more than the worker
+    /// may run before it is recycled); returns one outcome per job, in order.
+    /// The worker answers each task as it finishes, so a worker lost in the
+    /// middle of a batch fails only the task it was running
+    /// ([`Error::WorkerCrashed`] on that task); tasks it had answered keep
+    /// their results and tasks it had not started go to a replacement.
+    pub(crate) fn run_batch(&self, slot: &mut Slot, jobs: &[TaskInput<'_>]) -> Vec<RawOutcome> {
+        let mut outcomes: Vec<Option<RawOutcome>> = Vec::with_capacity(jobs.len());
+        let mut pending = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.iter().enumerate() {
+            if job.input.len() > MAX_INPUT {
+                let reason = format!(
+                    "input of {} bytes is over the process executor's limit of {MAX_INPUT}",
+                    job.input.len()
+                );
+                outcomes.push(Some(RawOutcome {
+                    result: Err(Error::Encode {
+                        task: job.task.clone(),
+                        reason,
+                    }),
+                    logs: TaskLogs::default(),
+                }));
+            } else {
+                outcomes.push(None);
+                pending.push(i);
+            }
         }
+        let mut start = 0;
         let mut undelivered = 0;
-        loop {
+        while start < pending.len() {
             if let Err(why) = self.ensure_ready(slot) {
-                return crashed(job, why);
+                for &i in &pending[start..] {
+                    outcomes[i] = Some(crashed(jobs[i], why.clone()));
+                }
+                break;
             }
             let Some(proc) = slot.proc.as_mut() else {
-                return crashed(job, "no worker process".into());
+                for &i in &pending[start..] {
+                    outcomes[i] = Some(crashed(jobs[i], "no worker process".into()));
+                }
+                break;
             };
-            match self.call(proc, job) {
-                Ok(outcome) => {
-                    proc.tasks += 1;
+            let end = self.chunk_end(proc, jobs, &pending, start);
+            let chunk = &pending[start..end];
+            match self.call_batch(proc, jobs, chunk, &mut outcomes) {
+                Ok(()) => {
+                    proc.tasks += chunk.len() as u64;
+                    start = end;
+                    undelivered = 0;
                     if self
                         .options
                         .max_tasks_per_worker
@@ -407,52 +460,117 @@ impl Supervisor {
                         lock(&self.registry).recycled += 1;
                         self.replace_soon(slot);
                     }
-                    return outcome;
                 }
-                Err(Failure::NotDelivered(why)) => {
+                Err((_, Failure::NotDelivered(why))) => {
                     slot.proc = None;
                     lock(&self.registry).crashed += 1;
                     undelivered += 1;
                     if undelivered >= 2 {
-                        return crashed(job, why);
+                        for &i in chunk {
+                            outcomes[i] = Some(crashed(jobs[i], why.clone()));
+                        }
+                        start = end;
+                        undelivered = 0;
+                        continue;
                     }
-                    tracing::warn!("{why} while idle; {} goes to a new worker", job.task);
+                    let first = &jobs[chunk[0]].task;
+                    tracing::warn!("{why} while idle; {first} goes to a new worker");
                 }
-                Err(Failure::Lost(why)) => {
+                Err((answered, Failure::Lost(why))) => {
                     slot.proc = None;
                     lock(&self.registry).crashed += 1;
-                    tracing::warn!("{}: {why}", job.task);
+                    let lost = chunk[answered];
+                    tracing::warn!("{}: {why}", jobs[lost].task);
+                    let requeued = chunk.len() - answered - 1;
+                    if requeued > 0 {
+                        tracing::warn!(
+                            "{requeued} task(s) the lost worker had not started go to a new worker"
+                        );
+                    }
+                    outcomes[lost] = Some(crashed(jobs[lost], why));
+                    start += answered + 1;
+                    undelivered = 0;
                     self.replace_soon(slot);
-                    return crashed(job, why);
                 }
             }
         }
+        outcomes
+            .into_iter()
+            .zip(jobs)
+            .map(|(outcome, &job)| outcome.unwrap_or_else(|| crashed(job, "no outcome".into())))
+            .collect()
     }
 
-    /// Sends one task to the worker and reads its outcome.
-    fn call(&self, proc: &mut WorkerProc, job: &Job) -> Result<RawOutcome, Failure> {
-        let id = proc.next_id;
-        proc.next_id += 1;
-        let request = Request {
-            id,
-            index: job.task.index,
-            limits: job.limits,
-            input: serde_bytes::Bytes::new(&job.input),
-        };
-        if let Err(e) = frame::encode(&request, &mut proc.buf) {
-            let reason = format!("cannot encode the request for the worker: {e}");
-            return Ok(RawOutcome {
-                result: Err(Error::Encode {
-                    task: job.task.clone(),
-                    reason,
-                }),
-                logs: TaskLogs::default(),
-            });
+    /// The end of the next chunk of `pending` from `start`: at least one job,
+    /// at most [`MAX_BATCH`], inputs (plus [`REQUEST_OVERHEAD`] each) up to
+    /// [`MAX_INPUT`] in all, within the worker's recycle budget.
+    fn chunk_end(
+        &self,
+        proc: &WorkerProc,
+        jobs: &[TaskInput<'_>],
+        pending: &[usize],
+        start: usize,
+    ) -> usize {
+        let budget = self.options.max_tasks_per_worker.map_or(usize::MAX, |max| {
+            usize::try_from(max.saturating_sub(proc.tasks).max(1)).unwrap_or(usize::MAX)
+        });
+        let mut end = start;
+        let mut bytes = 0usize;
+        while end < pending.len() && end - start < budget.min(MAX_BATCH) {
+            let len = jobs[pending[end]].input.len() + REQUEST_OVERHEAD;
+            if end > start && bytes.saturating_add(len) > MAX_INPUT {
+                break;
+            }
+            bytes = bytes.saturating_add(len);
+            end += 1;
         }
-        let patience = job
-            .limits
+        end
+    }
+
+    /// How long the supervisor waits for `job`'s answer: its deadline plus the grace.
+    fn patience(&self, job: TaskInput<'_>) -> Option<Duration> {
+        job.limits
             .timeout
-            .map(|t| t.saturating_add(self.options.grace));
+            .map(|t| t.saturating_add(self.options.grace))
+    }
+
+    /// Sends the jobs `chunk` (indices into `jobs`) to the worker in one
+    /// frame and reads their outcomes into `outcomes`, one frame each. On a
+    /// failure, returns how many were answered before it and what happened.
+    fn call_batch(
+        &self,
+        proc: &mut WorkerProc,
+        jobs: &[TaskInput<'_>],
+        chunk: &[usize],
+        outcomes: &mut [Option<RawOutcome>],
+    ) -> Result<(), (usize, Failure)> {
+        let first_id = proc.next_id;
+        proc.next_id += chunk.len() as u64;
+        let requests: Vec<Request<&serde_bytes::Bytes>> = chunk
+            .iter()
+            .zip(first_id..)
+            .map(|(&i, id)| Request {
+                id,
+                index: jobs[i].task.index,
+                limits: *jobs[i].limits,
+                input: serde_bytes::Bytes::new(jobs[i].input),
+            })
+            .collect();
+        if let Err(e) = frame::encode(&requests, &mut proc.buf) {
+            let reason = format!("cannot encode the request for the worker: {e}");
+            for &i in chunk {
+                outcomes[i] = Some(RawOutcome {
+                    result: Err(Error::Encode {
+                        task: jobs[i].task.clone(),
+                        reason: reason.clone(),
+                    }),
+                    logs: TaskLogs::default(),
+                });
+            }
+            return Ok(());
+        }
+        let first = jobs[chunk[0]];
+        let patience = self.patience(first);
         let deadline = patience.map(|p| Instant::now() + p);
         let written = match proc.stdin.as_mut() {
             Some(stdin) => write_frame(stdin, &proc.buf, deadline),
@@ -462,22 +580,52 @@ impl Supervisor {
             Ok(()) => {}
             Err(FrameError::TimedOut) => {
                 let p = patience.unwrap_or_default();
-                return Err(Failure::Lost(format!(
-                    "{} (it did not read its request within {p:?}; killed it)",
-                    proc.describe(true)
-                )));
+                return Err((
+                    0,
+                    Failure::Lost(format!(
+                        "{} (it did not read its request within {p:?}; killed it)",
+                        proc.describe(true)
+                    )),
+                ));
             }
             Err(e) => {
-                return Err(Failure::NotDelivered(format!(
-                    "{} (sending the request failed: {e})",
-                    proc.describe(false)
-                )));
+                return Err((
+                    0,
+                    Failure::NotDelivered(format!(
+                        "{} (sending the request failed: {e})",
+                        proc.describe(false)
+                    )),
+                ));
             }
         }
-        let payload = match proc.reader.read_frame(max_response(&job.limits), deadline) {
+        for (answered, (&i, id)) in chunk.iter().zip(first_id..).enumerate() {
+            let job = jobs[i];
+            // The worker runs the batch in order: each task's wait starts
+            // when the one before it was answered.
+            let deadline = match answered {
+                0 => deadline,
+                _ => self.patience(job).map(|p| Instant::now() + p),
+            };
+            match self.read_outcome(proc, job, id, deadline) {
+                Ok(outcome) => outcomes[i] = Some(outcome),
+                Err(failure) => return Err((answered, failure)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the worker's answer to request `id` (for `job`) by `deadline`.
+    fn read_outcome(
+        &self,
+        proc: &mut WorkerProc,
+        job: TaskInput<'_>,
+        id: u64,
+        deadline: Option<Instant>,
+    ) -> Result<RawOutcome, Failure> {
+        let payload = match proc.reader.read_frame(max_response(job.limits), deadline) {
             Ok(payload) => payload,
             Err(FrameError::TimedOut) => {
-                let p = patience.unwrap_or_default();
+                let p = self.patience(job).unwrap_or_default();
                 let t = job.limits.timeout.unwrap_or_default();
                 let g = self.options.grace;
                 let killed = proc.describe(true);
@@ -523,5 +671,77 @@ impl Supervisor {
             }
             Err(e) => Err(bad(proc, format!("sent a bad frame ({e})"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An ABI v1 module that writes its input to stderr and returns it.
+    const STDERR_ECHO: &str = r#"(module
+        (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "sandpool_abi_version") (result i32) i32.const 1)
+        (func (export "sandpool_alloc") (param i32) (result i32) i32.const 1024)
+        (func (export "sandpool_run") (param $ptr i32) (param $len i32) (result i64)
+            (i32.store (i32.const 0) (local.get $ptr))
+            (i32.store (i32.const 4) (local.get $len))
+            (drop (call $w (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+            (i32.store8 (i32.const 1023) (i32.const 0))
+            (i64.or (i64.shl (i64.const 1023) (i64.const 32))
+                    (i64.extend_i32_u (i32.add (local.get $len) (i32.const 1))))))"#;
+
+    #[test]
+    fn a_worker_lost_mid_batch_fails_only_the_task_it_was_running() {
+        let program = locate_program(None).unwrap_or_else(|e| {
+            panic!("this test runs the `sandpool` binary, which `cargo test` builds: {e}")
+        });
+        let compiled = CompiledModule::compile("stderr_echo", STDERR_ECHO.as_bytes(), false)
+            .expect("the module loads");
+        let options = ProcessOptions {
+            program: Some(program),
+            env: vec![("SANDPOOL_WORKER_FAULT".into(), "abort:CRASH".into())],
+            ..ProcessOptions::default()
+        };
+        let backend = ProcessBackend::start(
+            "stderr_echo",
+            &compiled,
+            STDERR_ECHO.as_bytes(),
+            &options,
+            1,
+        )
+        .expect("a worker starts");
+        let mut slot = backend.start_worker(0).expect("a slot");
+        let limits = Limits::default();
+        let inputs: [&[u8]; 5] = [b"a", b"b", b"CRASH", b"c", b"d"];
+        let tasks: Vec<TaskRef> = (0..5).map(|i| TaskRef::new("stderr_echo", i)).collect();
+        let batch: Vec<TaskInput<'_>> = tasks
+            .iter()
+            .zip(inputs)
+            .map(|(task, input)| TaskInput {
+                task,
+                input,
+                limits: &limits,
+            })
+            .collect();
+        let outcomes = backend.sup.run_batch(&mut slot, &batch);
+        assert_eq!(outcomes.len(), 5);
+        for i in [0, 1, 3, 4] {
+            assert_eq!(
+                outcomes[i].result.as_deref().ok(),
+                Some(inputs[i]),
+                "task {i} (a `sandpool` binary built without the test-faults feature \
+                 does not crash on cue: `cargo test` builds it with it)"
+            );
+        }
+        match &outcomes[2].result {
+            Err(Error::WorkerCrashed { task, reason }) => {
+                assert_eq!(task.index, 2);
+                assert!(reason.contains("SIGABRT"), "{reason}");
+            }
+            other => panic!("expected the crash on task 2, got {other:?}"),
+        }
+        assert_eq!(backend.sup.stats().crashed, 1);
     }
 }

@@ -5,8 +5,10 @@
 //! supervisor                              worker (`sandpool worker`)
 //!   Hello { magic, protocol, version,  ─▶   load the module once
 //!           module files + hashes }    ◀─   Ready { pid, precompiled?, load time } | Refused(why)
-//!   Request { id, index, limits, input } ─▶ fresh instance, run under the limits
-//!                                      ◀─   Done(Response { id, result, logs }) | ProtocolError(why)
+//!   [Request { id, index, limits, input }, ...]
+//!                                      ─▶   each in order: fresh instance, run under its limits
+//!                                      ◀─   Done(Response { id, result, logs }) per task, as it
+//!                                           finishes | ProtocolError(why)
 //!   (stdin closed)                     ─▶   exit 0
 //! ```
 //!
@@ -36,8 +38,15 @@ pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Bound on a handshake frame in either direction.
 pub(crate) const MAX_HANDSHAKE: usize = 1 << 20;
 
-/// Bound on a request frame: the largest input a worker accepts, plus room for the rest.
+/// Bound on a request frame: the largest input (or batch of inputs) a worker accepts, plus room for the rest.
 pub(crate) const MAX_REQUEST: usize = MAX_INPUT + (64 << 10);
+
+/// The most tasks in one request frame.
+pub(crate) const MAX_BATCH: usize = 256;
+
+/// Room each request of a batch takes besides its input (id, index,
+/// limits, length prefixes), counted against [`MAX_INPUT`] when batching.
+pub(crate) const REQUEST_OVERHEAD: usize = 64;
 
 /// The largest encoded input the process executor sends (1 GiB).
 pub(crate) const MAX_INPUT: usize = 1 << 30;
@@ -107,7 +116,9 @@ pub(crate) struct ReadyInfo {
     pub load: Duration,
 }
 
-/// Supervisor → worker: one task. `I` is borrowed bytes when sending, owned when received.
+/// Supervisor → worker: one task. A request frame holds a batch of them
+/// (`[Request]`, at least one); the worker answers each with its own
+/// `Done` as it finishes. `I` is borrowed bytes when sending, owned when received.
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) struct Request<I> {
     /// Echoed in the response, so a stale or mixed-up answer is caught.

@@ -1,6 +1,7 @@
-//! The `sandpool worker` process: load the module once, then run one task
-//! per request frame, each in a fresh instance under the request's limits,
-//! until the supervisor closes stdin.
+//! The `sandpool worker` process: load the module once, then run the tasks
+//! of each request frame (a batch of one or more), each in a fresh instance
+//! under its own limits, answering each as it finishes, until the supervisor
+//! closes stdin.
 //!
 //! Stdin and stdout carry only frames: at start the worker moves them to
 //! private descriptors and points descriptor 0 at `/dev/null` and 1 at
@@ -199,11 +200,11 @@ fn serve<R: Read + AsFd, W: Write + AsFd>(
     let name: Arc<str> = Arc::clone(&module.name);
     let mut buf = Vec::new();
     loop {
-        let request = input
+        let batch = input
             .read_frame(MAX_REQUEST, None)
-            .and_then(|payload| frame::decode::<Request<ByteBuf>>(&payload));
-        let request = match request {
-            Ok(request) => request,
+            .and_then(|payload| frame::decode::<Vec<Request<ByteBuf>>>(&payload));
+        let batch = match batch {
+            Ok(batch) => batch,
             Err(FrameError::Eof) => return Ok(()),
             Err(e) => {
                 let message = format!("bad request: {e}");
@@ -215,35 +216,39 @@ fn serve<R: Read + AsFd, W: Write + AsFd>(
                 return Err(Fatal { code: 3, message });
             }
         };
-        let task = TaskRef {
-            task: Arc::clone(&name),
-            index: request.index,
-        };
-        let outcome = module.run_task(&request.limits, &task, &request.input);
-        faults.after_task(&outcome.logs);
-        let response = Response {
-            id: request.id,
-            result: outcome.result.map(ByteBuf::from),
-            logs: outcome.logs,
-        };
-        let sent = match send(output, &FromWorker::Done(response), &mut buf) {
-            Err(FrameError::TooLarge { len, max }) => {
-                let error = Error::Pool(format!(
-                    "the task's response of {len} bytes is over the frame limit of {max}"
-                ));
-                let response = Response {
-                    id: request.id,
-                    result: Err(error),
-                    logs: Default::default(),
-                };
-                send(output, &FromWorker::Done(response), &mut buf)
-            }
-            other => other,
-        };
-        sent.map_err(|e| Fatal {
-            code: 3,
-            message: format!("cannot send a response: {e}"),
-        })?;
+        // One answer per task, sent as soon as it is done: if this process
+        // dies, the supervisor knows which tasks finished and which did not.
+        for request in batch {
+            let task = TaskRef {
+                task: Arc::clone(&name),
+                index: request.index,
+            };
+            let outcome = module.run_task(&request.limits, &task, &request.input);
+            faults.after_task(&outcome.logs);
+            let response = Response {
+                id: request.id,
+                result: outcome.result.map(ByteBuf::from),
+                logs: outcome.logs,
+            };
+            let sent = match send(output, &FromWorker::Done(response), &mut buf) {
+                Err(FrameError::TooLarge { len, max }) => {
+                    let error = Error::Pool(format!(
+                        "the task's response of {len} bytes is over the frame limit of {max}"
+                    ));
+                    let response = Response {
+                        id: request.id,
+                        result: Err(error),
+                        logs: Default::default(),
+                    };
+                    send(output, &FromWorker::Done(response), &mut buf)
+                }
+                other => other,
+            };
+            sent.map_err(|e| Fatal {
+                code: 3,
+                message: format!("cannot send a response: {e}"),
+            })?;
+        }
     }
 }
 
@@ -274,12 +279,12 @@ mod tests {
         let limits = Limits::default();
         let mut out = Vec::new();
         frame::encode(
-            &Request {
+            &vec![Request {
                 id,
                 index: id,
                 limits,
                 input: serde_bytes::Bytes::new(input),
-            },
+            }],
             &mut out,
         )
         .unwrap();
@@ -325,6 +330,42 @@ mod tests {
             assert_eq!(r.id, id);
             assert_eq!(r.result.as_ref().unwrap().as_slice(), want);
         }
+    }
+
+    #[test]
+    fn a_batch_is_answered_task_by_task_in_order() {
+        let limits = Limits::default();
+        let batch: Vec<Request<&serde_bytes::Bytes>> = [b"one".as_slice(), b"", b"three"]
+            .iter()
+            .zip(10..)
+            .map(|(input, id)| Request {
+                id,
+                index: id,
+                limits,
+                input: serde_bytes::Bytes::new(input),
+            })
+            .collect();
+        let mut bytes = Vec::new();
+        frame::encode(&batch, &mut bytes).unwrap();
+        bytes.extend(request(13, b"next frame"));
+        let (served, frames) = serve_bytes(bytes);
+        assert!(served.is_ok());
+        let answers: Vec<(u64, Vec<u8>)> = frames
+            .iter()
+            .map(|frame| match frame {
+                FromWorker::Done(r) => (r.id, r.result.as_ref().unwrap().to_vec()),
+                other => panic!("expected a response, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            answers,
+            [
+                (10, b"one".to_vec()),
+                (11, vec![]),
+                (12, b"three".to_vec()),
+                (13, b"next frame".to_vec())
+            ]
+        );
     }
 
     #[test]
