@@ -43,8 +43,9 @@
 //!   shim (`wasi.rs`), guest-memory access (`memory.rs`), the WASI numbers
 //!   (`wasi_types.rs`, `errno.rs`) and a granted directory (`grant/`, [`DirAccess`]).
 //! - Process isolation ([`Isolation::Process`]): supervised `sandpool worker`
-//!   subprocesses, a pipe round trip per task ([`process`]: supervisor,
-//!   worker, frames, wire messages, precompiled-module hand-over, test faults).
+//!   subprocesses, a pipe round trip per request frame of one or more tasks
+//!   ([`process`]: supervisor, worker child, worker, frames, wire messages,
+//!   precompiled-module hand-over, test faults).
 //! - [`Limits`]: deadline, fuel, memory, output and log caps; [`LoadLimits`]
 //!   for loading a module (`load.rs`); the compiled-module cache (`cache.rs`);
 //!   [`inspect_module`] (`inspect.rs`).

@@ -8,7 +8,10 @@
 //! (deserializing the module the pool compiled, never recompiling it) and
 //! runs every task in a fresh wasm instance under the task's limits,
 //! exactly as the in-process executor does, then sends back the output and
-//! the captured stdout/stderr.
+//! the captured stdout/stderr. A request frame can carry a batch of tasks;
+//! the worker answers each one as soon as it is done, so a worker lost in
+//! the middle of a batch fails only the task it was running, and the tasks
+//! it had not started go to its replacement.
 //!
 //! What a worker's failure costs:
 //!
