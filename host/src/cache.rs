@@ -6,15 +6,16 @@
 //! starts with a header (magic, sandpool version, SHA-256 of the payload);
 //! an entry whose header or checksum does not match is ignored and
 //! replaced, so sandpool never deserializes bytes it did not write itself.
-//! Entries are written atomically (temporary file, then rename) into a
+//! Entries are written atomically and fsynced (`atomic_write.rs`) into a
 //! directory only the user can read.
 
 use std::hash::{Hash, Hasher};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use wasmtime::{Engine, Module};
+
+use crate::atomic_write::AtomicWrite;
 
 const MAGIC: &[u8; 16] = b"SANDPOOL-CWASM\0\x01";
 
@@ -118,24 +119,10 @@ pub(crate) fn load_or_compile(
 }
 
 fn store(path: &Path, payload: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    create_private_dir(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&header(payload))?;
-        file.write_all(payload)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+    create_private_dir(path.parent().unwrap_or(Path::new(".")))?;
+    AtomicWrite::new()
+        .fsync(true)
+        .write(path, &[&header(payload), payload])
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

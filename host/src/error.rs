@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 /// Which task and which input an error belongs to.
 ///
 /// ```
@@ -33,6 +35,19 @@ impl TaskRef {
     }
 }
 
+impl Serialize for TaskRef {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (&*self.task, self.index).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (task, index) = <(String, u64)>::deserialize(deserializer)?;
+        Ok(TaskRef::new(task, index))
+    }
+}
+
 impl fmt::Display for TaskRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "task `{}` input #{}", self.task, self.index)
@@ -52,7 +67,26 @@ impl fmt::Display for TaskRef {
 /// assert_eq!(e.task().map(|t| t.index), Some(4));
 /// assert!(e.to_string().contains("input #4"));
 /// ```
-#[derive(Debug, Clone, thiserror::Error)]
+///
+/// Both isolation levels report the same values: an error crosses from a
+/// worker process in this same form (`serde`), and [`ErrorKind`] is derived
+/// from the variants, so a new cause is one new variant here.
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize, strum::EnumDiscriminants)]
+#[strum_discriminants(
+    name(ErrorKind),
+    vis(pub),
+    derive(Hash, Serialize, strum::IntoStaticStr),
+    serde(rename_all = "snake_case"),
+    strum(serialize_all = "snake_case"),
+    non_exhaustive,
+    doc = "The cause of an [`Error`] without its details, for matching and reports.",
+    doc = "",
+    doc = "```",
+    doc = "let e = sandpool::Error::Config(\"workers must be at least 1\".into());",
+    doc = "assert_eq!(e.kind(), sandpool::ErrorKind::Config);",
+    doc = "assert_eq!(sandpool::ErrorKind::MemoryLimit.as_str(), \"memory_limit\");",
+    doc = "```"
+)]
 #[non_exhaustive]
 pub enum Error {
     /// The module could not be read, parsed, compiled or instantiated.
@@ -148,7 +182,8 @@ pub enum Error {
         /// The failed task.
         task: TaskRef,
         /// What failed to decode (`output`, `input in the guest`, `frame`).
-        what: &'static str,
+        #[serde(with = "decode_what")]
+        what: StaticStr,
         /// The decoder's message.
         reason: String,
     },
@@ -185,101 +220,23 @@ pub enum Error {
     },
 }
 
-/// The cause of an [`Error`] without its details, for matching and reports.
-///
-/// ```
-/// assert_eq!(sandpool::ErrorKind::MemoryLimit.as_str(), "memory_limit");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-#[allow(missing_docs)]
-pub enum ErrorKind {
-    InvalidModule,
-    AbiMismatch,
-    Config,
-    Trap,
-    Panic,
-    Guest,
-    Timeout,
-    FuelExhausted,
-    MemoryLimit,
-    OutputTooLarge,
-    Encode,
-    Decode,
-    WorkerCrashed,
-    Cancelled,
-    ShutDown,
-    Pool,
-    Io,
-}
-
 impl ErrorKind {
     /// The snake_case name used in JSON reports (`.error.json` files).
     ///
     /// ```
     /// assert_eq!(sandpool::ErrorKind::Trap.as_str(), "trap");
+    /// assert_eq!(sandpool::ErrorKind::WorkerCrashed.as_str(), "worker_crashed");
     /// ```
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::InvalidModule => "invalid_module",
-            ErrorKind::AbiMismatch => "abi_mismatch",
-            ErrorKind::Config => "config",
-            ErrorKind::Trap => "trap",
-            ErrorKind::Panic => "panic",
-            ErrorKind::Guest => "guest",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::FuelExhausted => "fuel_exhausted",
-            ErrorKind::MemoryLimit => "memory_limit",
-            ErrorKind::OutputTooLarge => "output_too_large",
-            ErrorKind::Encode => "encode",
-            ErrorKind::Decode => "decode",
-            ErrorKind::WorkerCrashed => "worker_crashed",
-            ErrorKind::Cancelled => "cancelled",
-            ErrorKind::ShutDown => "shut_down",
-            ErrorKind::Pool => "pool",
-            ErrorKind::Io => "io",
-        }
+        self.into()
     }
 }
 
-impl Error {
-    /// The cause, without details.
-    ///
-    /// ```
-    /// let e = sandpool::Error::Config("workers must be at least 1".into());
-    /// assert_eq!(e.kind(), sandpool::ErrorKind::Config);
-    /// ```
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            Error::InvalidModule { .. } => ErrorKind::InvalidModule,
-            Error::AbiMismatch { .. } => ErrorKind::AbiMismatch,
-            Error::Config(_) => ErrorKind::Config,
-            Error::Trap { .. } => ErrorKind::Trap,
-            Error::Panic { .. } => ErrorKind::Panic,
-            Error::Guest { .. } => ErrorKind::Guest,
-            Error::Timeout { .. } => ErrorKind::Timeout,
-            Error::FuelExhausted { .. } => ErrorKind::FuelExhausted,
-            Error::MemoryLimit { .. } => ErrorKind::MemoryLimit,
-            Error::OutputTooLarge { .. } => ErrorKind::OutputTooLarge,
-            Error::Encode { .. } => ErrorKind::Encode,
-            Error::Decode { .. } => ErrorKind::Decode,
-            Error::WorkerCrashed { .. } => ErrorKind::WorkerCrashed,
-            Error::Cancelled { .. } => ErrorKind::Cancelled,
-            Error::ShutDown { .. } => ErrorKind::ShutDown,
-            Error::Pool(_) => ErrorKind::Pool,
-            Error::Io { .. } => ErrorKind::Io,
-        }
-    }
-
-    /// The task and input this error belongs to, if it is a task error.
-    ///
-    /// ```
-    /// let e = sandpool::Error::Cancelled { task: sandpool::TaskRef::new("t", 9) };
-    /// assert_eq!(e.task().unwrap().index, 9);
-    /// ```
-    pub fn task(&self) -> Option<&TaskRef> {
-        match self {
+/// The `task` field of a task error, for [`Error::task`] and [`Error::task_mut`]:
+/// the one list of variants that carry a [`TaskRef`].
+macro_rules! task_of {
+    ($error:expr) => {
+        match $error {
             Error::Trap { task, .. }
             | Error::Panic { task, .. }
             | Error::Guest { task, .. }
@@ -294,6 +251,35 @@ impl Error {
             | Error::ShutDown { task } => Some(task),
             _ => None,
         }
+    };
+}
+
+impl Error {
+    /// The cause, without details.
+    ///
+    /// ```
+    /// let e = sandpool::Error::Config("workers must be at least 1".into());
+    /// assert_eq!(e.kind(), sandpool::ErrorKind::Config);
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::from(self)
+    }
+
+    /// The task and input this error belongs to, if it is a task error.
+    ///
+    /// ```
+    /// let e = sandpool::Error::Cancelled { task: sandpool::TaskRef::new("t", 9) };
+    /// assert_eq!(e.task().unwrap().index, 9);
+    /// assert!(sandpool::Error::Pool("no threads".into()).task().is_none());
+    /// ```
+    pub fn task(&self) -> Option<&TaskRef> {
+        task_of!(self)
+    }
+
+    /// The task this error names, to correct (e.g. an error from a worker
+    /// process is given the supervisor's own [`TaskRef`]).
+    pub(crate) fn task_mut(&mut self) -> Option<&mut TaskRef> {
+        task_of!(self)
     }
 
     pub(crate) fn io(context: impl Into<String>, err: &std::io::Error) -> Self {
@@ -312,3 +298,36 @@ impl Error {
 /// }
 /// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `&'static str`, spelled so that serde does not try to borrow it from the
+/// input (it would then demand `'de: 'static`); `decode_what` maps it instead.
+type StaticStr = &'static str;
+
+/// `Error::Decode::what` across a process boundary: one of the names the
+/// crate uses (it is a `&'static str`); any other name is refused, so an
+/// error never changes its meaning on the way.
+mod decode_what {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    /// Every `what` of an `Error::Decode` in this crate.
+    pub(super) const KNOWN: &[&str] = &[
+        "output",
+        "input",
+        "input in the guest",
+        "frame",
+        "output as JSON",
+    ];
+
+    pub(super) fn serialize<S: Serializer>(what: &&'static str, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(what)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+        let what = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        KNOWN
+            .iter()
+            .find(|known| **known == what)
+            .copied()
+            .ok_or_else(|| D::Error::custom(format!("unknown decode target `{what}`")))
+    }
+}

@@ -52,7 +52,7 @@ enum Shape {
 /// ```
 pub fn guest_output(bytes: &[u8]) {
     let task = TaskRef::new("fuzz", 0);
-    let Ok(value) = crate::instance::decode_tagged(&task, bytes) else {
+    let Ok(value) = crate::runtime::abi::decode_tagged(&task, bytes) else {
         return;
     };
     let _ = crate::codec::decode::<Shape>(&value, &task);
@@ -103,15 +103,13 @@ pub fn worker_frames(bytes: &[u8]) {
     while let Ok(payload) = frames.read_frame(max, Some(deadline)) {
         if let Ok(FromWorker::Done(response)) = frame::decode::<FromWorker>(&payload) {
             if let Err(error) = response.result {
-                let _ = error
-                    .into_error(&TaskRef::new("fuzz", response.id))
-                    .to_string();
+                let _ = (error.kind(), error.task().is_some(), error.to_string());
             }
-            let _ = crate::instance::TaskLogs::from(response.logs);
+            let _ = response.logs.elapsed;
         }
         let _ = frame::decode::<Handshake>(&payload);
         let _ = frame::decode::<Hello>(&payload);
-        let _ = frame::decode::<Request<ByteBuf>>(&payload);
+        let _ = frame::decode::<Vec<Request<ByteBuf>>>(&payload);
     }
 }
 
@@ -192,23 +190,27 @@ pub fn guest_output_seeds() -> Vec<Vec<u8>> {
 /// }
 /// ```
 pub fn worker_frame_seeds() -> Vec<Vec<u8>> {
+    use crate::error::Error;
     use crate::process::frame;
     use crate::process::wire::{
-        FileRef, FromWorker, Greeting, Handshake, Hello, ReadyInfo, Request, Response, WireError,
-        WireLimits, WireLogs,
+        FileRef, FromWorker, Greeting, Handshake, Hello, ReadyInfo, Request, Response,
     };
+    use crate::runtime::instance::TaskLogs;
+    use crate::sandbox::CapturedStream;
     fn framed<T: serde::Serialize>(message: &T) -> Vec<u8> {
         let mut out = Vec::new();
         frame::encode(message, &mut out).expect("a seed message encodes");
         out
     }
-    let logs = || WireLogs {
-        stdout: ByteBuf::from(b"out".to_vec()),
-        stdout_dropped: 3,
-        stderr: ByteBuf::new(),
-        stderr_dropped: 0,
+    let logs = || TaskLogs {
+        stdout: CapturedStream {
+            bytes: b"out".to_vec(),
+            dropped: 3,
+        },
+        stderr: CapturedStream::default(),
         elapsed: Duration::from_micros(5),
     };
+    let task = |index| TaskRef::new("task", index);
     let done = |id, result| {
         framed(&FromWorker::Done(Response {
             id,
@@ -223,16 +225,32 @@ pub fn worker_frame_seeds() -> Vec<Vec<u8>> {
         load: Duration::from_millis(3),
     }));
     stream.extend(done(1, Ok(ByteBuf::from(vec![0, 2, b'o', b'k']))));
-    stream.extend(done(2, Err(WireError::Trap("unreachable".into()))));
+    stream.extend(done(
+        2,
+        Err(Error::Trap {
+            task: task(2),
+            message: "unreachable".into(),
+        }),
+    ));
     stream.extend(done(
         3,
-        Err(WireError::OutputTooLarge { size: 10, limit: 5 }),
+        Err(Error::OutputTooLarge {
+            task: task(3),
+            size: 10,
+            limit: 5,
+        }),
     ));
     vec![
         stream,
         framed(&Handshake::Refused("protocol 9".into())),
         framed(&FromWorker::ProtocolError("bad request".into())),
-        done(7, Err(WireError::Timeout(Duration::from_secs(1)))),
+        done(
+            7,
+            Err(Error::Timeout {
+                task: task(7),
+                limit: Duration::from_secs(1),
+            }),
+        ),
         framed(&Hello {
             greeting: Greeting {
                 magic: crate::process::wire::MAGIC,
@@ -247,12 +265,20 @@ pub fn worker_frame_seeds() -> Vec<Vec<u8>> {
             },
             precompiled: None,
         }),
-        framed(&Request {
-            id: 1,
-            index: 0,
-            limits: WireLimits::from(&Limits::default()),
-            input: ByteBuf::from(vec![1, 2, 3]),
-        }),
+        framed(&vec![
+            Request {
+                id: 1,
+                index: 0,
+                limits: Limits::default(),
+                input: ByteBuf::from(vec![1, 2, 3]),
+            },
+            Request {
+                id: 2,
+                index: 1,
+                limits: Limits::default().max_log(0),
+                input: ByteBuf::new(),
+            },
+        ]),
     ]
 }
 

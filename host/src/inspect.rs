@@ -5,7 +5,8 @@ use serde::Serialize;
 use wasmtime::Module;
 
 use crate::error::Error;
-use crate::module::{CompiledModule, engine};
+use crate::runtime::engine::engine;
+use crate::runtime::module::CompiledModule;
 
 /// One import or export of a module.
 ///

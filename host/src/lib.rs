@@ -31,23 +31,39 @@
 //! plain `fn(In) -> Result<Out, E>`.
 //!
 //! ## Layout
-//! - [`Task`]: a loaded module and its boundary types (`task.rs`; loading and
-//!   ABI checks in `module.rs`).
+//! - [`Task`]: a loaded module and its boundary types (`task.rs`).
 //! - [`Pool`], [`PoolBuilder`], [`TaskHandle`]: the executor API (`pool.rs`),
 //!   over a queue and worker threads shared by all wasm executors (`dispatch.rs`).
-//! - Running one task in a fresh instance: `instance.rs`; the deny-by-default
-//!   WASI it links: `wasi.rs`.
+//! - `runtime/`: the wasm runtime both isolation levels share: the engines
+//!   and epoch ticker (`engine.rs`), `CompiledModule` (`module.rs`), the one
+//!   place a `Store` is set up (`store.rs`), the host side of guest ABI v1
+//!   (`abi.rs`, `trap.rs`) and one task in a fresh instance (`instance.rs`).
+//! - `sandbox/`: what a guest can reach: per-task host state and bounded
+//!   stdout/stderr capture (`state.rs`), the deny-by-default WASI preview 1
+//!   shim (`wasi.rs`), guest-memory access (`memory.rs`), the WASI numbers
+//!   (`wasi_types.rs`, `errno.rs`) and a granted directory (`grant/`, [`DirAccess`]).
 //! - Process isolation ([`Isolation::Process`]): supervised `sandpool worker`
-//!   subprocesses, a pipe round trip per task ([`process`]: supervisor,
-//!   worker, frames, precompiled-module hand-over).
-//! - [`Limits`]: deadline, fuel, memory, output and log caps.
-//! - [`Error`]: one error type, a variant per cause, each naming the task and input.
+//!   subprocesses, a pipe round trip per request frame of one or more tasks
+//!   ([`process`]: supervisor, worker child, worker, frames, wire messages,
+//!   precompiled-module hand-over, test faults).
+//! - [`Limits`]: deadline, fuel, memory, output and log caps; [`LoadLimits`]
+//!   for loading a module (`load.rs`); the compiled-module cache (`cache.rs`);
+//!   [`inspect_module`] (`inspect.rs`).
+//! - [`Error`]: one error type, a variant per cause, each naming the task and
+//!   input; [`ErrorKind`] is derived from it. The same values cross from
+//!   worker processes (`error.rs`, `limits.rs`, `runtime/instance.rs` are the
+//!   one serde form).
 //! - [`run_folder`]: a task over a folder, one output file per input, the
 //!   `sandpool run` command (`folder/`: output naming, the output folder's
 //!   lock, the streaming walk, bounded reads, atomic writes; rules in
-//!   `docs/cli.md`). Load-time limits on modules: [`LoadLimits`] (`load.rs`).
+//!   `docs/cli.md`).
 //! - The serialization boundary: `codec.rs` (bincode) and the ABI constants
 //!   in `sandpool_guest::abi`; the contract for non-Rust guests is `docs/abi.md`.
+//! - Shared helpers: `atomic_write.rs` (temporary file, fsync, rename) and
+//!   `sync.rs` (locking).
+//! - Cargo features: `cli` (default: the `sandpool` binary's clap and
+//!   indicatif); `bench-hooks` and `test-faults` are internal (benchmarks and
+//!   tests turn them on).
 
 mod cache;
 mod codec;
@@ -56,19 +72,28 @@ mod error;
 mod folder;
 #[doc(hidden)]
 pub mod fuzzing;
-mod grant;
 mod inspect;
-mod instance;
 mod io;
 mod limits;
 mod load;
-mod module;
 mod pipeline;
 mod pool;
 pub mod process;
+mod runtime;
+mod sandbox;
 mod task;
 mod wait;
-mod wasi;
+
+#[cfg(feature = "bench-hooks")]
+#[doc(hidden)]
+#[path = "bench_hooks.rs"]
+pub mod __bench;
+mod atomic_write;
+mod sync;
+
+// Short paths to the runtime and sandbox modules, still used by pool.rs and dispatch.rs.
+use runtime::{instance, module};
+use sandbox::grant;
 
 pub use cache::default_cache_dir;
 pub use error::{Error, ErrorKind, Result, TaskRef};
@@ -76,18 +101,16 @@ pub use folder::{
     DirGrant, Failure, FailureRecord, FolderEvent, FolderJob, FolderSummary, Progress, file_id,
     run_folder,
 };
-pub use grant::{DEFAULT_MAX_FILE_WRITES, DirAccess, MAX_OPEN_FILES};
 pub use inspect::{ModuleItem, ModuleReport, inspect_module};
-pub use instance::TaskLogs;
-#[doc(hidden)]
-pub use instance::bench as __bench;
 pub use io::{IoHandle, IoPool, IoPoolBuilder};
 pub use limits::Limits;
 pub use load::LoadLimits;
 pub use pipeline::{CancelToken, Order, Pipeline, PipelineBuilder, PipelineRun, PipelineStats};
 pub use pool::{AsCompleted, Isolation, MapIter, Pool, PoolBuilder, TaskHandle, TaskOutput};
+pub use runtime::instance::TaskLogs;
+pub use sandbox::CapturedStream;
+pub use sandbox::grant::{DEFAULT_MAX_FILE_WRITES, DirAccess, MAX_OPEN_FILES};
 pub use sandpool_guest::workloads;
 pub use sandpool_guest::{FileInput, Json};
 pub use task::Task;
 pub use wait::{ReturnWhen, Waited, wait, wait_async};
-pub use wasi::CapturedStream;

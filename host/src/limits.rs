@@ -1,5 +1,6 @@
 //! Resource limits for one task: deadline, fuel, memory, output and log size.
-//! A pool has default limits; a single submission may override them.
+//! A pool has default limits; a single submission may override them. Both
+//! isolation levels use this one type (it crosses to worker processes as is).
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 ///     .max_output(1 << 20);
 /// assert_eq!(limits.memory, 64 << 20);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// Wall-clock deadline per task, enforced by epoch interruption
     /// (resolution about 1 ms). `None`: no deadline. Default: 60 s.

@@ -330,7 +330,7 @@ impl LoadLimits {
                             "max_imports",
                         ));
                     }
-                    if !crate::wasi::is_provided_import(import.module) {
+                    if !crate::runtime::abi::is_provided_import(import.module) {
                         return Err(format!(
                             "it imports `{}::{}`, which sandpool does not provide",
                             import.module, import.name

@@ -14,7 +14,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::Error;
 use crate::load::LoadLimits;
-use crate::module::{CompiledModule, name_from_path};
+use crate::runtime::module::{CompiledModule, name_from_path};
 
 pub(crate) struct TaskModule {
     pub name: Arc<str>,
@@ -85,7 +85,7 @@ impl CompileJob {
         let Some(dir) = &self.cache_dir else {
             return CompiledModule::compile(&self.name, &self.wasm, self.fuel);
         };
-        let engine = crate::module::engine(self.fuel)?;
+        let engine = crate::runtime::engine::engine(self.fuel)?;
         let (module, source) = crate::cache::load_or_compile(dir, &engine, &self.wasm, self.fuel)
             .map_err(|e| Error::InvalidModule {
             module: self.name.to_string(),
@@ -103,11 +103,19 @@ impl CompileJob {
 ///
 /// Cheap to clone; clones share the compiled module.
 ///
-/// ```no_run
+/// ```
 /// use sandpool::{Pool, Task};
-/// let task: Task<u64, u64> = Task::from_file("primes.wasm")?;
+/// # let echo = r#"(module (memory (export "memory") 1)
+/// #   (func (export "sandpool_abi_version") (result i32) i32.const 1)
+/// #   (func (export "sandpool_alloc") (param i32) (result i32) i32.const 1024)
+/// #   (func (export "sandpool_run") (param i32 i32) (result i64)
+/// #     (i32.store8 (i32.const 1023) (i32.const 0))
+/// #     (i64.or (i64.shl (i64.const 1023) (i64.const 32))
+/// #             (i64.extend_i32_u (i32.add (local.get 1) (i32.const 1))))))"#;
+/// // A guest that returns its input (any ABI v1 module: text or binary).
+/// let task: Task<u64, u64> = Task::from_bytes("echo", echo.into())?;
 /// let pool = Pool::builder(task).workers(2).build()?;
-/// assert_eq!(pool.submit(&100)?.wait()?, 25);
+/// assert_eq!(pool.submit(&100)?.wait()?, 100);
 /// # Ok::<(), sandpool::Error>(())
 /// ```
 ///
@@ -154,16 +162,24 @@ impl CompileJob {
 /// The same code with plain data compiles (`compile_fail` tests above fail
 /// only for the reason they name):
 ///
-/// ```no_run
+/// ```
 /// use sandpool::{Pool, Task};
-/// #[derive(serde::Serialize)]
+/// #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
 /// struct Job { id: u64, text: String }
 /// # fn main() -> Result<(), sandpool::Error> {
-/// let task: Task<Job, u64> = Task::from_file("word_count.wasm")?;
+/// # let echo = r#"(module (memory (export "memory") 1)
+/// #   (func (export "sandpool_abi_version") (result i32) i32.const 1)
+/// #   (func (export "sandpool_alloc") (param i32) (result i32) i32.const 1024)
+/// #   (func (export "sandpool_run") (param i32 i32) (result i64)
+/// #     (i32.store8 (i32.const 1023) (i32.const 0))
+/// #     (i64.or (i64.shl (i64.const 1023) (i64.const 32))
+/// #             (i64.extend_i32_u (i32.add (local.get 1) (i32.const 1))))))"#;
+/// let task: Task<Job, Job> = Task::from_bytes("echo", echo.into())?;
 /// let pool = Pool::builder(task).build()?;
-/// pool.submit(&Job { id: 1, text: "plain data".into() })?.wait()?;
-/// let bytes: Task<Vec<u8>, u32> = Task::from_file("echo.wasm")?;
-/// Pool::builder(bytes).build()?.submit(&vec![1, 2, 3])?.wait()?;
+/// let job = Job { id: 1, text: "plain data".into() };
+/// assert_eq!(pool.submit(&job)?.wait()?, job);
+/// let bytes: Task<Vec<u8>, Vec<u8>> = Task::from_bytes("echo", echo.into())?;
+/// assert_eq!(Pool::builder(bytes).build()?.submit(&vec![1, 2, 3])?.wait()?, [1, 2, 3]);
 /// # Ok(()) }
 /// ```
 pub struct Task<In, Out> {
@@ -246,11 +262,24 @@ impl<In: Serialize, Out: DeserializeOwned> Task<In, Out> {
     /// next load of the same module skips compilation. Cache entries are
     /// checked (version, checksum) before use; a bad entry is recompiled.
     ///
-    /// ```no_run
-    /// let dir = sandpool::default_cache_dir().expect("a home directory");
-    /// let task = sandpool::Task::<u64, u64>::from_file_cached("primes.wasm", &dir)?;
-    /// let again = sandpool::Task::<u64, u64>::from_file_cached("primes.wasm", &dir)?;
+    /// ```
+    /// # let echo = r#"(module (memory (export "memory") 1)
+    /// #   (func (export "sandpool_abi_version") (result i32) i32.const 1)
+    /// #   (func (export "sandpool_alloc") (param i32) (result i32) i32.const 1024)
+    /// #   (func (export "sandpool_run") (param i32 i32) (result i64)
+    /// #     (i32.store8 (i32.const 1023) (i32.const 0))
+    /// #     (i64.or (i64.shl (i64.const 1023) (i64.const 32))
+    /// #             (i64.extend_i32_u (i32.add (local.get 1) (i32.const 1))))))"#;
+    /// # let tmp = std::env::temp_dir().join(format!("sandpool-doc-cache-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&tmp).unwrap();
+    /// # let path = tmp.join("echo.wat");
+    /// # std::fs::write(&path, echo).unwrap();
+    /// // In an application: `sandpool::default_cache_dir()`.
+    /// let dir = tmp.join("cache");
+    /// let task = sandpool::Task::<u64, u64>::from_file_cached(&path, &dir)?;
+    /// let again = sandpool::Task::<u64, u64>::from_file_cached(&path, &dir)?;
     /// assert!(again.loaded_from_cache());
+    /// # std::fs::remove_dir_all(&tmp).unwrap();
     /// # Ok::<(), sandpool::Error>(())
     /// ```
     pub fn from_file_cached(
@@ -303,9 +332,22 @@ impl<In: Serialize, Out: DeserializeOwned> Task<In, Out> {
 impl<In, Out> Task<In, Out> {
     /// The task's name, used in every error it causes.
     ///
-    /// ```no_run
-    /// let task = sandpool::Task::<u64, u64>::from_file("primes.wasm")?;
-    /// assert_eq!(task.name(), "primes");
+    /// ```
+    /// # let echo = r#"(module (memory (export "memory") 1)
+    /// #   (func (export "sandpool_abi_version") (result i32) i32.const 1)
+    /// #   (func (export "sandpool_alloc") (param i32) (result i32) i32.const 1024)
+    /// #   (func (export "sandpool_run") (param i32 i32) (result i64)
+    /// #     (i32.store8 (i32.const 1023) (i32.const 0))
+    /// #     (i64.or (i64.shl (i64.const 1023) (i64.const 32))
+    /// #             (i64.extend_i32_u (i32.add (local.get 1) (i32.const 1))))))"#;
+    /// # let path = std::env::temp_dir().join(format!("primes-{}.wat", std::process::id()));
+    /// # std::fs::write(&path, echo).unwrap();
+    /// // A module loaded from `.../primes-123.wat` is named after its file stem.
+    /// let task = sandpool::Task::<u64, u64>::from_file(&path)?;
+    /// assert_eq!(task.name(), format!("primes-{}", std::process::id()));
+    /// let named = sandpool::Task::<u64, u64>::from_bytes("echo", echo.into())?;
+    /// assert_eq!(named.name(), "echo");
+    /// # std::fs::remove_file(&path).unwrap();
     /// # Ok::<(), sandpool::Error>(())
     /// ```
     pub fn name(&self) -> &str {
@@ -314,8 +356,15 @@ impl<In, Out> Task<In, Out> {
 
     /// Whether the compiled code came from the on-disk cache instead of the compiler.
     ///
-    /// ```no_run
-    /// let task = sandpool::Task::<u64, u64>::from_file("primes.wasm")?;
+    /// ```
+    /// # let echo = r#"(module (memory (export "memory") 1)
+    /// #   (func (export "sandpool_abi_version") (result i32) i32.const 1)
+    /// #   (func (export "sandpool_alloc") (param i32) (result i32) i32.const 1024)
+    /// #   (func (export "sandpool_run") (param i32 i32) (result i64)
+    /// #     (i32.store8 (i32.const 1023) (i32.const 0))
+    /// #     (i64.or (i64.shl (i64.const 1023) (i64.const 32))
+    /// #             (i64.extend_i32_u (i32.add (local.get 1) (i32.const 1))))))"#;
+    /// let task = sandpool::Task::<u64, u64>::from_bytes("echo", echo.into())?;
     /// assert!(!task.loaded_from_cache());
     /// # Ok::<(), sandpool::Error>(())
     /// ```
@@ -327,9 +376,16 @@ impl<In, Out> Task<In, Out> {
 
     /// The module's wasm bytes as loaded.
     ///
-    /// ```no_run
-    /// let task = sandpool::Task::<u64, u64>::from_file("primes.wasm")?;
-    /// assert!(task.wasm().starts_with(b"\0asm"));
+    /// ```
+    /// # let echo = r#"(module (memory (export "memory") 1)
+    /// #   (func (export "sandpool_abi_version") (result i32) i32.const 1)
+    /// #   (func (export "sandpool_alloc") (param i32) (result i32) i32.const 1024)
+    /// #   (func (export "sandpool_run") (param i32 i32) (result i64)
+    /// #     (i32.store8 (i32.const 1023) (i32.const 0))
+    /// #     (i64.or (i64.shl (i64.const 1023) (i64.const 32))
+    /// #             (i64.extend_i32_u (i32.add (local.get 1) (i32.const 1))))))"#;
+    /// let task = sandpool::Task::<u64, u64>::from_bytes("echo", echo.into())?;
+    /// assert_eq!(task.wasm(), echo.as_bytes(), "the bytes as loaded (here: text)");
     /// # Ok::<(), sandpool::Error>(())
     /// ```
     pub fn wasm(&self) -> &[u8] {
@@ -339,10 +395,19 @@ impl<In, Out> Task<In, Out> {
     /// The same module viewed with other boundary types (e.g. a generic
     /// `Json<serde_json::Value>` output instead of a concrete struct).
     ///
-    /// ```no_run
-    /// use sandpool::{Json, Task};
-    /// let typed: Task<sandpool::FileInput, Json<serde_json::Value>> = Task::from_file("doc_stats.wasm")?;
-    /// let raw: Task<sandpool::FileInput, String> = typed.retype();
+    /// ```
+    /// use sandpool::{Pool, Task};
+    /// # let echo = r#"(module (memory (export "memory") 1)
+    /// #   (func (export "sandpool_abi_version") (result i32) i32.const 1)
+    /// #   (func (export "sandpool_alloc") (param i32) (result i32) i32.const 1024)
+    /// #   (func (export "sandpool_run") (param i32 i32) (result i64)
+    /// #     (i32.store8 (i32.const 1023) (i32.const 0))
+    /// #     (i64.or (i64.shl (i64.const 1023) (i64.const 32))
+    /// #             (i64.extend_i32_u (i32.add (local.get 1) (i32.const 1))))))"#;
+    /// let numbers: Task<u32, u32> = Task::from_bytes("echo", echo.into())?;
+    /// // The same compiled module, now seen as taking and returning text.
+    /// let text: Task<String, String> = numbers.retype();
+    /// assert_eq!(Pool::builder(text).build()?.submit(&"hi".into())?.wait()?, "hi");
     /// # Ok::<(), sandpool::Error>(())
     /// ```
     pub fn retype<In2: Serialize, Out2: DeserializeOwned>(&self) -> Task<In2, Out2> {

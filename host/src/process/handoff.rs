@@ -2,7 +2,7 @@
 //! worker does not recompile it.
 //!
 //! The supervisor writes two files into a fresh directory that only this
-//! user can enter (mode 0700, files 0600, created exclusively): the wasm
+//! user can enter (mode 0700, files 0600, each written atomically): the wasm
 //! bytes, and the module as wasmtime serialized it, behind a header
 //! (magic, sandpool version, fuel flag, payload length, SHA-256 of the
 //! payload). The `Hello` a worker reads from its private stdin pipe carries
@@ -14,15 +14,15 @@
 //! one left behind by a process that exited without dropping its pool is
 //! swept by the next pool that starts (same user, owner process gone).
 
-use std::fs::{DirBuilder, OpenOptions};
-use std::io::Write;
+use std::fs::DirBuilder;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use super::wire::{FileRef, VERSION};
+use crate::atomic_write::AtomicWrite;
 
 /// First bytes of a precompiled-module file.
 const MAGIC: &[u8; 8] = b"SPWKMOD1";
@@ -214,16 +214,10 @@ fn process_alive(pid: i32) -> bool {
     found || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
+/// Writes a module file, readable by this user only. No fsync: the files
+/// live only as long as the pool, and a worker checks every byte's hash.
 fn write_new(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    for part in parts {
-        file.write_all(part)?;
-    }
-    Ok(())
+    AtomicWrite::new().mode(0o600).write(path, parts)
 }
 
 #[cfg(test)]

@@ -8,7 +8,10 @@
 //! (deserializing the module the pool compiled, never recompiling it) and
 //! runs every task in a fresh wasm instance under the task's limits,
 //! exactly as the in-process executor does, then sends back the output and
-//! the captured stdout/stderr.
+//! the captured stdout/stderr. A request frame can carry a batch of tasks;
+//! the worker answers each one as soon as it is done, so a worker lost in
+//! the middle of a batch fails only the task it was running, and the tasks
+//! it had not started go to its replacement.
 //!
 //! What a worker's failure costs:
 //!
@@ -44,6 +47,8 @@
 //! # Ok::<(), sandpool::Error>(())
 //! ```
 
+mod child;
+mod faults;
 pub(crate) mod frame;
 mod handoff;
 mod supervisor;
@@ -60,7 +65,7 @@ pub(crate) use supervisor::{ProcessBackend, Supervisor};
 
 /// Environment variable naming the worker program when the builder does not.
 ///
-/// ```no_run
+/// ```
 /// // Workers run as `$SANDPOOL_WORKER_BIN worker` when `worker_program` is not set:
 /// // SANDPOOL_WORKER_BIN=/opt/sandpool/bin/sandpool my-app
 /// assert_eq!(sandpool::process::WORKER_BIN_ENV, "SANDPOOL_WORKER_BIN");

@@ -11,210 +11,31 @@
 //! fail in a row are bounded: past the limit the pool gives up and fails
 //! its tasks with the reason instead of restarting forever.
 
-use std::collections::BTreeSet;
-use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_bytes::ByteBuf;
 
+use super::child::{Registry, WorkerProc, locate_program};
 use super::frame::{self, FrameError, FrameReader, set_nonblocking, write_frame};
 use super::handoff::ModuleFiles;
 use super::wire::{
-    FromWorker, Greeting, Handshake, Hello, MAGIC, MAX_HANDSHAKE, MAX_INPUT, PROTOCOL, ReadyInfo,
-    Request, VERSION, WireLimits, max_response,
+    FromWorker, Greeting, Handshake, Hello, MAGIC, MAX_BATCH, MAX_HANDSHAKE, MAX_INPUT, PROTOCOL,
+    REQUEST_OVERHEAD, ReadyInfo, Request, VERSION, max_response,
 };
 use super::{ProcessOptions, ProcessStats, WorkerStart};
 use crate::dispatch::{Backend, Job};
-use crate::error::Error;
-use crate::instance::{RawOutcome, TaskLogs};
-use crate::module::CompiledModule;
-
-/// How long a worker asked to exit (stdin closed) may take before it is killed.
-const EXIT_PATIENCE: Duration = Duration::from_secs(2);
+use crate::error::{Error, TaskRef};
+use crate::limits::Limits;
+use crate::runtime::instance::{RawOutcome, TaskLogs};
+use crate::runtime::module::CompiledModule;
+use crate::sync::lock;
 
 /// Pause after the first failed start-up; doubles per failure in a row, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
-
-/// The name of the worker program.
-const PROGRAM: &str = "sandpool";
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Finds the program to run as `PROGRAM worker`: the explicit option, else
-/// `$SANDPOOL_WORKER_BIN`, else this executable if it is `sandpool`, else a
-/// `sandpool` next to this executable or in its parent directory (where
-/// cargo puts it relative to test and bench executables).
-pub(crate) fn locate_program(explicit: Option<&Path>) -> Result<PathBuf, Error> {
-    let checked = |path: PathBuf, source: &str| {
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(Error::Config(format!(
-                "the worker program {} ({source}) is not a file",
-                path.display()
-            )))
-        }
-    };
-    if let Some(path) = explicit {
-        return checked(path.to_path_buf(), "PoolBuilder::worker_program");
-    }
-    if let Some(path) = std::env::var_os(super::WORKER_BIN_ENV).filter(|p| !p.is_empty()) {
-        return checked(PathBuf::from(path), super::WORKER_BIN_ENV);
-    }
-    let exe = std::env::current_exe().map_err(|e| {
-        Error::Config(format!(
-            "cannot find the worker program (no current executable: {e})"
-        ))
-    })?;
-    if exe.file_name().is_some_and(|n| n == PROGRAM) {
-        return Ok(exe);
-    }
-    let near = exe
-        .parent()
-        .into_iter()
-        .chain(exe.parent().and_then(Path::parent));
-    for dir in near {
-        let candidate = dir.join(PROGRAM);
-        if candidate.is_file() {
-            return Ok(candidate);
-        }
-    }
-    Err(Error::Config(format!(
-        "cannot find the `{PROGRAM}` program to run worker processes: set PoolBuilder::worker_program or ${}",
-        super::WORKER_BIN_ENV
-    )))
-}
-
-/// A signal's name, for crash reports.
-fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGUSR2 => "SIGUSR2",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        libc::SIGSYS => "SIGSYS",
-        _ => "unknown signal",
-    }
-}
-
-/// "worker process 123 was killed by signal 9 (SIGKILL)" or "... exited with status 3".
-pub(crate) fn describe_exit(pid: u32, status: Option<ExitStatus>) -> String {
-    match status {
-        Some(status) => match (status.signal(), status.code()) {
-            (Some(signal), _) => {
-                let core = if status.core_dumped() {
-                    ", core dumped"
-                } else {
-                    ""
-                };
-                format!(
-                    "worker process {pid} was killed by signal {signal} ({}{core})",
-                    signal_name(signal)
-                )
-            }
-            (None, Some(code)) => format!("worker process {pid} exited with status {code}"),
-            (None, None) => format!("worker process {pid} ended ({status})"),
-        },
-        None => format!("worker process {pid} was lost (its exit status is unknown)"),
-    }
-}
-
-/// Live worker pids and counters, shared by the supervisor and its processes.
-#[derive(Debug, Default)]
-struct Registry {
-    pids: BTreeSet<u32>,
-    started: u64,
-    crashed: u64,
-    recycled: u64,
-    failed_starts: u64,
-    failed_in_a_row: u32,
-    gave_up: Option<String>,
-    last_start: Option<WorkerStart>,
-}
-
-/// One `sandpool worker` child process.
-struct WorkerProc {
-    child: Child,
-    pid: u32,
-    stdin: Option<ChildStdin>,
-    reader: FrameReader<ChildStdout>,
-    spawned: Instant,
-    ready: bool,
-    tasks: u64,
-    next_id: u64,
-    buf: Vec<u8>,
-    status: Option<Option<ExitStatus>>,
-    registry: Arc<Mutex<Registry>>,
-}
-
-impl WorkerProc {
-    /// Ends the process and reaps it: with `kill`, at once (SIGKILL); else
-    /// closes its stdin and waits for it to exit, killing it if it takes
-    /// longer than [`EXIT_PATIENCE`]. Returns its exit status (None if unknown).
-    fn reap(&mut self, kill: bool) -> Option<ExitStatus> {
-        if let Some(status) = self.status {
-            return status;
-        }
-        drop(self.stdin.take());
-        if kill {
-            let _ = self.child.kill();
-        }
-        let give_up = Instant::now() + EXIT_PATIENCE;
-        let mut nap = Duration::from_micros(50);
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if Instant::now() < give_up => {
-                    std::thread::sleep(nap);
-                    nap = (nap * 2).min(Duration::from_millis(10));
-                }
-                Ok(None) => {
-                    let _ = self.child.kill();
-                    break self.child.wait().ok();
-                }
-                Err(_) => {
-                    let _ = self.child.kill();
-                    break self.child.wait().ok();
-                }
-            }
-        };
-        self.status = Some(status);
-        lock(&self.registry).pids.remove(&self.pid);
-        status
-    }
-
-    fn describe(&mut self, kill: bool) -> String {
-        let status = self.reap(kill);
-        describe_exit(self.pid, status)
-    }
-}
-
-impl Drop for WorkerProc {
-    fn drop(&mut self) {
-        // An idle ready worker exits on EOF; one still starting is killed.
-        let ready = self.ready;
-        self.reap(!ready);
-    }
-}
 
 /// How a call to a worker failed.
 enum Failure {
@@ -347,7 +168,25 @@ impl Backend for ProcessBackend {
     }
 }
 
-fn crashed(job: &Job, reason: String) -> RawOutcome {
+/// One task of a batch: what the supervisor needs of a queued [`Job`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TaskInput<'a> {
+    pub task: &'a TaskRef,
+    pub input: &'a [u8],
+    pub limits: &'a Limits,
+}
+
+impl<'a> From<&'a Job> for TaskInput<'a> {
+    fn from(job: &'a Job) -> Self {
+        TaskInput {
+            task: &job.task,
+            input: &job.input,
+            limits: &job.limits,
+        }
+    }
+}
+
+fn crashed(job: TaskInput<'_>, reason: String) -> RawOutcome {
     RawOutcome {
         result: Err(Error::WorkerCrashed {
             task: job.task.clone(),
@@ -550,31 +389,65 @@ impl Supervisor {
         }
     }
 
+    /// Runs one job: a batch of one.
     fn run(&self, slot: &mut Slot, job: &Job) -> RawOutcome {
-        if job.input.len() > MAX_INPUT {
-            let reason = format!(
-                "input of {} bytes is over the process executor's limit of {MAX_INPUT}",
-                job.input.len()
-            );
-            return RawOutcome {
-                result: Err(Error::Encode {
-                    task: job.task.clone(),
-                    reason,
-                }),
-                logs: TaskLogs::default(),
-            };
+        let job = TaskInput::from(job);
+        let mut outcomes = self.run_batch(slot, &[job]);
+        outcomes
+            .pop()
+            .unwrap_or_else(|| crashed(job, "no outcome".into()))
+    }
+
+    /// Runs `jobs` on the slot's worker process, as many per request frame
+    /// as fit (inputs up to [`MAX_INPUT`] in all, and no more than the worker
+    /// may run before it is recycled); returns one outcome per job, in order.
+    /// The worker answers each task as it finishes, so a worker lost in the
+    /// middle of a batch fails only the task it was running
+    /// ([`Error::WorkerCrashed`] on that task); tasks it had answered keep
+    /// their results and tasks it had not started go to a replacement.
+    pub(crate) fn run_batch(&self, slot: &mut Slot, jobs: &[TaskInput<'_>]) -> Vec<RawOutcome> {
+        let mut outcomes: Vec<Option<RawOutcome>> = Vec::with_capacity(jobs.len());
+        let mut pending = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.iter().enumerate() {
+            if job.input.len() > MAX_INPUT {
+                let reason = format!(
+                    "input of {} bytes is over the process executor's limit of {MAX_INPUT}",
+                    job.input.len()
+                );
+                outcomes.push(Some(RawOutcome {
+                    result: Err(Error::Encode {
+                        task: job.task.clone(),
+                        reason,
+                    }),
+                    logs: TaskLogs::default(),
+                }));
+            } else {
+                outcomes.push(None);
+                pending.push(i);
+            }
         }
+        let mut start = 0;
         let mut undelivered = 0;
-        loop {
+        while start < pending.len() {
             if let Err(why) = self.ensure_ready(slot) {
-                return crashed(job, why);
+                for &i in &pending[start..] {
+                    outcomes[i] = Some(crashed(jobs[i], why.clone()));
+                }
+                break;
             }
             let Some(proc) = slot.proc.as_mut() else {
-                return crashed(job, "no worker process".into());
+                for &i in &pending[start..] {
+                    outcomes[i] = Some(crashed(jobs[i], "no worker process".into()));
+                }
+                break;
             };
-            match self.call(proc, job) {
-                Ok(outcome) => {
-                    proc.tasks += 1;
+            let end = self.chunk_end(proc, jobs, &pending, start);
+            let chunk = &pending[start..end];
+            match self.call_batch(proc, jobs, chunk, &mut outcomes) {
+                Ok(()) => {
+                    proc.tasks += chunk.len() as u64;
+                    start = end;
+                    undelivered = 0;
                     if self
                         .options
                         .max_tasks_per_worker
@@ -587,52 +460,117 @@ impl Supervisor {
                         lock(&self.registry).recycled += 1;
                         self.replace_soon(slot);
                     }
-                    return outcome;
                 }
-                Err(Failure::NotDelivered(why)) => {
+                Err((_, Failure::NotDelivered(why))) => {
                     slot.proc = None;
                     lock(&self.registry).crashed += 1;
                     undelivered += 1;
                     if undelivered >= 2 {
-                        return crashed(job, why);
+                        for &i in chunk {
+                            outcomes[i] = Some(crashed(jobs[i], why.clone()));
+                        }
+                        start = end;
+                        undelivered = 0;
+                        continue;
                     }
-                    tracing::warn!("{why} while idle; {} goes to a new worker", job.task);
+                    let first = &jobs[chunk[0]].task;
+                    tracing::warn!("{why} while idle; {first} goes to a new worker");
                 }
-                Err(Failure::Lost(why)) => {
+                Err((answered, Failure::Lost(why))) => {
                     slot.proc = None;
                     lock(&self.registry).crashed += 1;
-                    tracing::warn!("{}: {why}", job.task);
+                    let lost = chunk[answered];
+                    tracing::warn!("{}: {why}", jobs[lost].task);
+                    let requeued = chunk.len() - answered - 1;
+                    if requeued > 0 {
+                        tracing::warn!(
+                            "{requeued} task(s) the lost worker had not started go to a new worker"
+                        );
+                    }
+                    outcomes[lost] = Some(crashed(jobs[lost], why));
+                    start += answered + 1;
+                    undelivered = 0;
                     self.replace_soon(slot);
-                    return crashed(job, why);
                 }
             }
         }
+        outcomes
+            .into_iter()
+            .zip(jobs)
+            .map(|(outcome, &job)| outcome.unwrap_or_else(|| crashed(job, "no outcome".into())))
+            .collect()
     }
 
-    /// Sends one task to the worker and reads its outcome.
-    fn call(&self, proc: &mut WorkerProc, job: &Job) -> Result<RawOutcome, Failure> {
-        let id = proc.next_id;
-        proc.next_id += 1;
-        let request = Request {
-            id,
-            index: job.task.index,
-            limits: WireLimits::from(&job.limits),
-            input: serde_bytes::Bytes::new(&job.input),
-        };
-        if let Err(e) = frame::encode(&request, &mut proc.buf) {
-            let reason = format!("cannot encode the request for the worker: {e}");
-            return Ok(RawOutcome {
-                result: Err(Error::Encode {
-                    task: job.task.clone(),
-                    reason,
-                }),
-                logs: TaskLogs::default(),
-            });
+    /// The end of the next chunk of `pending` from `start`: at least one job,
+    /// at most [`MAX_BATCH`], inputs (plus [`REQUEST_OVERHEAD`] each) up to
+    /// [`MAX_INPUT`] in all, within the worker's recycle budget.
+    fn chunk_end(
+        &self,
+        proc: &WorkerProc,
+        jobs: &[TaskInput<'_>],
+        pending: &[usize],
+        start: usize,
+    ) -> usize {
+        let budget = self.options.max_tasks_per_worker.map_or(usize::MAX, |max| {
+            usize::try_from(max.saturating_sub(proc.tasks).max(1)).unwrap_or(usize::MAX)
+        });
+        let mut end = start;
+        let mut bytes = 0usize;
+        while end < pending.len() && end - start < budget.min(MAX_BATCH) {
+            let len = jobs[pending[end]].input.len() + REQUEST_OVERHEAD;
+            if end > start && bytes.saturating_add(len) > MAX_INPUT {
+                break;
+            }
+            bytes = bytes.saturating_add(len);
+            end += 1;
         }
-        let patience = job
-            .limits
+        end
+    }
+
+    /// How long the supervisor waits for `job`'s answer: its deadline plus the grace.
+    fn patience(&self, job: TaskInput<'_>) -> Option<Duration> {
+        job.limits
             .timeout
-            .map(|t| t.saturating_add(self.options.grace));
+            .map(|t| t.saturating_add(self.options.grace))
+    }
+
+    /// Sends the jobs `chunk` (indices into `jobs`) to the worker in one
+    /// frame and reads their outcomes into `outcomes`, one frame each. On a
+    /// failure, returns how many were answered before it and what happened.
+    fn call_batch(
+        &self,
+        proc: &mut WorkerProc,
+        jobs: &[TaskInput<'_>],
+        chunk: &[usize],
+        outcomes: &mut [Option<RawOutcome>],
+    ) -> Result<(), (usize, Failure)> {
+        let first_id = proc.next_id;
+        proc.next_id += chunk.len() as u64;
+        let requests: Vec<Request<&serde_bytes::Bytes>> = chunk
+            .iter()
+            .zip(first_id..)
+            .map(|(&i, id)| Request {
+                id,
+                index: jobs[i].task.index,
+                limits: *jobs[i].limits,
+                input: serde_bytes::Bytes::new(jobs[i].input),
+            })
+            .collect();
+        if let Err(e) = frame::encode(&requests, &mut proc.buf) {
+            let reason = format!("cannot encode the request for the worker: {e}");
+            for &i in chunk {
+                outcomes[i] = Some(RawOutcome {
+                    result: Err(Error::Encode {
+                        task: jobs[i].task.clone(),
+                        reason: reason.clone(),
+                    }),
+                    logs: TaskLogs::default(),
+                });
+            }
+            return Ok(());
+        }
+        let first = jobs[chunk[0]];
+        let patience = self.patience(first);
         let deadline = patience.map(|p| Instant::now() + p);
         let written = match proc.stdin.as_mut() {
             Some(stdin) => write_frame(stdin, &proc.buf, deadline),
@@ -642,22 +580,52 @@ impl Supervisor {
             Ok(()) => {}
             Err(FrameError::TimedOut) => {
                 let p = patience.unwrap_or_default();
-                return Err(Failure::Lost(format!(
-                    "{} (it did not read its request within {p:?}; killed it)",
-                    proc.describe(true)
-                )));
+                return Err((
+                    0,
+                    Failure::Lost(format!(
+                        "{} (it did not read its request within {p:?}; killed it)",
+                        proc.describe(true)
+                    )),
+                ));
             }
             Err(e) => {
-                return Err(Failure::NotDelivered(format!(
-                    "{} (sending the request failed: {e})",
-                    proc.describe(false)
-                )));
+                return Err((
+                    0,
+                    Failure::NotDelivered(format!(
+                        "{} (sending the request failed: {e})",
+                        proc.describe(false)
+                    )),
+                ));
             }
         }
-        let payload = match proc.reader.read_frame(max_response(&job.limits), deadline) {
+        for (answered, (&i, id)) in chunk.iter().zip(first_id..).enumerate() {
+            let job = jobs[i];
+            // The worker runs the batch in order: each task's wait starts
+            // when the one before it was answered.
+            let deadline = match answered {
+                0 => deadline,
+                _ => self.patience(job).map(|p| Instant::now() + p),
+            };
+            match self.read_outcome(proc, job, id, deadline) {
+                Ok(outcome) => outcomes[i] = Some(outcome),
+                Err(failure) => return Err((answered, failure)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the worker's answer to request `id` (for `job`) by `deadline`.
+    fn read_outcome(
+        &self,
+        proc: &mut WorkerProc,
+        job: TaskInput<'_>,
+        id: u64,
+        deadline: Option<Instant>,
+    ) -> Result<RawOutcome, Failure> {
+        let payload = match proc.reader.read_frame(max_response(job.limits), deadline) {
             Ok(payload) => payload,
             Err(FrameError::TimedOut) => {
-                let p = patience.unwrap_or_default();
+                let p = self.patience(job).unwrap_or_default();
                 let t = job.limits.timeout.unwrap_or_default();
                 let g = self.options.grace;
                 let killed = proc.describe(true);
@@ -686,11 +654,13 @@ impl Supervisor {
         };
         match frame::decode::<FromWorker>(&payload) {
             Ok(FromWorker::Done(response)) if response.id == id => Ok(RawOutcome {
-                result: response
-                    .result
-                    .map(ByteBuf::into_vec)
-                    .map_err(|e| e.into_error(&job.task)),
-                logs: response.logs.into(),
+                result: response.result.map(ByteBuf::into_vec).map_err(|mut e| {
+                    if let Some(task) = e.task_mut() {
+                        *task = job.task.clone();
+                    }
+                    e
+                }),
+                logs: response.logs,
             }),
             Ok(FromWorker::Done(response)) => Err(bad(
                 proc,
@@ -708,30 +678,70 @@ impl Supervisor {
 mod tests {
     use super::*;
 
-    #[test]
-    fn exits_are_described_by_signal_name_or_status() {
-        let killed = ExitStatus::from_raw(libc::SIGKILL);
-        assert_eq!(
-            describe_exit(7, Some(killed)),
-            "worker process 7 was killed by signal 9 (SIGKILL)"
-        );
-        let aborted = ExitStatus::from_raw(libc::SIGABRT | 0x80);
-        assert_eq!(
-            describe_exit(7, Some(aborted)),
-            "worker process 7 was killed by signal 6 (SIGABRT, core dumped)"
-        );
-        let exited = ExitStatus::from_raw(3 << 8);
-        assert_eq!(
-            describe_exit(7, Some(exited)),
-            "worker process 7 exited with status 3"
-        );
-        assert!(describe_exit(7, None).contains("lost"));
-    }
+    /// An ABI v1 module that writes its input to stderr and returns it.
+    const STDERR_ECHO: &str = r#"(module
+        (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "sandpool_abi_version") (result i32) i32.const 1)
+        (func (export "sandpool_alloc") (param i32) (result i32) i32.const 1024)
+        (func (export "sandpool_run") (param $ptr i32) (param $len i32) (result i64)
+            (i32.store (i32.const 0) (local.get $ptr))
+            (i32.store (i32.const 4) (local.get $len))
+            (drop (call $w (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+            (i32.store8 (i32.const 1023) (i32.const 0))
+            (i64.or (i64.shl (i64.const 1023) (i64.const 32))
+                    (i64.extend_i32_u (i32.add (local.get $len) (i32.const 1))))))"#;
 
     #[test]
-    fn an_explicit_worker_program_must_exist() {
-        let err = locate_program(Some(Path::new("/no/such/sandpool"))).unwrap_err();
-        assert_eq!(err.kind(), crate::ErrorKind::Config);
-        assert!(err.to_string().contains("/no/such/sandpool"));
+    fn a_worker_lost_mid_batch_fails_only_the_task_it_was_running() {
+        let program = locate_program(None).unwrap_or_else(|e| {
+            panic!("this test runs the `sandpool` binary, which `cargo test` builds: {e}")
+        });
+        let compiled = CompiledModule::compile("stderr_echo", STDERR_ECHO.as_bytes(), false)
+            .expect("the module loads");
+        let options = ProcessOptions {
+            program: Some(program),
+            env: vec![("SANDPOOL_WORKER_FAULT".into(), "abort:CRASH".into())],
+            ..ProcessOptions::default()
+        };
+        let backend = ProcessBackend::start(
+            "stderr_echo",
+            &compiled,
+            STDERR_ECHO.as_bytes(),
+            &options,
+            1,
+        )
+        .expect("a worker starts");
+        let mut slot = backend.start_worker(0).expect("a slot");
+        let limits = Limits::default();
+        let inputs: [&[u8]; 5] = [b"a", b"b", b"CRASH", b"c", b"d"];
+        let tasks: Vec<TaskRef> = (0..5).map(|i| TaskRef::new("stderr_echo", i)).collect();
+        let batch: Vec<TaskInput<'_>> = tasks
+            .iter()
+            .zip(inputs)
+            .map(|(task, input)| TaskInput {
+                task,
+                input,
+                limits: &limits,
+            })
+            .collect();
+        let outcomes = backend.sup.run_batch(&mut slot, &batch);
+        assert_eq!(outcomes.len(), 5);
+        for i in [0, 1, 3, 4] {
+            assert_eq!(
+                outcomes[i].result.as_deref().ok(),
+                Some(inputs[i]),
+                "task {i} (a `sandpool` binary built without the test-faults feature \
+                 does not crash on cue: `cargo test` builds it with it)"
+            );
+        }
+        match &outcomes[2].result {
+            Err(Error::WorkerCrashed { task, reason }) => {
+                assert_eq!(task.index, 2);
+                assert!(reason.contains("SIGABRT"), "{reason}");
+            }
+            other => panic!("expected the crash on task 2, got {other:?}"),
+        }
+        assert_eq!(backend.sup.stats().crashed, 1);
     }
 }

@@ -5,29 +5,32 @@
 //! supervisor                              worker (`sandpool worker`)
 //!   Hello { magic, protocol, version,  ─▶   load the module once
 //!           module files + hashes }    ◀─   Ready { pid, precompiled?, load time } | Refused(why)
-//!   Request { id, index, limits, input } ─▶ fresh instance, run under the limits
-//!                                      ◀─   Done(Response { id, result, logs }) | ProtocolError(why)
+//!   [Request { id, index, limits, input }, ...]
+//!                                      ─▶   each in order: fresh instance, run under its limits
+//!                                      ◀─   Done(Response { id, result, logs }) per task, as it
+//!                                           finishes | ProtocolError(why)
 //!   (stdin closed)                     ─▶   exit 0
 //! ```
 //!
-//! Every message is one frame ([`super::frame`]). Errors cross as
-//! [`WireError`] without their [`TaskRef`]; the supervisor puts its own back.
+//! Every message is one frame ([`super::frame`]). The library's own types
+//! cross as they are: [`Limits`], [`TaskLogs`] and [`Error`] have one serde
+//! form shared by both isolation levels (the supervisor still puts its own
+//! [`TaskRef`](crate::TaskRef) into an error, so a worker cannot mislabel one).
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use crate::error::{Error, TaskRef};
-use crate::instance::TaskLogs;
+use crate::error::Error;
 use crate::limits::Limits;
-use crate::wasi::CapturedStream;
+use crate::runtime::instance::TaskLogs;
 
 /// First bytes of every `Hello`.
 pub(crate) const MAGIC: [u8; 8] = *b"SANDPOOL";
 
 /// Version of this protocol; both sides must agree.
-pub(crate) const PROTOCOL: u32 = 1;
+pub(crate) const PROTOCOL: u32 = 2;
 
 /// The sandpool version both sides must share.
 pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -35,8 +38,15 @@ pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Bound on a handshake frame in either direction.
 pub(crate) const MAX_HANDSHAKE: usize = 1 << 20;
 
-/// Bound on a request frame: the largest input a worker accepts, plus room for the rest.
+/// Bound on a request frame: the largest input (or batch of inputs) a worker accepts, plus room for the rest.
 pub(crate) const MAX_REQUEST: usize = MAX_INPUT + (64 << 10);
+
+/// The most tasks in one request frame.
+pub(crate) const MAX_BATCH: usize = 256;
+
+/// Room each request of a batch takes besides its input (id, index,
+/// limits, length prefixes), counted against [`MAX_INPUT`] when batching.
+pub(crate) const REQUEST_OVERHEAD: usize = 64;
 
 /// The largest encoded input the process executor sends (1 GiB).
 pub(crate) const MAX_INPUT: usize = 1 << 30;
@@ -106,48 +116,16 @@ pub(crate) struct ReadyInfo {
     pub load: Duration,
 }
 
-/// [`Limits`] on the wire.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct WireLimits {
-    pub timeout: Option<Duration>,
-    pub fuel: Option<u64>,
-    pub memory: u64,
-    pub max_output: u64,
-    pub max_log: u64,
-}
-
-impl From<&Limits> for WireLimits {
-    fn from(l: &Limits) -> Self {
-        WireLimits {
-            timeout: l.timeout,
-            fuel: l.fuel,
-            memory: l.memory,
-            max_output: l.max_output,
-            max_log: l.max_log as u64,
-        }
-    }
-}
-
-impl From<WireLimits> for Limits {
-    fn from(l: WireLimits) -> Self {
-        Limits {
-            timeout: l.timeout,
-            fuel: l.fuel,
-            memory: l.memory,
-            max_output: l.max_output,
-            max_log: usize::try_from(l.max_log).unwrap_or(usize::MAX),
-        }
-    }
-}
-
-/// Supervisor → worker: one task. `I` is borrowed bytes when sending, owned when received.
+/// Supervisor → worker: one task. A request frame holds a batch of them
+/// (`[Request]`, at least one); the worker answers each with its own
+/// `Done` as it finishes. `I` is borrowed bytes when sending, owned when received.
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) struct Request<I> {
     /// Echoed in the response, so a stale or mixed-up answer is caught.
     pub id: u64,
     /// The input's index (for the worker's own error messages).
     pub index: u64,
-    pub limits: WireLimits,
+    pub limits: Limits,
     pub input: I,
 }
 
@@ -164,179 +142,26 @@ pub(crate) enum FromWorker {
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) struct Response {
     pub id: u64,
-    pub result: Result<ByteBuf, WireError>,
-    pub logs: WireLogs,
-}
-
-/// [`TaskLogs`] on the wire.
-#[derive(Serialize, Deserialize, Debug, Default)]
-pub(crate) struct WireLogs {
-    pub stdout: ByteBuf,
-    pub stdout_dropped: u64,
-    pub stderr: ByteBuf,
-    pub stderr_dropped: u64,
-    pub elapsed: Duration,
-}
-
-impl From<TaskLogs> for WireLogs {
-    fn from(l: TaskLogs) -> Self {
-        WireLogs {
-            stdout: ByteBuf::from(l.stdout.bytes),
-            stdout_dropped: l.stdout.dropped,
-            stderr: ByteBuf::from(l.stderr.bytes),
-            stderr_dropped: l.stderr.dropped,
-            elapsed: l.elapsed,
-        }
-    }
-}
-
-impl From<WireLogs> for TaskLogs {
-    fn from(l: WireLogs) -> Self {
-        TaskLogs {
-            stdout: CapturedStream {
-                bytes: l.stdout.into_vec(),
-                dropped: l.stdout_dropped,
-            },
-            stderr: CapturedStream {
-                bytes: l.stderr.into_vec(),
-                dropped: l.stderr_dropped,
-            },
-            elapsed: l.elapsed,
-        }
-    }
-}
-
-/// An [`Error`] on the wire, without its task (the supervisor knows it).
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub(crate) enum WireError {
-    InvalidModule {
-        module: String,
-        reason: String,
-    },
-    AbiMismatch {
-        module: String,
-        expected: u32,
-        reason: String,
-    },
-    Config(String),
-    Trap(String),
-    Panic(String),
-    Guest(String),
-    Timeout(Duration),
-    FuelExhausted(u64),
-    MemoryLimit(u64),
-    OutputTooLarge {
-        size: u64,
-        limit: u64,
-    },
-    Encode(String),
-    Decode {
-        what: String,
-        reason: String,
-    },
-    WorkerCrashed(String),
-    Cancelled,
-    ShutDown,
-    Pool(String),
-    Io {
-        context: String,
-        message: String,
-    },
-}
-
-impl From<Error> for WireError {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::InvalidModule { module, reason } => WireError::InvalidModule { module, reason },
-            Error::AbiMismatch {
-                module,
-                expected,
-                reason,
-            } => WireError::AbiMismatch {
-                module,
-                expected,
-                reason,
-            },
-            Error::Config(m) => WireError::Config(m),
-            Error::Trap { message, .. } => WireError::Trap(message),
-            Error::Panic { message, .. } => WireError::Panic(message),
-            Error::Guest { message, .. } => WireError::Guest(message),
-            Error::Timeout { limit, .. } => WireError::Timeout(limit),
-            Error::FuelExhausted { limit, .. } => WireError::FuelExhausted(limit),
-            Error::MemoryLimit { limit, .. } => WireError::MemoryLimit(limit),
-            Error::OutputTooLarge { size, limit, .. } => WireError::OutputTooLarge { size, limit },
-            Error::Encode { reason, .. } => WireError::Encode(reason),
-            Error::Decode { what, reason, .. } => WireError::Decode {
-                what: what.to_string(),
-                reason,
-            },
-            Error::WorkerCrashed { reason, .. } => WireError::WorkerCrashed(reason),
-            Error::Cancelled { .. } => WireError::Cancelled,
-            Error::ShutDown { .. } => WireError::ShutDown,
-            Error::Pool(m) => WireError::Pool(m),
-            Error::Io { context, message } => WireError::Io { context, message },
-        }
-    }
-}
-
-impl WireError {
-    /// The library error for `task`.
-    pub fn into_error(self, task: &TaskRef) -> Error {
-        let task = task.clone();
-        match self {
-            WireError::InvalidModule { module, reason } => Error::InvalidModule { module, reason },
-            WireError::AbiMismatch {
-                module,
-                expected,
-                reason,
-            } => Error::AbiMismatch {
-                module,
-                expected,
-                reason,
-            },
-            WireError::Config(m) => Error::Config(m),
-            WireError::Trap(message) => Error::Trap { task, message },
-            WireError::Panic(message) => Error::Panic { task, message },
-            WireError::Guest(message) => Error::Guest { task, message },
-            WireError::Timeout(limit) => Error::Timeout { task, limit },
-            WireError::FuelExhausted(limit) => Error::FuelExhausted { task, limit },
-            WireError::MemoryLimit(limit) => Error::MemoryLimit { task, limit },
-            WireError::OutputTooLarge { size, limit } => {
-                Error::OutputTooLarge { task, size, limit }
-            }
-            WireError::Encode(reason) => Error::Encode { task, reason },
-            WireError::Decode { what, reason } => Error::Decode {
-                task,
-                what: static_what(&what),
-                reason,
-            },
-            WireError::WorkerCrashed(reason) => Error::WorkerCrashed { task, reason },
-            WireError::Cancelled => Error::Cancelled { task },
-            WireError::ShutDown => Error::ShutDown { task },
-            WireError::Pool(m) => Error::Pool(m),
-            WireError::Io { context, message } => Error::Io { context, message },
-        }
-    }
-}
-
-/// `Error::Decode::what` is a static string; map the known ones back.
-fn static_what(what: &str) -> &'static str {
-    match what {
-        "input in the guest" => "input in the guest",
-        "frame" => "frame",
-        "input" => "input",
-        _ => "output",
-    }
+    pub result: Result<ByteBuf, Error>,
+    pub logs: TaskLogs,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::TaskRef;
+    use crate::sandbox::CapturedStream;
+
+    fn round_trip<T: Serialize + serde::de::DeserializeOwned>(value: &T) -> T {
+        let mut bytes = Vec::new();
+        crate::codec::encode_into(value, &mut bytes).unwrap();
+        crate::codec::decode_exact(&bytes).unwrap()
+    }
 
     #[test]
-    fn every_error_survives_the_wire_with_the_supervisors_task() {
+    fn every_error_survives_the_wire_unchanged() {
         let here = TaskRef::new("t", 4);
-        let errors = [
+        let mut errors = vec![
             Error::Trap {
                 task: here.clone(),
                 message: "unreachable".into(),
@@ -354,30 +179,72 @@ mod tests {
                 size: 10,
                 limit: 4,
             },
-            Error::Decode {
-                task: here.clone(),
-                what: "input in the guest",
-                reason: "bad".into(),
-            },
             Error::Config("fuel".into()),
+            Error::AbiMismatch {
+                module: "m".into(),
+                expected: 1,
+                reason: "r".into(),
+            },
+            Error::Io {
+                context: "c".into(),
+                message: "m".into(),
+            },
         ];
+        // Every decode target the crate names keeps its exact meaning.
+        for what in [
+            "output",
+            "input",
+            "input in the guest",
+            "frame",
+            "output as JSON",
+        ] {
+            errors.push(Error::Decode {
+                task: here.clone(),
+                what,
+                reason: "bad".into(),
+            });
+        }
         for e in errors {
-            let wire = WireError::from(e.clone());
-            let mut bytes = Vec::new();
-            crate::codec::encode_into(&wire, &mut bytes).unwrap();
-            let back: WireError = crate::codec::decode_exact(&bytes).unwrap();
-            assert_eq!(back.into_error(&here).to_string(), e.to_string());
+            let back = round_trip(&e);
+            assert_eq!(back.kind(), e.kind());
+            assert_eq!(back.task(), e.task());
+            assert_eq!(back.to_string(), e.to_string());
         }
     }
 
     #[test]
-    fn limits_round_trip() {
+    fn an_unknown_decode_target_is_a_malformed_frame_not_a_silent_change() {
+        let real = Error::Decode {
+            task: TaskRef::new("t", 0),
+            what: "frame",
+            reason: String::new(),
+        };
+        let mut bytes = Vec::new();
+        crate::codec::encode_into(&real, &mut bytes).unwrap();
+        // Overwrite the 5-byte name `frame` with another 5-byte name.
+        let at = bytes.windows(5).position(|w| w == b"frame").unwrap();
+        bytes[at..at + 5].copy_from_slice(b"fruit");
+        let err = crate::codec::decode_exact::<Error>(&bytes).unwrap_err();
+        assert!(err.contains("unknown decode target `fruit`"), "{err}");
+    }
+
+    #[test]
+    fn limits_and_logs_round_trip() {
         let l = Limits::default()
             .timeout(Duration::from_millis(3))
             .fuel(5)
             .memory(6)
             .max_output(7)
             .max_log(8);
-        assert_eq!(Limits::from(WireLimits::from(&l)), l);
+        assert_eq!(round_trip(&l), l);
+        let logs = TaskLogs {
+            stdout: CapturedStream {
+                bytes: b"out".to_vec(),
+                dropped: 2,
+            },
+            stderr: CapturedStream::default(),
+            elapsed: Duration::from_micros(5),
+        };
+        assert_eq!(round_trip(&logs), logs);
     }
 }

@@ -1,6 +1,7 @@
-//! The `sandpool worker` process: load the module once, then run one task
-//! per request frame, each in a fresh instance under the request's limits,
-//! until the supervisor closes stdin.
+//! The `sandpool worker` process: load the module once, then run the tasks
+//! of each request frame (a batch of one or more), each in a fresh instance
+//! under its own limits, answering each as it finishes, until the supervisor
+//! closes stdin.
 //!
 //! Stdin and stdout carry only frames: at start the worker moves them to
 //! private descriptors and points descriptor 0 at `/dev/null` and 1 at
@@ -19,109 +20,16 @@ use std::time::Instant;
 use serde_bytes::ByteBuf;
 use wasmtime::Module;
 
+use super::faults::Faults;
 use super::frame::{self, FrameError, FrameReader, write_frame};
 use super::handoff;
 use super::wire::{
     FromWorker, Greeting, Handshake, Hello, MAGIC, MAX_HANDSHAKE, MAX_REQUEST, PROTOCOL, ReadyInfo,
-    Request, Response, VERSION, WireError,
+    Request, Response, VERSION,
 };
 use crate::error::{Error, TaskRef};
-use crate::instance::TaskLogs;
-use crate::limits::Limits;
-use crate::module::{self, CompiledModule};
-
-/// Test hook: `ACTION:MARKER` makes the worker misbehave after a task whose
-/// captured stderr contains MARKER. ACTION is `abort` (SIGABRT), `segv`
-/// (SIGSEGV), `exit` (exit status 3) or `hang` (stop answering).
-pub(crate) const FAULT_ENV: &str = "SANDPOOL_WORKER_FAULT";
-
-/// Test hook: `always`, or a path: the worker aborts during start-up (always,
-/// or while that path exists), to exercise the supervisor's restart limit.
-pub(crate) const FAULT_AT_START_ENV: &str = "SANDPOOL_WORKER_FAULT_AT_START";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
-    Abort,
-    Segv,
-    Exit,
-    Hang,
-}
-
-/// The test hooks this worker was started with.
-#[derive(Debug, Default)]
-struct Faults {
-    after_task: Option<(Action, Vec<u8>)>,
-    at_start: Option<std::ffi::OsString>,
-}
-
-impl Faults {
-    fn from_env() -> Self {
-        let after_task = std::env::var(FAULT_ENV).ok().and_then(|spec| {
-            let (action, marker) = spec.split_once(':')?;
-            let action = match action {
-                "abort" => Action::Abort,
-                "segv" => Action::Segv,
-                "exit" => Action::Exit,
-                "hang" => Action::Hang,
-                _ => return None,
-            };
-            (!marker.is_empty()).then(|| (action, marker.as_bytes().to_vec()))
-        });
-        Faults {
-            after_task,
-            at_start: std::env::var_os(FAULT_AT_START_ENV).filter(|v| !v.is_empty()),
-        }
-    }
-
-    fn at_start(&self) {
-        if let Some(spec) = &self.at_start
-            && (spec == "always" || std::path::Path::new(spec).exists())
-        {
-            no_core_dump();
-            std::process::abort();
-        }
-    }
-
-    fn after_task(&self, logs: &TaskLogs) {
-        let Some((action, marker)) = &self.after_task else {
-            return;
-        };
-        if !logs
-            .stderr
-            .bytes
-            .windows(marker.len())
-            .any(|w| w == marker.as_slice())
-        {
-            return;
-        }
-        no_core_dump();
-        match action {
-            Action::Abort => std::process::abort(),
-            Action::Segv => {
-                // SAFETY: restoring the default disposition and raising the signal ends the process.
-                unsafe {
-                    libc::signal(libc::SIGSEGV, libc::SIG_DFL);
-                    libc::raise(libc::SIGSEGV);
-                }
-                std::process::abort();
-            }
-            Action::Exit => std::process::exit(3),
-            Action::Hang => loop {
-                std::thread::sleep(std::time::Duration::from_secs(3600));
-            },
-        }
-    }
-}
-
-/// A deliberate crash of a test hook leaves no core file behind.
-fn no_core_dump() {
-    let none = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: setrlimit reads the struct we pass for the duration of the call.
-    unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) };
-}
+use crate::runtime::engine;
+use crate::runtime::module::CompiledModule;
 
 /// Why the worker stopped early.
 struct Fatal {
@@ -236,7 +144,7 @@ fn handshake<R: Read + AsFd, W: Write + AsFd>(
 /// Loads the module: the precompiled one when it checks out, else compiled from wasm.
 fn load(hello: &Hello) -> Result<(CompiledModule, ReadyInfo), String> {
     let started = Instant::now();
-    let engine = module::engine(hello.fuel).map_err(|e| e.to_string())?;
+    let engine = engine::engine(hello.fuel).map_err(|e| e.to_string())?;
     let mut fallback = None;
     if let Some(pre) = &hello.precompiled {
         match load_precompiled(&engine, pre, hello) {
@@ -292,11 +200,11 @@ fn serve<R: Read + AsFd, W: Write + AsFd>(
     let name: Arc<str> = Arc::clone(&module.name);
     let mut buf = Vec::new();
     loop {
-        let request = input
+        let batch = input
             .read_frame(MAX_REQUEST, None)
-            .and_then(|payload| frame::decode::<Request<ByteBuf>>(&payload));
-        let request = match request {
-            Ok(request) => request,
+            .and_then(|payload| frame::decode::<Vec<Request<ByteBuf>>>(&payload));
+        let batch = match batch {
+            Ok(batch) => batch,
             Err(FrameError::Eof) => return Ok(()),
             Err(e) => {
                 let message = format!("bad request: {e}");
@@ -308,36 +216,39 @@ fn serve<R: Read + AsFd, W: Write + AsFd>(
                 return Err(Fatal { code: 3, message });
             }
         };
-        let task = TaskRef {
-            task: Arc::clone(&name),
-            index: request.index,
-        };
-        let limits = Limits::from(request.limits);
-        let outcome = module.run_task(&limits, &task, &request.input);
-        faults.after_task(&outcome.logs);
-        let response = Response {
-            id: request.id,
-            result: outcome.result.map(ByteBuf::from).map_err(WireError::from),
-            logs: outcome.logs.into(),
-        };
-        let sent = match send(output, &FromWorker::Done(response), &mut buf) {
-            Err(FrameError::TooLarge { len, max }) => {
-                let error = Error::Pool(format!(
-                    "the task's response of {len} bytes is over the frame limit of {max}"
-                ));
-                let response = Response {
-                    id: request.id,
-                    result: Err(error.into()),
-                    logs: Default::default(),
-                };
-                send(output, &FromWorker::Done(response), &mut buf)
-            }
-            other => other,
-        };
-        sent.map_err(|e| Fatal {
-            code: 3,
-            message: format!("cannot send a response: {e}"),
-        })?;
+        // One answer per task, sent as soon as it is done: if this process
+        // dies, the supervisor knows which tasks finished and which did not.
+        for request in batch {
+            let task = TaskRef {
+                task: Arc::clone(&name),
+                index: request.index,
+            };
+            let outcome = module.run_task(&request.limits, &task, &request.input);
+            faults.after_task(&outcome.logs);
+            let response = Response {
+                id: request.id,
+                result: outcome.result.map(ByteBuf::from),
+                logs: outcome.logs,
+            };
+            let sent = match send(output, &FromWorker::Done(response), &mut buf) {
+                Err(FrameError::TooLarge { len, max }) => {
+                    let error = Error::Pool(format!(
+                        "the task's response of {len} bytes is over the frame limit of {max}"
+                    ));
+                    let response = Response {
+                        id: request.id,
+                        result: Err(error),
+                        logs: Default::default(),
+                    };
+                    send(output, &FromWorker::Done(response), &mut buf)
+                }
+                other => other,
+            };
+            sent.map_err(|e| Fatal {
+                code: 3,
+                message: format!("cannot send a response: {e}"),
+            })?;
+        }
     }
 }
 
@@ -346,8 +257,9 @@ mod tests {
     use std::io::pipe;
     use std::time::Duration;
 
-    use super::super::wire::{WireLimits, max_response};
+    use super::super::wire::max_response;
     use super::*;
+    use crate::limits::Limits;
 
     /// A minimal ABI v1 module in text form: echoes its input.
     const ECHO_WAT: &str = r#"(module
@@ -364,15 +276,15 @@ mod tests {
     }
 
     fn request(id: u64, input: &[u8]) -> Vec<u8> {
-        let limits = WireLimits::from(&Limits::default());
+        let limits = Limits::default();
         let mut out = Vec::new();
         frame::encode(
-            &Request {
+            &vec![Request {
                 id,
                 index: id,
                 limits,
                 input: serde_bytes::Bytes::new(input),
-            },
+            }],
             &mut out,
         )
         .unwrap();
@@ -418,6 +330,42 @@ mod tests {
             assert_eq!(r.id, id);
             assert_eq!(r.result.as_ref().unwrap().as_slice(), want);
         }
+    }
+
+    #[test]
+    fn a_batch_is_answered_task_by_task_in_order() {
+        let limits = Limits::default();
+        let batch: Vec<Request<&serde_bytes::Bytes>> = [b"one".as_slice(), b"", b"three"]
+            .iter()
+            .zip(10..)
+            .map(|(input, id)| Request {
+                id,
+                index: id,
+                limits,
+                input: serde_bytes::Bytes::new(input),
+            })
+            .collect();
+        let mut bytes = Vec::new();
+        frame::encode(&batch, &mut bytes).unwrap();
+        bytes.extend(request(13, b"next frame"));
+        let (served, frames) = serve_bytes(bytes);
+        assert!(served.is_ok());
+        let answers: Vec<(u64, Vec<u8>)> = frames
+            .iter()
+            .map(|frame| match frame {
+                FromWorker::Done(r) => (r.id, r.result.as_ref().unwrap().to_vec()),
+                other => panic!("expected a response, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            answers,
+            [
+                (10, b"one".to_vec()),
+                (11, vec![]),
+                (12, b"three".to_vec()),
+                (13, b"next frame".to_vec())
+            ]
+        );
     }
 
     #[test]
