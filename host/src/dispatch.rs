@@ -24,28 +24,95 @@ const RUNNING: u8 = 1;
 const CANCELLED: u8 = 2;
 const DONE: u8 = 3;
 
-/// The life of one submitted job, shared by its handle and the worker.
-#[derive(Debug, Default)]
-pub(crate) struct JobState(AtomicU8);
+/// What stops a running job when it is aborted (kills its worker process).
+type Aborter = Box<dyn Fn() + Send>;
+
+/// The life of one submitted job, shared by its handle and the worker:
+/// queued → running → done, or queued → cancelled; plus an abort request.
+#[derive(Default)]
+pub(crate) struct JobState {
+    phase: AtomicU8,
+    abort: AtomicBool,
+    aborter: Mutex<Option<Aborter>>,
+}
+
+impl std::fmt::Debug for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobState")
+            .field("phase", &self.phase.load(Ordering::Relaxed))
+            .field("abort", &self.abort.load(Ordering::Relaxed))
+            .finish()
+    }
+}
 
 impl JobState {
-    /// Queued → cancelled; false if the job already started or finished.
+    /// Queued → cancelled. True if the job is cancelled now (also when it
+    /// already was); false if it already started or finished.
     pub fn cancel(&self) -> bool {
-        self.0
+        match self
+            .phase
             .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        {
+            Ok(_) => true,
+            Err(phase) => phase == CANCELLED,
+        }
     }
     /// Queued → running; false if it was cancelled.
     pub fn start(&self) -> bool {
-        self.0
+        self.phase
             .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
+    /// Running → done.
     pub fn finish(&self) {
-        self.0.store(DONE, Ordering::Release);
+        self.phase.store(DONE, Ordering::Release);
     }
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Acquire) == CANCELLED
+        self.phase.load(Ordering::Acquire) == CANCELLED
+    }
+    pub fn is_running(&self) -> bool {
+        self.phase.load(Ordering::Acquire) == RUNNING
+    }
+    pub fn is_finished(&self) -> bool {
+        matches!(self.phase.load(Ordering::Acquire), CANCELLED | DONE)
+    }
+    /// Cancels a queued job, or asks a running one to stop (and runs the
+    /// registered aborter). False only if the job had already finished.
+    pub fn abort(&self) -> bool {
+        if self.cancel() {
+            return true;
+        }
+        if self.phase.load(Ordering::Acquire) != RUNNING {
+            return false;
+        }
+        self.abort.store(true, Ordering::Release);
+        if let Some(aborter) = lock(&self.aborter).as_ref() {
+            aborter();
+        }
+        true
+    }
+    /// Whether [`abort`](Self::abort) was asked of the running job.
+    pub fn abort_requested(&self) -> bool {
+        self.abort.load(Ordering::Acquire)
+    }
+    /// Registers how to stop this job while the guard lives; runs it at once
+    /// if an abort was already requested.
+    pub fn on_abort(&self, aborter: impl Fn() + Send + 'static) -> AbortGuard<'_> {
+        let mut slot = lock(&self.aborter);
+        if self.abort_requested() {
+            aborter();
+        }
+        *slot = Some(Box::new(aborter));
+        AbortGuard(self)
+    }
+}
+
+/// Unregisters a job's aborter when dropped.
+pub(crate) struct AbortGuard<'a>(&'a JobState);
+
+impl Drop for AbortGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.aborter).take();
     }
 }
 
@@ -98,11 +165,16 @@ impl Dispatcher {
         if workers == 0 {
             return Err(Error::Config("a pool needs at least one worker".into()));
         }
+        if queue == 0 {
+            return Err(Error::Config(
+                "queue_capacity must be at least 1 (0 would block every submit)".into(),
+            ));
+        }
         let (sender, receiver) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             sender: Mutex::new(Some(sender)),
             receiver,
-            slots: Arc::new(Semaphore::new(queue.clamp(1, Semaphore::MAX_PERMITS))),
+            slots: Arc::new(Semaphore::new(queue.min(Semaphore::MAX_PERMITS))),
             closed: AtomicBool::new(false),
             next_index: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
@@ -146,7 +218,7 @@ impl Dispatcher {
 
     /// Waits for a queue slot (blocking) and enqueues the job.
     pub fn enqueue_blocking(&self, job: PendingJob) -> Result<(), Error> {
-        let permit = futures::executor::block_on(Arc::clone(&self.shared.slots).acquire_owned());
+        let permit = crate::block::block_on(Arc::clone(&self.shared.slots).acquire_owned());
         self.enqueue_with(job, permit.ok())
     }
 
@@ -274,8 +346,15 @@ fn worker_loop<B: Backend>(backend: &B, id: usize, receiver: &Receiver<Job>) {
                 }
             },
         };
-        job.state.finish();
-        let Job { reply, .. } = job;
+        let mut outcome = outcome;
+        if job.state.abort_requested() && outcome.result.is_err() {
+            outcome.result = Err(Error::Aborted {
+                task: job.task.clone(),
+            });
+        }
+        let Job { reply, state, .. } = job;
+        // The result is on its way before the handle reports it finished.
         reply(outcome);
+        state.finish();
     }
 }

@@ -94,6 +94,7 @@ impl CompiledModule {
             Some(t) => store.set_epoch_deadline(ticks_for(t)),
             None => store.set_epoch_deadline(u64::MAX / 2),
         }
+        crate::abort::arm(store, limits); // TaskHandle::abort (in process only)
         if self.fuel {
             let fuel = limits.fuel.unwrap_or(u64::MAX);
             store

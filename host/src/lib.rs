@@ -33,8 +33,16 @@
 //! ## Layout
 //! - [`Task`]: a loaded module and its boundary types (`task.rs`; loading and
 //!   ABI checks in `module.rs`).
-//! - [`Pool`], [`PoolBuilder`], [`TaskHandle`]: the executor API (`pool.rs`),
-//!   over a queue and worker threads shared by all wasm executors (`dispatch.rs`).
+//! - [`Pool`], [`PoolBuilder`]: the executor API (`pool.rs`), over a queue
+//!   and worker threads shared by all wasm executors (`dispatch.rs`); its
+//!   iterators [`MapIter`], [`AsCompleted`] (`map.rs`).
+//! - Handles: [`TaskHandle`], the [`Handle`] vocabulary and [`AnyHandle`]
+//!   (`handles.rs`); [`as_completed`] over handles (`completed.rs`), [`wait`]
+//!   (`wait.rs`); aborting a running task (`abort.rs`); blocking on futures
+//!   from plain threads (`block.rs`). What every operation does on shutdown,
+//!   drop, cancel, crash and deadline: `docs/semantics.md`.
+//! - [`IoPool`]: native async and blocking I/O tasks (`io.rs`), and
+//!   read → compute → write [`Pipeline`]s over both pools (`pipeline.rs`).
 //! - Running one task in a fresh instance: `instance.rs`; the deny-by-default
 //!   WASI it links: `wasi.rs`.
 //! - Process isolation ([`Isolation::Process`]): supervised `sandpool worker`
@@ -45,19 +53,28 @@
 //! - The serialization boundary: `codec.rs` (bincode) and the ABI constants
 //!   in `sandpool_guest::abi`; the contract for non-Rust guests is `docs/abi.md`.
 
+mod abort;
+mod block;
 mod cache;
 mod codec;
+mod completed;
 mod dispatch;
+#[doc(hidden)]
+pub mod doc_tasks;
 mod error;
 mod folder;
 #[doc(hidden)]
 pub mod fuzzing;
 mod grant;
+mod handles;
 mod inspect;
 mod instance;
 mod io;
+mod io_handle;
+mod io_map;
 mod limits;
 mod load;
+mod map;
 mod module;
 mod pipeline;
 mod pool;
@@ -67,22 +84,25 @@ mod wait;
 mod wasi;
 
 pub use cache::default_cache_dir;
+pub use completed::{Completed, as_completed};
 pub use error::{Error, ErrorKind, Result, TaskRef};
 pub use folder::{
     FailureRecord, FolderJob, FolderSummary, Progress, file_id, list_inputs, run_folder,
 };
 pub use grant::{DEFAULT_MAX_FILE_WRITES, DirAccess, MAX_OPEN_FILES};
+pub use handles::{AnyHandle, Handle, TaskHandle, TaskOutput};
 pub use inspect::{ModuleItem, ModuleReport, inspect_module};
 pub use instance::TaskLogs;
 #[doc(hidden)]
 pub use instance::bench as __bench;
-pub use io::{IoHandle, IoPool, IoPoolBuilder};
+pub use io::{IoAsCompleted, IoHandle, IoMap, IoPool, IoPoolBuilder};
 pub use limits::Limits;
 pub use load::LoadLimits;
+pub use map::{AsCompleted, MapIter};
 pub use pipeline::{CancelToken, Order, Pipeline, PipelineBuilder, PipelineRun, PipelineStats};
-pub use pool::{AsCompleted, Isolation, MapIter, Pool, PoolBuilder, TaskHandle, TaskOutput};
+pub use pool::{Isolation, Pool, PoolBuilder};
 pub use sandpool_guest::workloads;
 pub use sandpool_guest::{FileInput, Json};
 pub use task::Task;
-pub use wait::{ReturnWhen, Waited, wait, wait_async};
+pub use wait::{ReturnWhen, Waited, wait, wait_async, wait_timeout};
 pub use wasi::CapturedStream;

@@ -566,13 +566,26 @@ impl Supervisor {
         }
         let mut undelivered = 0;
         loop {
+            if job.state.abort_requested() {
+                return crashed(job, "aborted before it reached a worker".into());
+            }
             if let Err(why) = self.ensure_ready(slot) {
                 return crashed(job, why);
             }
             let Some(proc) = slot.proc.as_mut() else {
                 return crashed(job, "no worker process".into());
             };
-            match self.call(proc, job) {
+            // TaskHandle::abort at this level kills the worker running the task
+            // (the slot then starts a replacement). A zombie cannot be reused, so
+            // the pid is only stale in the instant between reaping and this guard's drop.
+            let pid = proc.pid as libc::pid_t;
+            let armed = job.state.on_abort(move || {
+                // SAFETY: kill(2) has no memory-safety preconditions.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            });
+            let called = self.call(proc, job);
+            drop(armed);
+            match called {
                 Ok(outcome) => {
                     proc.tasks += 1;
                     if self

@@ -275,6 +275,10 @@ impl From<Error> for WireError {
             Error::ShutDown { .. } => WireError::ShutDown,
             Error::Pool(m) => WireError::Pool(m),
             Error::Io { context, message } => WireError::Io { context, message },
+            // Raised by the host side only, never by a worker.
+            e @ (Error::Aborted { .. } | Error::DeadlineExceeded { .. }) => {
+                WireError::Pool(e.to_string())
+            }
         }
     }
 }

@@ -1,0 +1,400 @@
+//! Issue 14's executor fixes, one behaviour per test, on every level where
+//! it applies: in-process instances, worker processes and the I/O pool.
+//! Each test pins what CPython's `concurrent.futures` tests pin (or better).
+#![allow(clippy::unwrap_used)] // test helpers, like the tests, fail loudly
+
+mod common;
+
+use common::{Mode, Spin, Spun};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use sandpool::{ErrorKind, IoPool, Isolation, Limits, Pool, ReturnWhen, Task};
+
+fn spin_pool(level: Isolation, workers: usize) -> Pool<Spin, Spun> {
+    Pool::builder(Task::from_file(common::guest("spin")).unwrap())
+        .isolation(level)
+        .workers(workers)
+        .build()
+        .unwrap()
+}
+
+fn hostile_pool(level: Isolation, workers: usize) -> Pool<Mode, serde_bytes::ByteBuf> {
+    Pool::builder(Task::from_file(common::guest("hostile")).unwrap())
+        .isolation(level)
+        .workers(workers)
+        .limits(Limits::default().timeout(Duration::from_secs(20)))
+        .build()
+        .unwrap()
+}
+
+fn spin(id: u64) -> Spin {
+    Spin { id, rounds: 1000 }
+}
+
+/// A spin input that keeps a worker busy for a while (tens to hundreds of ms).
+fn slow(id: u64) -> Spin {
+    Spin {
+        id,
+        rounds: 200_000_000,
+    }
+}
+
+// 1. shutdown(wait = true, cancel_queued = false) completes every submitted task.
+
+fn shutdown_wait_completes_every_queued_task(level: Isolation) {
+    let pool = spin_pool(level, 2);
+    let handles: Vec<_> = (0..200).map(|i| pool.submit(&spin(i)).unwrap()).collect();
+    pool.shutdown(true, false);
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.wait().unwrap().id, i as u64, "task {i} completed");
+    }
+}
+
+#[test]
+fn instance_shutdown_wait_completes_every_queued_task() {
+    shutdown_wait_completes_every_queued_task(Isolation::Instance);
+}
+
+#[test]
+fn process_shutdown_wait_completes_every_queued_task() {
+    shutdown_wait_completes_every_queued_task(Isolation::Process);
+}
+
+#[test]
+fn io_shutdown_wait_completes_every_queued_task() {
+    let pool = IoPool::builder().concurrency(2).build().unwrap();
+    let handles: Vec<_> = (0..200)
+        .map(|i| {
+            pool.submit(async move {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                i
+            })
+            .unwrap()
+        })
+        .collect();
+    pool.shutdown(true, false);
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.wait().unwrap(), i, "task {i} completed");
+    }
+}
+
+#[test]
+fn io_shutdown_wait_completes_a_task_submitted_just_before() {
+    let pool = IoPool::builder().build().unwrap();
+    let h = pool
+        .submit(async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            "done"
+        })
+        .unwrap();
+    pool.shutdown(true, false);
+    assert_eq!(h.wait().unwrap(), "done");
+}
+
+// 2. Dropping a pool lets submitted work finish; no handle is left without its result.
+
+fn dropping_a_pool_lets_queued_and_running_tasks_finish(level: Isolation) {
+    let pool = spin_pool(level, 1);
+    let running = pool.submit(&slow(1)).unwrap();
+    let queued = pool.submit(&spin(2)).unwrap();
+    drop(pool);
+    assert_eq!(running.wait().unwrap().id, 1);
+    assert_eq!(queued.wait().unwrap().id, 2);
+}
+
+#[test]
+fn instance_dropping_a_pool_lets_queued_and_running_tasks_finish() {
+    dropping_a_pool_lets_queued_and_running_tasks_finish(Isolation::Instance);
+}
+
+#[test]
+fn process_dropping_a_pool_lets_queued_and_running_tasks_finish() {
+    dropping_a_pool_lets_queued_and_running_tasks_finish(Isolation::Process);
+}
+
+#[test]
+fn io_dropping_a_pool_lets_running_async_and_blocking_tasks_finish() {
+    let pool = IoPool::builder().concurrency(2).build().unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = Arc::clone(&started);
+    let running_async = pool
+        .submit(async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            1
+        })
+        .unwrap();
+    let s = Arc::clone(&started);
+    let running_blocking = pool
+        .submit_blocking(move || {
+            s.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(100));
+            2
+        })
+        .unwrap();
+    let queued = pool.submit(async { 3 }).unwrap();
+    while started.load(Ordering::SeqCst) < 2 {
+        std::thread::yield_now();
+    }
+    drop(pool);
+    assert_eq!(running_async.wait().unwrap(), 1);
+    assert_eq!(running_blocking.wait().unwrap(), 2);
+    assert_eq!(queued.wait().unwrap(), 3);
+}
+
+// 3. Blocking sandpool calls inside an IoPool::map callback work.
+
+#[test]
+fn io_map_callbacks_may_make_blocking_sandpool_calls() {
+    let io = IoPool::builder().build().unwrap();
+    let wasm = spin_pool(Isolation::Instance, 2);
+    let ids: Vec<u64> = io
+        .map(0..20u64, |i| {
+            // Pool::submit, TaskHandle::wait and sandpool::wait, all blocking.
+            let direct = wasm.submit(&spin(i)).unwrap().wait().unwrap().id;
+            let waited = sandpool::wait(
+                vec![wasm.submit(&spin(i)).unwrap()],
+                ReturnWhen::AllCompleted,
+            );
+            let via_wait = waited.done[0].1.as_ref().unwrap().id;
+            async move { direct + via_wait }
+        })
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(ids, (0..20).map(|i| 2 * i).collect::<Vec<_>>());
+    let mut seen: Vec<usize> = io
+        .as_completed(0..5u64, |i| {
+            let id = wasm.submit(&spin(i)).unwrap().wait().unwrap().id;
+            async move { id }
+        })
+        .map(|(i, r)| {
+            assert_eq!(r.unwrap(), i as u64);
+            i
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, [0, 1, 2, 3, 4]);
+}
+
+// 4. wait(FirstError) does not treat a cancelled handle as a failure.
+
+fn wait_first_error_ignores_a_cancelled_handle(level: Isolation) {
+    let pool = spin_pool(level, 1);
+    let busy = pool.submit(&slow(0)).unwrap();
+    let queued = pool.submit(&spin(1)).unwrap();
+    assert!(queued.cancel());
+    let waited = sandpool::wait(vec![busy, queued], ReturnWhen::FirstError);
+    assert!(waited.pending.is_empty(), "it waited for the busy task");
+    assert_eq!(waited.done.len(), 2);
+}
+
+#[test]
+fn instance_wait_first_error_ignores_a_cancelled_handle() {
+    wait_first_error_ignores_a_cancelled_handle(Isolation::Instance);
+}
+
+#[test]
+fn process_wait_first_error_ignores_a_cancelled_handle() {
+    wait_first_error_ignores_a_cancelled_handle(Isolation::Process);
+}
+
+#[test]
+fn io_wait_first_error_ignores_a_cancelled_handle() {
+    let pool = IoPool::builder().concurrency(1).build().unwrap();
+    let busy = pool
+        .submit(async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            0
+        })
+        .unwrap();
+    let queued = pool.submit(async { 1 }).unwrap();
+    assert!(queued.cancel());
+    let waited = sandpool::wait(vec![busy, queued], ReturnWhen::FirstError);
+    assert!(waited.pending.is_empty(), "it waited for the busy task");
+    assert_eq!(waited.done.len(), 2);
+}
+
+// 5. cancel() on an already-cancelled handle returns true.
+
+fn cancelling_twice_returns_true_both_times(level: Isolation) {
+    let pool = spin_pool(level, 1);
+    let _busy = pool.submit(&slow(0)).unwrap();
+    let queued = pool.submit(&spin(1)).unwrap();
+    assert!(queued.cancel());
+    assert!(queued.cancel(), "already cancelled is cancelled");
+    assert!(queued.is_cancelled());
+    assert_eq!(queued.wait().unwrap_err().kind(), ErrorKind::Cancelled);
+    let finished = pool.submit(&spin(2)).unwrap();
+    while !finished.is_finished() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(!finished.cancel(), "a finished task cannot be cancelled");
+}
+
+#[test]
+fn instance_cancelling_twice_returns_true_both_times() {
+    cancelling_twice_returns_true_both_times(Isolation::Instance);
+}
+
+#[test]
+fn process_cancelling_twice_returns_true_both_times() {
+    cancelling_twice_returns_true_both_times(Isolation::Process);
+}
+
+#[test]
+fn io_cancelling_twice_returns_true_both_times() {
+    let pool = IoPool::builder().concurrency(1).build().unwrap();
+    let _busy = pool
+        .submit(async { tokio::time::sleep(Duration::from_millis(200)).await })
+        .unwrap();
+    let queued = pool.submit(async { 1 }).unwrap();
+    assert!(queued.cancel());
+    assert!(queued.cancel(), "already cancelled is cancelled");
+    assert_eq!(queued.wait().unwrap_err().kind(), ErrorKind::Cancelled);
+}
+
+// 6. A map's window counts as submitted: shutdown(wait) right after map runs it.
+
+fn map_then_shutdown_delivers_the_window_then_one_shutdown_error(level: Isolation) {
+    let pool = Pool::builder(Task::<Spin, Spun>::from_file(common::guest("spin")).unwrap())
+        .isolation(level)
+        .workers(2)
+        .window(8)
+        .build()
+        .unwrap();
+    let results = pool.map((0..).map(spin));
+    pool.shutdown(true, false);
+    let results: Vec<_> = results.collect();
+    assert_eq!(results.len(), 9, "8 in the window, then the refused one");
+    for (i, r) in results[..8].iter().enumerate() {
+        assert_eq!(r.as_ref().unwrap().id, i as u64);
+    }
+    let refused = results[8].as_ref().unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::ShutDown);
+    assert_eq!(refused.task().unwrap().index, 8);
+}
+
+#[test]
+fn instance_map_then_shutdown_delivers_the_window_then_one_shutdown_error() {
+    map_then_shutdown_delivers_the_window_then_one_shutdown_error(Isolation::Instance);
+}
+
+#[test]
+fn process_map_then_shutdown_delivers_the_window_then_one_shutdown_error() {
+    map_then_shutdown_delivers_the_window_then_one_shutdown_error(Isolation::Process);
+}
+
+#[test]
+fn io_map_then_shutdown_delivers_the_window_then_one_shutdown_error() {
+    let pool = IoPool::builder().window(8).build().unwrap();
+    let results = pool.map(0u64.., |i| async move { i });
+    pool.shutdown(true, false);
+    let results: Vec<_> = results.collect();
+    assert_eq!(results.len(), 9, "8 in the window, then the refused one");
+    for (i, r) in results[..8].iter().enumerate() {
+        assert_eq!(*r.as_ref().unwrap(), i as u64);
+    }
+    assert_eq!(results[8].as_ref().unwrap_err().kind(), ErrorKind::ShutDown);
+}
+
+#[test]
+fn as_completed_then_shutdown_delivers_the_window_then_one_shutdown_error() {
+    let pool = Pool::builder(Task::<Spin, Spun>::from_file(common::guest("spin")).unwrap())
+        .workers(2)
+        .window(8)
+        .build()
+        .unwrap();
+    let results = pool.as_completed((0..).map(spin));
+    pool.shutdown(true, false);
+    let mut results: Vec<_> = results.collect();
+    results.sort_by_key(|(i, _)| *i);
+    assert_eq!(results.len(), 9);
+    assert!(results[..8].iter().all(|(_, r)| r.is_ok()));
+    assert_eq!(
+        results[8].1.as_ref().unwrap_err().kind(),
+        ErrorKind::ShutDown
+    );
+}
+
+// 7. A lazy map over an endless input ends after its first ShutDown.
+
+fn a_map_over_an_endless_input_ends_at_the_first_shutdown_error(level: Isolation) {
+    let pool = spin_pool(level, 1);
+    pool.shutdown(true, false);
+    let results: Vec<_> = pool.map((0..).map(spin)).collect();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].as_ref().unwrap_err().kind(), ErrorKind::ShutDown);
+    let completed: Vec<_> = pool.as_completed((0..).map(spin)).collect();
+    assert_eq!(completed.len(), 1);
+    assert_eq!(
+        completed[0].1.as_ref().unwrap_err().kind(),
+        ErrorKind::ShutDown
+    );
+}
+
+#[test]
+fn instance_a_map_over_an_endless_input_ends_at_the_first_shutdown_error() {
+    a_map_over_an_endless_input_ends_at_the_first_shutdown_error(Isolation::Instance);
+}
+
+#[test]
+fn process_a_map_over_an_endless_input_ends_at_the_first_shutdown_error() {
+    a_map_over_an_endless_input_ends_at_the_first_shutdown_error(Isolation::Process);
+}
+
+#[test]
+fn io_a_map_over_an_endless_input_ends_at_the_first_shutdown_error() {
+    let pool = IoPool::builder().build().unwrap();
+    pool.shutdown(true, false);
+    let results: Vec<_> = pool.map(0u64.., |i| async move { i }).collect();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].as_ref().unwrap_err().kind(), ErrorKind::ShutDown);
+    let completed: Vec<_> = pool.as_completed(0u64.., |i| async move { i }).collect();
+    assert_eq!(completed.len(), 1);
+}
+
+// 8. Zero sizes are configuration errors, not silently clamped.
+
+#[test]
+fn window_zero_is_a_config_error_on_both_wasm_levels() {
+    for level in [Isolation::Instance, Isolation::Process] {
+        let task: Task<Spin, Spun> = Task::from_file(common::guest("spin")).unwrap();
+        let err = Pool::builder(task).isolation(level).window(0).build();
+        assert_eq!(err.unwrap_err().kind(), ErrorKind::Config, "{level:?}");
+    }
+}
+
+#[test]
+fn queue_capacity_zero_is_a_config_error_on_both_wasm_levels() {
+    for level in [Isolation::Instance, Isolation::Process] {
+        let task: Task<Spin, Spun> = Task::from_file(common::guest("spin")).unwrap();
+        let err = Pool::builder(task)
+            .isolation(level)
+            .queue_capacity(0)
+            .build();
+        assert_eq!(err.unwrap_err().kind(), ErrorKind::Config, "{level:?}");
+    }
+}
+
+#[test]
+fn io_window_zero_is_a_config_error() {
+    let err = IoPool::builder().window(0).build().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+}
+
+// The wasm pools refuse hostile loops at their deadline even with abort armed.
+
+#[test]
+fn a_task_deadline_still_fires_as_a_timeout_with_abort_armed() {
+    let pool = hostile_pool(Isolation::Instance, 1);
+    let strict = Limits::default().timeout(Duration::from_millis(30));
+    let err = pool
+        .submit_with(&Mode::Loop, strict)
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+}
