@@ -398,3 +398,66 @@ fn a_task_deadline_still_fires_as_a_timeout_with_abort_armed() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
 }
+
+// PoolBuilder (issue 17): an option that does not apply to the pool's level is refused.
+
+#[test]
+fn process_only_options_on_an_instance_pool_are_a_config_error_naming_them() {
+    let task: Task<Spin, Spun> = Task::from_file(common::guest("spin")).unwrap();
+    let err = Pool::builder(task)
+        .worker_grace(Duration::from_secs(1))
+        .max_tasks_per_worker(10)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    let message = err.to_string();
+    assert!(
+        message.contains("worker_grace")
+            && message.contains("max_tasks_per_worker")
+            && message.contains("Isolation::Process"),
+        "{message}"
+    );
+}
+
+#[test]
+fn grant_options_on_a_process_pool_are_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let task: Task<Spin, Spun> = Task::from_file(common::guest("spin")).unwrap();
+    let err = Pool::builder(task)
+        .isolation(Isolation::Process)
+        .grant_dir(dir.path(), "/data", sandpool::DirAccess::ReadOnly)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.to_string().contains("grant_dir"), "{err}");
+}
+
+#[test]
+fn max_file_writes_without_a_read_write_grant_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let task: Task<Spin, Spun> = Task::from_file(common::guest("spin")).unwrap();
+    let read_only = Pool::builder(task.clone())
+        .grant_dir(dir.path(), "/data", sandpool::DirAccess::ReadOnly)
+        .max_file_writes(10)
+        .build();
+    assert_eq!(read_only.unwrap_err().kind(), ErrorKind::Config);
+    let none = Pool::builder(task).max_file_writes(10).build();
+    assert_eq!(none.unwrap_err().kind(), ErrorKind::Config);
+}
+
+#[test]
+fn process_options_take_effect_on_a_process_pool() {
+    let task: Task<Spin, Spun> = Task::from_file(common::guest("spin")).unwrap();
+    let pool = Pool::builder(task)
+        .isolation(Isolation::Process)
+        .workers(1)
+        .max_tasks_per_worker(2)
+        .precompiled_module(false)
+        .build()
+        .unwrap();
+    let ids: Vec<u64> = pool.map((0..5).map(spin)).map(|r| r.unwrap().id).collect();
+    assert_eq!(ids, [0, 1, 2, 3, 4]);
+    let stats = pool.process_stats().unwrap();
+    assert!(stats.recycled >= 2, "{stats:?}");
+    assert!(!stats.last_start.unwrap().precompiled);
+}

@@ -33,9 +33,11 @@
 //! ## Layout
 //! - [`Task`]: a loaded module and its boundary types (`task.rs`; loading and
 //!   ABI checks in `module.rs`).
-//! - [`Pool`], [`PoolBuilder`]: the executor API (`pool.rs`), over a queue
-//!   and worker threads shared by all wasm executors (`dispatch.rs`); its
-//!   iterators [`MapIter`], [`AsCompleted`] (`map.rs`).
+//! - [`Pool`]: the executor API (`pool.rs`), over a queue and worker
+//!   threads shared by all wasm executors (`dispatch.rs`); its iterators
+//!   [`MapIter`], [`AsCompleted`] (`map.rs`). [`PoolBuilder`] holds every
+//!   option and checks them together (`builder.rs`); the in-process level's
+//!   backend is `in_process.rs`.
 //! - Handles: [`TaskHandle`], the [`Handle`] vocabulary and [`AnyHandle`]
 //!   (`handles.rs`); [`as_completed`] over handles (`completed.rs`), [`wait`]
 //!   (`wait.rs`); aborting a running task (`abort.rs`); blocking on futures
@@ -55,6 +57,7 @@
 
 mod abort;
 mod block;
+mod builder;
 mod cache;
 mod codec;
 mod completed;
@@ -67,6 +70,7 @@ mod folder;
 pub mod fuzzing;
 mod grant;
 mod handles;
+mod in_process;
 mod inspect;
 mod instance;
 mod io;
@@ -83,6 +87,7 @@ mod task;
 mod wait;
 mod wasi;
 
+pub use builder::{Isolation, PoolBuilder};
 pub use cache::default_cache_dir;
 pub use completed::{Completed, as_completed};
 pub use error::{Error, ErrorKind, Result, TaskRef};
@@ -100,7 +105,7 @@ pub use limits::Limits;
 pub use load::LoadLimits;
 pub use map::{AsCompleted, MapIter};
 pub use pipeline::{CancelToken, Order, Pipeline, PipelineBuilder, PipelineRun, PipelineStats};
-pub use pool::{Isolation, Pool, PoolBuilder};
+pub use pool::Pool;
 pub use sandpool_guest::workloads;
 pub use sandpool_guest::{FileInput, Json};
 pub use task::Task;

@@ -7,218 +7,33 @@ use std::sync::Arc;
 use futures::channel::oneshot;
 use serde::{Serialize, de::DeserializeOwned};
 
+use crate::builder::PoolBuilder;
 use crate::codec;
-use crate::dispatch::{Backend, Dispatcher, JobState, PendingJob, Reply};
+use crate::dispatch::{Dispatcher, JobState, PendingJob, Reply};
 use crate::error::{Error, TaskRef};
 use crate::handles::{TaskHandle, TaskOutput};
 use crate::instance::RawOutcome;
 use crate::limits::Limits;
 use crate::map::{AsCompleted, MapIter};
-use crate::module::CompiledModule;
 use crate::task::Task;
 
-/// Where a pool runs its wasm tasks (the isolation ladder; see `docs/choosing.md`).
-///
-/// ```
-/// assert_eq!(sandpool::Isolation::default(), sandpool::Isolation::Instance);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Isolation {
-    /// A fresh wasm instance per task, inside this process (the default):
-    /// own linear memory, trap containment, deadline and memory limits.
-    #[default]
-    Instance,
-    /// Persistent `sandpool worker` subprocesses, each running tasks in fresh
-    /// wasm instances: adds a separate address space, so a host-level crash,
-    /// abort or OOM kill loses only the task in flight (see [`crate::process`]).
-    Process,
-}
-
-/// Configures and builds a [`Pool`].
-///
-/// ```
-/// use std::time::Duration;
-/// use sandpool::{Limits, Pool};
-/// # let task = sandpool::doc_tasks::echo::<u64>();
-/// let pool = Pool::builder(task)
-///     .workers(2)
-///     .limits(Limits::default().timeout(Duration::from_secs(5)).memory(32 << 20))
-///     .build()?;
-/// # Ok::<(), sandpool::Error>(())
-/// ```
-#[derive(Debug)]
-pub struct PoolBuilder<In, Out> {
-    task: Task<In, Out>,
-    workers: usize,
-    queue: usize,
-    window: Option<usize>,
+/// Wraps started workers as a pool (called by [`PoolBuilder::build`]).
+pub(crate) fn assemble<In, Out>(
+    dispatcher: Dispatcher,
     limits: Limits,
-    fuel_metering: bool,
-    isolation: Isolation,
-    pub(crate) process: crate::process::ProcessOptions,
-    pub(crate) grant: crate::grant::GrantOptions,
-}
-
-impl<In: Serialize, Out: DeserializeOwned + Send + 'static> PoolBuilder<In, Out> {
-    /// Number of worker threads (default: the number of CPUs).
-    ///
-    /// ```
-    /// # let task = sandpool::doc_tasks::echo::<u64>();
-    /// let pool = sandpool::Pool::builder(task).workers(4).build()?;
-    /// assert_eq!(pool.workers(), 4);
-    /// # Ok::<(), sandpool::Error>(())
-    /// ```
-    pub fn workers(mut self, workers: usize) -> Self {
-        self.workers = workers;
-        self
-    }
-
-    /// How many submitted tasks may wait for a worker before `submit`
-    /// blocks (default: 1024 per worker). This bounds the pool's memory.
-    ///
-    /// ```
-    /// # let task = sandpool::doc_tasks::echo::<u64>();
-    /// let pool = sandpool::Pool::builder(task).queue_capacity(16).build()?;
-    /// # Ok::<(), sandpool::Error>(())
-    /// ```
-    pub fn queue_capacity(mut self, jobs: usize) -> Self {
-        self.queue = jobs;
-        self
-    }
-
-    /// How many inputs `map` and `as_completed` keep in flight (default:
-    /// four per worker). Inputs are pulled from the iterator lazily.
-    ///
-    /// ```
-    /// # let task = sandpool::doc_tasks::echo::<u64>();
-    /// let pool = sandpool::Pool::builder(task).window(64).build()?;
-    /// # Ok::<(), sandpool::Error>(())
-    /// ```
-    pub fn window(mut self, inputs: usize) -> Self {
-        self.window = Some(inputs);
-        self
-    }
-
-    /// Default limits for every task of the pool.
-    ///
-    /// ```
-    /// # let task = sandpool::doc_tasks::echo::<u64>();
-    /// let pool = sandpool::Pool::builder(task).limits(sandpool::Limits::default().memory(1 << 24)).build()?;
-    /// assert_eq!(pool.limits().memory, 1 << 24);
-    /// # Ok::<(), sandpool::Error>(())
-    /// ```
-    pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
-    }
-
-    /// Compile with fuel metering so that fuel limits can be set per pool or
-    /// per task. Implied when the pool's limits set fuel. Metering costs CPU
-    /// time on every task, so it is off by default.
-    ///
-    /// ```
-    /// # let task = sandpool::doc_tasks::echo::<u64>();
-    /// let pool = sandpool::Pool::builder(task).fuel_metering(true).build()?;
-    /// # Ok::<(), sandpool::Error>(())
-    /// ```
-    pub fn fuel_metering(mut self, on: bool) -> Self {
-        self.fuel_metering = on;
-        self
-    }
-
-    /// Where tasks run (default [`Isolation::Instance`]).
-    ///
-    /// ```
-    /// # let task = sandpool::doc_tasks::echo::<u64>();
-    /// let pool = sandpool::Pool::builder(task).isolation(sandpool::Isolation::Instance).build()?;
-    /// # Ok::<(), sandpool::Error>(())
-    /// ```
-    pub fn isolation(mut self, isolation: Isolation) -> Self {
-        self.isolation = isolation;
-        self
-    }
-
-    /// Starts the workers.
-    ///
-    /// ```
-    /// # let task = sandpool::doc_tasks::echo::<u64>();
-    /// let pool = sandpool::Pool::builder(task).build()?;
-    /// # Ok::<(), sandpool::Error>(())
-    /// ```
-    pub fn build(self) -> Result<Pool<In, Out>, Error> {
-        if self.queue == 0 {
-            return Err(Error::Config(
-                "queue_capacity must be at least 1 (0 would block every submit)".into(),
-            ));
-        }
-        if self.window == Some(0) {
-            return Err(Error::Config(
-                "window must be at least 1 (a map with no input in flight never ends)".into(),
-            ));
-        }
-        if self.limits.memory == 0 {
-            return Err(Error::Config("the memory limit must be above 0".into()));
-        }
-        let fuel = self.fuel_metering || self.limits.fuel.is_some();
-        let compiled = self.task.module.compiled(fuel)?;
-        let grant = self.grant.open()?;
-        if grant.is_some() && self.isolation != Isolation::Instance {
-            return Err(Error::Config(
-                "directory grants work with Isolation::Instance only".into(),
-            ));
-        }
-        let mut process = None;
-        let dispatcher = match self.isolation {
-            Isolation::Instance => {
-                let backend = Arc::new(InstanceBackend {
-                    module: compiled,
-                    grant,
-                });
-                Dispatcher::start(backend, self.workers, self.queue, &self.task.module.name)?
-            }
-            Isolation::Process => {
-                let name = &self.task.module.name;
-                let backend = crate::process::ProcessBackend::start(
-                    name,
-                    &compiled,
-                    &self.task.module.wasm,
-                    &self.process,
-                    self.workers,
-                )?;
-                process = Some(backend.supervisor());
-                Dispatcher::start(Arc::new(backend), self.workers, self.queue, name)?
-            }
-        };
-        let window = self.window.unwrap_or(self.workers.saturating_mul(4)).max(1);
-        Ok(Pool {
-            inner: Arc::new(PoolInner {
-                dispatcher,
-                limits: self.limits,
-                window,
-                name: self.task.module.name.clone(),
-                process,
-            }),
-            _types: std::marker::PhantomData,
-        })
-    }
-}
-
-/// Runs tasks in fresh instances of a compiled module, in this process.
-struct InstanceBackend {
-    module: Arc<CompiledModule>,
-    grant: Option<Arc<crate::grant::GrantRoot>>,
-}
-
-impl Backend for InstanceBackend {
-    type Worker = ();
-    fn start_worker(&self, _id: usize) -> Result<(), Error> {
-        Ok(())
-    }
-    fn run(&self, _worker: &mut (), job: &crate::dispatch::Job) -> RawOutcome {
-        crate::abort::with_job(&job.state, || {
-            self.module
-                .run_task_granted(&job.limits, &job.task, &job.input, self.grant.as_ref())
-        })
+    window: usize,
+    name: Arc<str>,
+    process: Option<Arc<crate::process::Supervisor>>,
+) -> Pool<In, Out> {
+    Pool {
+        inner: Arc::new(PoolInner {
+            dispatcher,
+            limits,
+            window,
+            name,
+            process,
+        }),
+        _types: std::marker::PhantomData,
     }
 }
 
@@ -277,20 +92,7 @@ impl Pool<(), ()> {
     /// # Ok::<(), sandpool::Error>(())
     /// ```
     pub fn builder<In, Out>(task: Task<In, Out>) -> PoolBuilder<In, Out> {
-        let workers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
-        PoolBuilder {
-            task,
-            workers,
-            queue: workers * 1024,
-            window: None,
-            limits: Limits::default(),
-            fuel_metering: false,
-            isolation: Isolation::Instance,
-            process: Default::default(),
-            grant: Default::default(),
-        }
+        PoolBuilder::new(task)
     }
 }
 
@@ -328,7 +130,7 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> Pool<In, Out> {
         &self.inner.limits
     }
 
-    /// Worker-process statistics ([`Isolation::Process`] only; `None` otherwise).
+    /// Worker-process statistics ([`Isolation::Process`](crate::Isolation::Process) only; `None` otherwise).
     ///
     /// ```no_run
     /// # let task = sandpool::Task::<u64, u64>::from_file("primes.wasm")?;
