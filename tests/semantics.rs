@@ -461,3 +461,67 @@ fn process_options_take_effect_on_a_process_pool() {
     assert!(stats.recycled >= 2, "{stats:?}");
     assert!(!stats.last_start.unwrap().precompiled);
 }
+
+// Batched hand-off (issue 11): cheap tasks travel to a worker several at a time,
+// and every guarantee still holds per task.
+
+#[test]
+fn shutdown_cancel_queued_also_cancels_unstarted_tasks_of_a_batch_a_worker_holds() {
+    let pool: Pool<Mode, serde_bytes::ByteBuf> =
+        Pool::builder(Task::from_file(common::guest("hostile")).unwrap())
+            .workers(1)
+            .window(16)
+            .limits(Limits::default().timeout(Duration::from_millis(300)))
+            .build()
+            .unwrap();
+    // Cheap tasks teach the pool their cost, so the next map hands over batches (of 8 here).
+    for r in pool.map((0..200).map(Mode::Ok)) {
+        r.unwrap();
+    }
+    let inputs = std::iter::once(Mode::Loop).chain((1..16).map(Mode::Ok));
+    let results = pool.map(inputs);
+    std::thread::sleep(Duration::from_millis(50)); // the loop, first of its batch, runs
+    pool.shutdown(false, true);
+    let kinds: Vec<ErrorKind> = results.map(|r| r.unwrap_err().kind()).collect();
+    assert_eq!(kinds[0], ErrorKind::Timeout);
+    assert_eq!(kinds.len(), 16);
+    assert!(
+        kinds[1..].iter().all(|k| *k == ErrorKind::Cancelled),
+        "nothing behind the loop ran, in its batch or after it: {kinds:?}"
+    );
+}
+
+#[test]
+fn a_batched_map_keeps_input_order_identity_and_per_task_errors() {
+    let pool: Pool<Mode, serde_bytes::ByteBuf> =
+        Pool::builder(Task::from_file(common::guest("hostile")).unwrap())
+            .workers(2)
+            .build()
+            .unwrap();
+    let inputs: Vec<Mode> = (0..3000u64)
+        .map(|i| {
+            if i % 97 == 0 {
+                Mode::Fail(format!("bad {i}"))
+            } else {
+                Mode::Ok(i)
+            }
+        })
+        .collect();
+    for (i, r) in pool.map(&inputs).enumerate() {
+        if i % 97 == 0 {
+            let err = r.unwrap_err();
+            assert_eq!(
+                (err.kind(), err.task().unwrap().index),
+                (ErrorKind::Guest, i as u64)
+            );
+        } else {
+            assert_eq!(common::ok_value(&r), i as u64);
+        }
+    }
+    let mut seen = vec![false; inputs.len()];
+    for (i, r) in pool.as_completed(&inputs) {
+        assert_eq!(r.is_ok(), i % 97 != 0);
+        assert!(!std::mem::replace(&mut seen[i], true), "{i} twice");
+    }
+    assert!(seen.iter().all(|s| *s));
+}

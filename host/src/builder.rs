@@ -132,8 +132,11 @@ impl<In, Out> PoolBuilder<In, Out> {
     }
 
     /// How many inputs `map` and `as_completed` keep in flight (default:
-    /// four per worker; at least 1). The first window is submitted by the
-    /// `map` call, later inputs are pulled from the iterator lazily.
+    /// 16 per worker; at least 1). The first window is submitted by the
+    /// `map` call, later inputs are pulled from the iterator lazily. Cheap
+    /// tasks are handed to a worker in batches of up to half a window per
+    /// worker, sized to about 200 µs of work each, so a larger window lets
+    /// the hand-off cost be shared by more tasks.
     ///
     /// ```
     /// # let task = sandpool::doc_tasks::echo::<u64>();
@@ -379,7 +382,7 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> PoolBuilder<In, Out>
     pub fn build(self) -> Result<Pool<In, Out>, Error> {
         self.check()?;
         let queue = self.queue.unwrap_or(self.workers.saturating_mul(1024));
-        let window = self.window.unwrap_or(self.workers.saturating_mul(4));
+        let window = self.window.unwrap_or(self.workers.saturating_mul(16));
         let fuel = self.fuel_metering || self.limits.fuel.is_some();
         let compiled = self.task.module.compiled(fuel)?;
         let name = &self.task.module.name;

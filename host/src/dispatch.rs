@@ -139,14 +139,37 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn run(&self, worker: &mut Self::Worker, job: &Job) -> RawOutcome;
 }
 
+/// What a worker takes from the queue in one go: one job, or a batch that
+/// one worker runs in order (one hand-off for several tasks; the batch's
+/// queue slots are freed when a worker takes it).
+enum Work {
+    One(Job),
+    Many(Vec<Job>, OwnedSemaphorePermit),
+}
+
+impl Work {
+    fn into_jobs(self) -> Vec<Job> {
+        match self {
+            Work::One(job) => vec![job],
+            Work::Many(jobs, _) => jobs,
+        }
+    }
+}
+
 struct Shared {
-    sender: Mutex<Option<Sender<Job>>>,
-    receiver: Receiver<Job>,
+    sender: Mutex<Option<Sender<Work>>>,
+    receiver: Receiver<Work>,
     slots: Arc<Semaphore>,
     closed: AtomicBool,
+    /// Set by `shutdown(_, cancel_queued = true)`: jobs of a batch a worker
+    /// holds but has not started are cancelled too.
+    cancelling: AtomicBool,
     next_index: AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
     workers: usize,
+    queue: usize,
+    /// Moving average of a job's run time on a worker, in ns (0: none yet).
+    cost_ns: AtomicU64,
 }
 
 /// A bounded queue served by a fixed set of worker threads.
@@ -176,18 +199,21 @@ impl Dispatcher {
             receiver,
             slots: Arc::new(Semaphore::new(queue.min(Semaphore::MAX_PERMITS))),
             closed: AtomicBool::new(false),
+            cancelling: AtomicBool::new(false),
             next_index: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
             workers,
+            queue: queue.min(Semaphore::MAX_PERMITS),
+            cost_ns: AtomicU64::new(0),
         });
         let mut threads = Vec::with_capacity(workers);
         for id in 0..workers {
             let backend = Arc::clone(&backend);
-            let receiver = shared.receiver.clone();
+            let for_worker = Arc::clone(&shared);
             let spawned = std::thread::Builder::new()
                 .name(format!("sandpool-{name}-{id}"))
                 .stack_size(8 << 20)
-                .spawn(move || worker_loop(&*backend, id, &receiver));
+                .spawn(move || worker_loop(&*backend, id, &for_worker));
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => {
@@ -204,6 +230,42 @@ impl Dispatcher {
     /// Number of worker threads.
     pub fn workers(&self) -> usize {
         self.shared.workers
+    }
+
+    /// How many jobs may wait in the queue.
+    pub fn capacity(&self) -> usize {
+        self.shared.queue
+    }
+
+    /// The recent average run time of one job on a worker (None before the first).
+    pub fn cost_estimate(&self) -> Option<std::time::Duration> {
+        match self.shared.cost_ns.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(std::time::Duration::from_nanos(ns)),
+        }
+    }
+
+    /// Enqueues `jobs` (at most [`capacity`](Self::capacity)) as one batch
+    /// that one worker runs in order, waiting (blocking) for their queue
+    /// slots. On failure every job is dropped, so each handle reports it.
+    pub fn enqueue_batch_blocking(&self, jobs: Vec<PendingJob>) -> Result<(), Error> {
+        let Some(first) = jobs.first() else {
+            return Ok(());
+        };
+        let shut = Error::ShutDown {
+            task: first.task.clone(),
+        };
+        let n = u32::try_from(jobs.len()).map_err(|_| shut.clone())?;
+        let slots = Arc::clone(&self.shared.slots);
+        let Ok(permit) = crate::block::block_on(slots.acquire_many_owned(n)) else {
+            return Err(shut);
+        };
+        let sender = lock(&self.shared.sender);
+        let (Some(sender), false) = (sender.as_ref(), self.is_closed()) else {
+            return Err(shut);
+        };
+        let jobs = jobs.into_iter().map(PendingJob::into_job).collect();
+        sender.send(Work::Many(jobs, permit)).map_err(|_| shut)
     }
 
     /// The next pool-wide submission index.
@@ -241,23 +303,19 @@ impl Dispatcher {
         let (Some(sender), false) = (sender.as_ref(), self.is_closed()) else {
             return Err(shut(job.task));
         };
-        let PendingJob {
-            task,
-            input,
-            limits,
-            state,
-            reply,
-        } = job;
+        let mut job = job.into_job();
+        job.permit = Some(permit);
         sender
-            .send(Job {
-                task,
-                input,
-                limits,
-                state,
-                reply,
-                permit: Some(permit),
+            .send(Work::One(job))
+            .map_err(|e| match e.into_inner() {
+                Work::One(job) => shut(job.task),
+                Work::Many(jobs, _) => shut(
+                    jobs.into_iter()
+                        .next()
+                        .map(|j| j.task)
+                        .unwrap_or_else(|| TaskRef::new("", 0)),
+                ),
             })
-            .map_err(|e| shut(e.into_inner().task))
     }
 
     /// Stops accepting work. `cancel_queued` cancels jobs that have not
@@ -268,9 +326,11 @@ impl Dispatcher {
         self.shared.slots.close();
         drop(lock(&self.shared.sender).take());
         if cancel_queued {
-            while let Ok(job) = self.shared.receiver.try_recv() {
-                job.state.cancel();
-                drop(job);
+            self.shared.cancelling.store(true, Ordering::Release);
+            while let Ok(work) = self.shared.receiver.try_recv() {
+                for job in work.into_jobs() {
+                    job.state.cancel();
+                }
             }
         }
         if wait {
@@ -302,11 +362,24 @@ pub(crate) struct PendingJob {
     pub reply: Reply,
 }
 
+impl PendingJob {
+    fn into_job(self) -> Job {
+        Job {
+            task: self.task,
+            input: self.input,
+            limits: self.limits,
+            state: self.state,
+            reply: self.reply,
+            permit: None,
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn worker_loop<B: Backend>(backend: &B, id: usize, receiver: &Receiver<Job>) {
+fn worker_loop<B: Backend>(backend: &B, id: usize, shared: &Shared) {
     let mut worker = match backend.start_worker(id) {
         Ok(w) => Some(w),
         Err(e) => {
@@ -314,47 +387,81 @@ fn worker_loop<B: Backend>(backend: &B, id: usize, receiver: &Receiver<Job>) {
             None
         }
     };
-    while let Ok(mut job) = receiver.recv() {
-        drop(job.permit.take());
-        if !job.state.start() {
-            continue; // cancelled while queued: dropping the reply tells the handle
-        }
-        let outcome = match worker.as_mut() {
-            None => RawOutcome {
-                result: Err(Error::WorkerCrashed {
-                    task: job.task.clone(),
-                    reason: format!("worker {id} failed to start"),
-                }),
-                logs: TaskLogs::default(),
-            },
-            Some(w) => match catch_unwind(AssertUnwindSafe(|| backend.run(w, &job))) {
-                Ok(outcome) => outcome,
-                Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into());
-                    tracing::error!("worker {id} panicked running {}: {what}", job.task);
-                    RawOutcome {
-                        result: Err(Error::WorkerCrashed {
-                            task: job.task.clone(),
-                            reason: format!("host worker thread panicked: {what}"),
-                        }),
-                        logs: TaskLogs::default(),
+    while let Ok(work) = shared.receiver.recv() {
+        match work {
+            Work::One(mut job) => {
+                drop(job.permit.take());
+                run_job(backend, &mut worker, id, shared, job);
+            }
+            Work::Many(jobs, permit) => {
+                drop(permit);
+                for job in jobs {
+                    if shared.cancelling.load(Ordering::Acquire) {
+                        job.state.cancel();
                     }
+                    run_job(backend, &mut worker, id, shared, job);
                 }
-            },
-        };
-        let mut outcome = outcome;
-        if job.state.abort_requested() && outcome.result.is_err() {
-            outcome.result = Err(Error::Aborted {
-                task: job.task.clone(),
-            });
+            }
         }
-        let Job { reply, state, .. } = job;
-        // The result is on its way before the handle reports it finished.
-        reply(outcome);
-        state.finish();
     }
+}
+
+/// Runs one job (unless it was cancelled) and hands its outcome to its reply.
+fn run_job<B: Backend>(
+    backend: &B,
+    worker: &mut Option<B::Worker>,
+    id: usize,
+    shared: &Shared,
+    job: Job,
+) {
+    if !job.state.start() {
+        return; // cancelled while queued: dropping the reply tells the handle
+    }
+    let started = std::time::Instant::now();
+    let mut outcome = match worker.as_mut() {
+        None => RawOutcome {
+            result: Err(Error::WorkerCrashed {
+                task: job.task.clone(),
+                reason: format!("worker {id} failed to start"),
+            }),
+            logs: TaskLogs::default(),
+        },
+        Some(w) => match catch_unwind(AssertUnwindSafe(|| backend.run(w, &job))) {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                tracing::error!("worker {id} panicked running {}: {what}", job.task);
+                RawOutcome {
+                    result: Err(Error::WorkerCrashed {
+                        task: job.task.clone(),
+                        reason: format!("host worker thread panicked: {what}"),
+                    }),
+                    logs: TaskLogs::default(),
+                }
+            }
+        },
+    };
+    let took = u64::try_from(started.elapsed().as_nanos())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    let old = shared.cost_ns.load(Ordering::Relaxed);
+    let avg = if old == 0 {
+        took
+    } else {
+        old - old / 8 + took / 8
+    };
+    shared.cost_ns.store(avg.max(1), Ordering::Relaxed);
+    if job.state.abort_requested() && outcome.result.is_err() {
+        outcome.result = Err(Error::Aborted {
+            task: job.task.clone(),
+        });
+    }
+    let Job { reply, state, .. } = job;
+    // The result is on its way before the handle reports it finished.
+    reply(outcome);
+    state.finish();
 }

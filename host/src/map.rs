@@ -38,11 +38,38 @@ pub struct MapIter<In, Out, I> {
     pool: Pool<In, Out>,
     inputs: I,
     next: u64,
-    pending: VecDeque<Result<TaskHandle<Out>, Error>>,
+    pending: VecDeque<Entry<Out>>,
     exhausted: bool,
     started: Instant,
     timeout: Option<Duration>,
     expired: bool,
+}
+
+/// One input of a map, in input order: its task, or its result already.
+struct Entry<Out> {
+    index: u64,
+    /// The index of the last input of the batch this one was handed over in.
+    batch_last: u64,
+    state: EntryState<Out>,
+}
+
+enum EntryState<Out> {
+    Submitted(TaskHandle<Out>),
+    Ready(Result<Out, Error>),
+}
+
+impl<Out> Entry<Out> {
+    fn is_finished(&self) -> bool {
+        match &self.state {
+            EntryState::Submitted(h) => h.is_finished(),
+            EntryState::Ready(_) => true,
+        }
+    }
+    fn cancel(&self) {
+        if let EntryState::Submitted(h) = &self.state {
+            h.cancel();
+        }
+    }
 }
 
 impl<In, Out, I> MapIter<In, Out, I>
@@ -90,37 +117,90 @@ where
         self
     }
 
+    /// Submits inputs while the window has room for a whole batch (the
+    /// batch size follows the workers' recent cost per task, so cheap tasks
+    /// travel several per hand-off and the consumer wakes once per batch).
     fn fill(&mut self) {
-        while !self.exhausted && self.pending.len() < self.pool.window() {
-            let Some(input) = self.inputs.next() else {
-                self.exhausted = true;
-                break;
-            };
-            let index = self.next;
-            self.next += 1;
-            let submitted = self
-                .pool
-                .submit_at(index, std::borrow::Borrow::borrow(&input));
-            if let Err(e) = &submitted
-                && e.kind() == ErrorKind::ShutDown
-            {
-                self.exhausted = true; // no input after this one could run
+        let window = self.pool.window();
+        let batch = self.pool.batch_size().min(window);
+        while !self.exhausted && window - self.pending.len() >= batch {
+            let mut jobs = Vec::with_capacity(batch);
+            let first = self.pending.len();
+            while jobs.len() < batch {
+                let Some(input) = self.inputs.next() else {
+                    self.exhausted = true;
+                    break;
+                };
+                let index = self.next;
+                self.next += 1;
+                let state = match self.pool.job_at(index, std::borrow::Borrow::borrow(&input)) {
+                    Ok((job, handle)) => {
+                        jobs.push(job);
+                        EntryState::Submitted(handle)
+                    }
+                    Err(e) => {
+                        // Refused (shut down): no input after this one could run.
+                        self.exhausted |= e.kind() == ErrorKind::ShutDown;
+                        EntryState::Ready(Err(e))
+                    }
+                };
+                self.pending.push_back(Entry {
+                    index,
+                    batch_last: index,
+                    state,
+                });
+                if self.exhausted {
+                    break;
+                }
             }
-            self.pending.push_back(submitted);
+            let last = self.next.saturating_sub(1);
+            for entry in self.pending.range_mut(first..) {
+                entry.batch_last = last;
+            }
+            let handed = match jobs.len() {
+                0 => Ok(()),
+                1 => jobs.pop().map_or(Ok(()), |job| self.pool.enqueue(job)),
+                _ => self.pool.enqueue_batch(jobs),
+            };
+            if let Err(e) = handed {
+                // The pool shut down: the batch's first input reports it, and the map ends.
+                self.exhausted = true;
+                let mut rest = self.pending.split_off(first);
+                if let Some(mut entry) = rest.pop_front() {
+                    entry.state = EntryState::Ready(Err(e));
+                    self.pending.push_back(entry);
+                }
+            }
+        }
+    }
+
+    /// Waits, until `deadline`, for the last task of the front entry's
+    /// batch: one worker runs a batch in order, so then the whole batch is
+    /// done and the consumer has woken once for it.
+    fn wait_for_front_batch(&mut self, deadline: Option<Instant>) {
+        let Some(front) = self.pending.front() else {
+            return;
+        };
+        if front.is_finished() || front.batch_last == front.index {
+            return;
+        }
+        let at = usize::try_from(front.batch_last - front.index).unwrap_or(usize::MAX);
+        let Some(entry) = self.pending.get_mut(at) else {
+            return;
+        };
+        if let EntryState::Submitted(handle) = &mut entry.state
+            && let Some(result) = crate::block::block_on_until(Pin::new(handle), deadline)
+        {
+            entry.state = EntryState::Ready(result);
         }
     }
 
     fn expire(&mut self, front: TaskHandle<Out>) -> Error {
         self.expired = true;
-        let unfinished = 1 + self
-            .pending
-            .iter()
-            .flatten()
-            .filter(|h| !h.is_finished())
-            .count();
+        let unfinished = 1 + self.pending.iter().filter(|e| !e.is_finished()).count();
         front.cancel();
-        for handle in self.pending.drain(..).flatten() {
-            handle.cancel();
+        for entry in self.pending.drain(..) {
+            entry.cancel();
         }
         Error::DeadlineExceeded {
             task: front.task().clone(),
@@ -145,11 +225,12 @@ where
             return None;
         }
         self.fill();
-        let mut handle = match self.pending.pop_front()? {
-            Ok(handle) => handle,
-            Err(e) => return Some(Err(e)),
-        };
         let deadline = self.timeout.and_then(|t| self.started.checked_add(t));
+        self.wait_for_front_batch(deadline);
+        let mut handle = match self.pending.pop_front()?.state {
+            EntryState::Ready(result) => return Some(result),
+            EntryState::Submitted(handle) => handle,
+        };
         match crate::block::block_on_until(Pin::new(&mut handle), deadline) {
             Some(result) => Some(result),
             None => Some(Err(self.expire(handle))),
@@ -159,8 +240,8 @@ where
 
 impl<In, Out, I> Drop for MapIter<In, Out, I> {
     fn drop(&mut self) {
-        for handle in self.pending.iter().flatten() {
-            handle.cancel();
+        for entry in &self.pending {
+            entry.cancel();
         }
     }
 }
@@ -236,40 +317,55 @@ where
         self
     }
 
+    /// Submits inputs while the window has room for a whole batch (see [`MapIter`]).
     fn fill(&mut self) {
-        while !self.exhausted && self.running.len() + self.ready.len() < self.pool.window() {
-            let Some(input) = self.inputs.next() else {
-                self.exhausted = true;
-                break;
-            };
-            let index = self.next;
-            self.next += 1;
-            let state = Arc::new(JobState::default());
-            let guard = ReplyGuard {
-                tx: self.tx.clone(),
-                task: self.pool.task_ref(index),
-                state: Some(Arc::clone(&state)),
-            };
-            let reply: Reply = Box::new(move |raw: RawOutcome| {
-                let result = raw
-                    .result
-                    .and_then(|bytes| codec::decode::<Out>(&bytes, &guard.task));
-                guard.send(result);
-            });
-            let input = std::borrow::Borrow::borrow(&input);
-            match self.pool.prepare(index, input, state, reply) {
-                // The dropped reply's guard also reports this index; `running` filters that out.
-                Err(e) => {
-                    self.exhausted |= e.kind() == ErrorKind::ShutDown;
-                    self.ready.push_back((index, Err(e)));
-                }
-                Ok(job) => {
-                    self.running.insert(index, Arc::clone(&job.state));
-                    // On failure the job and its reply guard are dropped: the guard reports ShutDown.
-                    if self.pool.enqueue(job).is_err() {
-                        self.exhausted = true;
+        let window = self.pool.window();
+        let batch = self.pool.batch_size().min(window);
+        while !self.exhausted && window - (self.running.len() + self.ready.len()) >= batch {
+            let mut jobs = Vec::with_capacity(batch);
+            while jobs.len() < batch && !self.exhausted {
+                let Some(input) = self.inputs.next() else {
+                    self.exhausted = true;
+                    break;
+                };
+                let index = self.next;
+                self.next += 1;
+                let state = Arc::new(JobState::default());
+                let guard = ReplyGuard {
+                    tx: self.tx.clone(),
+                    task: self.pool.task_ref(index),
+                    state: Some(Arc::clone(&state)),
+                };
+                let reply: Reply = Box::new(move |raw: RawOutcome| {
+                    let result = raw
+                        .result
+                        .and_then(|bytes| codec::decode::<Out>(&bytes, &guard.task));
+                    guard.send(result);
+                });
+                let input = std::borrow::Borrow::borrow(&input);
+                match self.pool.prepare(index, input, state, reply) {
+                    // The dropped reply's guard also reports this index; `running` filters that out.
+                    Err(e) => {
+                        self.exhausted |= e.kind() == ErrorKind::ShutDown;
+                        self.ready.push_back((index, Err(e)));
+                    }
+                    Ok(job) => {
+                        self.running.insert(index, Arc::clone(&job.state));
+                        jobs.push(job);
                     }
                 }
+            }
+            let first = jobs.first().map(|job| job.task.index);
+            let handed = match jobs.len() {
+                0 => Ok(()),
+                1 => jobs.pop().map_or(Ok(()), |job| self.pool.enqueue(job)),
+                _ => self.pool.enqueue_batch(jobs),
+            };
+            if handed.is_err() {
+                // The jobs' guards report ShutDown; only the first is yielded, then the iteration ends.
+                self.exhausted = true;
+                let first = first.unwrap_or(0);
+                self.running.retain(|&index, _| index <= first);
             }
         }
     }

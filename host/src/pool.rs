@@ -17,6 +17,11 @@ use crate::limits::Limits;
 use crate::map::{AsCompleted, MapIter};
 use crate::task::Task;
 
+/// The work one batch of a map's tasks should take on a worker: long
+/// enough that the hand-off is a small part of it, short enough that
+/// batching adds no noticeable latency.
+const BATCH_TIME: std::time::Duration = std::time::Duration::from_micros(200);
+
 /// Wraps started workers as a pool (called by [`PoolBuilder::build`]).
 pub(crate) fn assemble<In, Out>(
     dispatcher: Dispatcher,
@@ -192,6 +197,39 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> Pool<In, Out> {
         self.inner.dispatcher.enqueue_blocking(job)
     }
 
+    /// Encodes `input` as the task of index `index` (a map's position),
+    /// with the pool's limits, ready to enqueue.
+    pub(crate) fn job_at(
+        &self,
+        index: u64,
+        input: &In,
+    ) -> Result<(PendingJob, TaskHandle<Out>), Error> {
+        self.handle_for(index, input, self.inner.limits)
+    }
+
+    /// Queues jobs as one batch one worker runs in order (blocking for room).
+    pub(crate) fn enqueue_batch(&self, jobs: Vec<PendingJob>) -> Result<(), Error> {
+        self.inner.dispatcher.enqueue_batch_blocking(jobs)
+    }
+
+    /// How many inputs a map should hand over at once: enough tasks for
+    /// about [`BATCH_TIME`] of work at the workers' recent cost per task, and
+    /// at most a half-window per worker (so a batch is always queued while
+    /// another runs) and the queue's capacity.
+    pub(crate) fn batch_size(&self) -> usize {
+        let workers = self.inner.dispatcher.workers().max(1);
+        let most = (self.inner.window / (2 * workers))
+            .min(self.inner.dispatcher.capacity())
+            .max(1);
+        match self.inner.dispatcher.cost_estimate() {
+            None => 1,
+            Some(cost) => {
+                let fit = BATCH_TIME.as_nanos() / cost.as_nanos().max(1);
+                usize::try_from(fit).unwrap_or(usize::MAX).clamp(1, most)
+            }
+        }
+    }
+
     fn handle_for(
         &self,
         index: u64,
@@ -219,13 +257,6 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> Pool<In, Out> {
             rx,
         };
         Ok((job, handle))
-    }
-
-    /// Submits `input` as the task of index `index` (a map's position).
-    pub(crate) fn submit_at(&self, index: u64, input: &In) -> Result<TaskHandle<Out>, Error> {
-        let (job, handle) = self.handle_for(index, input, self.inner.limits)?;
-        self.enqueue(job)?;
-        Ok(handle)
     }
 
     /// Encodes `input` and queues it; blocks while the queue is full.
