@@ -303,19 +303,10 @@ impl Dispatcher {
         let (Some(sender), false) = (sender.as_ref(), self.is_closed()) else {
             return Err(shut(job.task));
         };
+        let task = job.task.clone();
         let mut job = job.into_job();
         job.permit = Some(permit);
-        sender
-            .send(Work::One(job))
-            .map_err(|e| match e.into_inner() {
-                Work::One(job) => shut(job.task),
-                Work::Many(jobs, _) => shut(
-                    jobs.into_iter()
-                        .next()
-                        .map(|j| j.task)
-                        .unwrap_or_else(|| TaskRef::new("", 0)),
-                ),
-            })
+        sender.send(Work::One(job)).map_err(|_| shut(task))
     }
 
     /// Stops accepting work. `cancel_queued` cancels jobs that have not
