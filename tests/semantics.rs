@@ -525,3 +525,32 @@ fn a_batched_map_keeps_input_order_identity_and_per_task_errors() {
     }
     assert!(seen.iter().all(|s| *s));
 }
+
+#[test]
+fn a_slow_task_in_a_batch_does_not_hold_back_the_results_before_it() {
+    let pool: Pool<Mode, serde_bytes::ByteBuf> =
+        Pool::builder(Task::from_file(common::guest("hostile")).unwrap())
+            .workers(1)
+            .window(16)
+            .limits(Limits::default().timeout(Duration::from_secs(5)))
+            .build()
+            .unwrap();
+    for r in pool.map((0..200).map(Mode::Ok)) {
+        r.unwrap(); // teaches the pool that tasks are cheap: the next map batches
+    }
+    let inputs = [Mode::Ok(0), Mode::Loop]
+        .into_iter()
+        .chain((2..8).map(Mode::Ok));
+    let started = std::time::Instant::now();
+    let mut results = pool.map(inputs);
+    assert_eq!(common::ok_value(&results.next().unwrap()), 0);
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "input 0 came after {:?}, held back by the loop behind it",
+        started.elapsed()
+    );
+    assert_eq!(
+        results.next().unwrap().unwrap_err().kind(),
+        ErrorKind::Timeout
+    );
+}

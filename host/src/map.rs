@@ -174,9 +174,11 @@ where
         }
     }
 
-    /// Waits, until `deadline`, for the last task of the front entry's
-    /// batch: one worker runs a batch in order, so then the whole batch is
-    /// done and the consumer has woken once for it.
+    /// Waits for the last task of the front entry's batch: one worker runs a
+    /// batch in order, so then the whole batch is done and the consumer has
+    /// woken once for it. Waits no longer than `deadline`, nor much longer
+    /// than the batch should take (a task that turns out slow must not hold
+    /// back results before it): then the caller waits for the front alone.
     fn wait_for_front_batch(&mut self, deadline: Option<Instant>) {
         let Some(front) = self.pending.front() else {
             return;
@@ -184,6 +186,13 @@ where
         if front.is_finished() || front.batch_last == front.index {
             return;
         }
+        let len = front.batch_last - front.index + 1;
+        let expected = self.pool.batch_time_for(len);
+        let patience = Instant::now().checked_add(expected.saturating_mul(4));
+        let deadline = match (deadline, patience) {
+            (Some(d), Some(p)) => Some(d.min(p)),
+            (d, p) => d.or(p),
+        };
         let at = usize::try_from(front.batch_last - front.index).unwrap_or(usize::MAX);
         let Some(entry) = self.pending.get_mut(at) else {
             return;

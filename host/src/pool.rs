@@ -230,6 +230,15 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> Pool<In, Out> {
         }
     }
 
+    /// How long `tasks` tasks should take on a worker at the recent cost
+    /// per task (at least 1 ms, to stay well above timer granularity).
+    pub(crate) fn batch_time_for(&self, tasks: u64) -> std::time::Duration {
+        let cost = self.inner.dispatcher.cost_estimate().unwrap_or_default();
+        let tasks = u32::try_from(tasks).unwrap_or(u32::MAX);
+        cost.saturating_mul(tasks)
+            .max(std::time::Duration::from_millis(1))
+    }
+
     fn handle_for(
         &self,
         index: u64,
