@@ -145,6 +145,24 @@ fn io_dropping_a_pool_lets_running_async_and_blocking_tasks_finish() {
     assert_eq!(queued.wait().unwrap(), 3);
 }
 
+#[test]
+fn io_the_last_clone_dropped_inside_its_own_task_lets_the_task_finish() {
+    let pool = IoPool::builder().build().unwrap();
+    let inner = pool.clone();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let h = pool
+        .submit(async move {
+            let _ = tokio::task::spawn_blocking(move || rx.recv()).await;
+            drop(inner); // the last clone: dropped on one of the pool's own threads
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            7
+        })
+        .unwrap();
+    drop(pool);
+    tx.send(()).unwrap();
+    assert_eq!(h.wait().unwrap(), 7);
+}
+
 // 3. Blocking sandpool calls inside an IoPool::map callback work.
 
 #[test]
