@@ -24,28 +24,95 @@ const RUNNING: u8 = 1;
 const CANCELLED: u8 = 2;
 const DONE: u8 = 3;
 
-/// The life of one submitted job, shared by its handle and the worker.
-#[derive(Debug, Default)]
-pub(crate) struct JobState(AtomicU8);
+/// What stops a running job when it is aborted (kills its worker process).
+type Aborter = Box<dyn Fn() + Send>;
+
+/// The life of one submitted job, shared by its handle and the worker:
+/// queued → running → done, or queued → cancelled; plus an abort request.
+#[derive(Default)]
+pub(crate) struct JobState {
+    phase: AtomicU8,
+    abort: AtomicBool,
+    aborter: Mutex<Option<Aborter>>,
+}
+
+impl std::fmt::Debug for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobState")
+            .field("phase", &self.phase.load(Ordering::Relaxed))
+            .field("abort", &self.abort.load(Ordering::Relaxed))
+            .finish()
+    }
+}
 
 impl JobState {
-    /// Queued → cancelled; false if the job already started or finished.
+    /// Queued → cancelled. True if the job is cancelled now (also when it
+    /// already was); false if it already started or finished.
     pub fn cancel(&self) -> bool {
-        self.0
+        match self
+            .phase
             .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        {
+            Ok(_) => true,
+            Err(phase) => phase == CANCELLED,
+        }
     }
     /// Queued → running; false if it was cancelled.
     pub fn start(&self) -> bool {
-        self.0
+        self.phase
             .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
+    /// Running → done.
     pub fn finish(&self) {
-        self.0.store(DONE, Ordering::Release);
+        self.phase.store(DONE, Ordering::Release);
     }
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Acquire) == CANCELLED
+        self.phase.load(Ordering::Acquire) == CANCELLED
+    }
+    pub fn is_running(&self) -> bool {
+        self.phase.load(Ordering::Acquire) == RUNNING
+    }
+    pub fn is_finished(&self) -> bool {
+        matches!(self.phase.load(Ordering::Acquire), CANCELLED | DONE)
+    }
+    /// Cancels a queued job, or asks a running one to stop (and runs the
+    /// registered aborter). False only if the job had already finished.
+    pub fn abort(&self) -> bool {
+        if self.cancel() {
+            return true;
+        }
+        if self.phase.load(Ordering::Acquire) != RUNNING {
+            return false;
+        }
+        self.abort.store(true, Ordering::Release);
+        if let Some(aborter) = lock(&self.aborter).as_ref() {
+            aborter();
+        }
+        true
+    }
+    /// Whether [`abort`](Self::abort) was asked of the running job.
+    pub fn abort_requested(&self) -> bool {
+        self.abort.load(Ordering::Acquire)
+    }
+    /// Registers how to stop this job while the guard lives; runs it at once
+    /// if an abort was already requested.
+    pub fn on_abort(&self, aborter: impl Fn() + Send + 'static) -> AbortGuard<'_> {
+        let mut slot = lock(&self.aborter);
+        if self.abort_requested() {
+            aborter();
+        }
+        *slot = Some(Box::new(aborter));
+        AbortGuard(self)
+    }
+}
+
+/// Unregisters a job's aborter when dropped.
+pub(crate) struct AbortGuard<'a>(&'a JobState);
+
+impl Drop for AbortGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.aborter).take();
     }
 }
 
@@ -87,14 +154,37 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn run(&self, worker: &mut Self::Worker, job: &Job) -> RawOutcome;
 }
 
+/// What a worker takes from the queue in one go: one job, or a batch that
+/// one worker runs in order (one hand-off for several tasks; the batch's
+/// queue slots are freed when a worker takes it).
+enum Work {
+    One(Job),
+    Many(Vec<Job>, OwnedSemaphorePermit),
+}
+
+impl Work {
+    fn into_jobs(self) -> Vec<Job> {
+        match self {
+            Work::One(job) => vec![job],
+            Work::Many(jobs, _) => jobs,
+        }
+    }
+}
+
 struct Shared {
-    sender: Mutex<Option<Sender<Job>>>,
-    receiver: Receiver<Job>,
+    sender: Mutex<Option<Sender<Work>>>,
+    receiver: Receiver<Work>,
     slots: Arc<Semaphore>,
     closed: AtomicBool,
+    /// Set by `shutdown(_, cancel_queued = true)`: jobs of a batch a worker
+    /// holds but has not started are cancelled too.
+    cancelling: AtomicBool,
     next_index: AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
     workers: usize,
+    queue: usize,
+    /// Moving average of a job's run time on a worker, in ns (0: none yet).
+    cost_ns: AtomicU64,
 }
 
 /// A bounded queue served by a fixed set of worker threads.
@@ -113,24 +203,32 @@ impl Dispatcher {
         if workers == 0 {
             return Err(Error::Config("a pool needs at least one worker".into()));
         }
+        if queue == 0 {
+            return Err(Error::Config(
+                "queue_capacity must be at least 1 (0 would block every submit)".into(),
+            ));
+        }
         let (sender, receiver) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             sender: Mutex::new(Some(sender)),
             receiver,
-            slots: Arc::new(Semaphore::new(queue.clamp(1, Semaphore::MAX_PERMITS))),
+            slots: Arc::new(Semaphore::new(queue.min(Semaphore::MAX_PERMITS))),
             closed: AtomicBool::new(false),
+            cancelling: AtomicBool::new(false),
             next_index: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
             workers,
+            queue: queue.min(Semaphore::MAX_PERMITS),
+            cost_ns: AtomicU64::new(0),
         });
         let mut threads = Vec::with_capacity(workers);
         for id in 0..workers {
             let backend = Arc::clone(&backend);
-            let receiver = shared.receiver.clone();
+            let for_worker = Arc::clone(&shared);
             let spawned = std::thread::Builder::new()
                 .name(format!("sandpool-{name}-{id}"))
                 .stack_size(8 << 20)
-                .spawn(move || worker_loop(&*backend, id, &receiver));
+                .spawn(move || worker_loop(&*backend, id, &for_worker));
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => {
@@ -149,6 +247,42 @@ impl Dispatcher {
         self.shared.workers
     }
 
+    /// How many jobs may wait in the queue.
+    pub fn capacity(&self) -> usize {
+        self.shared.queue
+    }
+
+    /// The recent average run time of one job on a worker (None before the first).
+    pub fn cost_estimate(&self) -> Option<std::time::Duration> {
+        match self.shared.cost_ns.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(std::time::Duration::from_nanos(ns)),
+        }
+    }
+
+    /// Enqueues `jobs` (at most [`capacity`](Self::capacity)) as one batch
+    /// that one worker runs in order, waiting (blocking) for their queue
+    /// slots. On failure every job is dropped, so each handle reports it.
+    pub fn enqueue_batch_blocking(&self, jobs: Vec<PendingJob>) -> Result<(), Error> {
+        let Some(first) = jobs.first() else {
+            return Ok(());
+        };
+        let shut = Error::ShutDown {
+            task: first.task.clone(),
+        };
+        let n = u32::try_from(jobs.len()).map_err(|_| shut.clone())?;
+        let slots = Arc::clone(&self.shared.slots);
+        let Ok(permit) = crate::block::block_on(slots.acquire_many_owned(n)) else {
+            return Err(shut);
+        };
+        let sender = lock(&self.shared.sender);
+        let (Some(sender), false) = (sender.as_ref(), self.is_closed()) else {
+            return Err(shut);
+        };
+        let jobs = jobs.into_iter().map(PendingJob::into_job).collect();
+        sender.send(Work::Many(jobs, permit)).map_err(|_| shut)
+    }
+
     /// The next pool-wide submission index.
     pub fn next_index(&self) -> u64 {
         self.shared.next_index.fetch_add(1, Ordering::Relaxed)
@@ -161,7 +295,7 @@ impl Dispatcher {
 
     /// Waits for a queue slot (blocking) and enqueues the job.
     pub fn enqueue_blocking(&self, job: PendingJob) -> Result<(), Error> {
-        let permit = futures::executor::block_on(Arc::clone(&self.shared.slots).acquire_owned());
+        let permit = crate::block::block_on(Arc::clone(&self.shared.slots).acquire_owned());
         self.enqueue_with(job, permit.ok())
     }
 
@@ -184,23 +318,10 @@ impl Dispatcher {
         let (Some(sender), false) = (sender.as_ref(), self.is_closed()) else {
             return Err(shut(job.task));
         };
-        let PendingJob {
-            task,
-            input,
-            limits,
-            state,
-            reply,
-        } = job;
-        sender
-            .send(Job {
-                task,
-                input,
-                limits,
-                state,
-                reply,
-                permit: Some(permit),
-            })
-            .map_err(|e| shut(e.into_inner().task))
+        let task = job.task.clone();
+        let mut job = job.into_job();
+        job.permit = Some(permit);
+        sender.send(Work::One(job)).map_err(|_| shut(task))
     }
 
     /// Stops accepting work. `cancel_queued` cancels jobs that have not
@@ -211,9 +332,11 @@ impl Dispatcher {
         self.shared.slots.close();
         drop(lock(&self.shared.sender).take());
         if cancel_queued {
-            while let Ok(job) = self.shared.receiver.try_recv() {
-                job.state.cancel();
-                drop(job);
+            self.shared.cancelling.store(true, Ordering::Release);
+            while let Ok(work) = self.shared.receiver.try_recv() {
+                for job in work.into_jobs() {
+                    job.state.cancel();
+                }
             }
         }
         if wait {
@@ -245,11 +368,24 @@ pub(crate) struct PendingJob {
     pub reply: Reply,
 }
 
+impl PendingJob {
+    fn into_job(self) -> Job {
+        Job {
+            task: self.task,
+            input: self.input,
+            limits: self.limits,
+            state: self.state,
+            reply: self.reply,
+            permit: None,
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn worker_loop<B: Backend>(backend: &B, id: usize, receiver: &Receiver<Job>) {
+fn worker_loop<B: Backend>(backend: &B, id: usize, shared: &Shared) {
     let mut worker = match backend.start_worker(id) {
         Ok(w) => Some(w),
         Err(e) => {
@@ -257,40 +393,81 @@ fn worker_loop<B: Backend>(backend: &B, id: usize, receiver: &Receiver<Job>) {
             None
         }
     };
-    while let Ok(mut job) = receiver.recv() {
-        drop(job.permit.take());
-        if !job.state.start() {
-            continue; // cancelled while queued: dropping the reply tells the handle
-        }
-        let outcome = match worker.as_mut() {
-            None => RawOutcome {
-                result: Err(Error::WorkerCrashed {
-                    task: job.task.clone(),
-                    reason: format!("worker {id} failed to start"),
-                }),
-                logs: TaskLogs::default(),
-            },
-            Some(w) => match catch_unwind(AssertUnwindSafe(|| backend.run(w, &job))) {
-                Ok(outcome) => outcome,
-                Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into());
-                    tracing::error!("worker {id} panicked running {}: {what}", job.task);
-                    RawOutcome {
-                        result: Err(Error::WorkerCrashed {
-                            task: job.task.clone(),
-                            reason: format!("host worker thread panicked: {what}"),
-                        }),
-                        logs: TaskLogs::default(),
+    while let Ok(work) = shared.receiver.recv() {
+        match work {
+            Work::One(mut job) => {
+                drop(job.permit.take());
+                run_job(backend, &mut worker, id, shared, job);
+            }
+            Work::Many(jobs, permit) => {
+                drop(permit);
+                for job in jobs {
+                    if shared.cancelling.load(Ordering::Acquire) {
+                        job.state.cancel();
                     }
+                    run_job(backend, &mut worker, id, shared, job);
                 }
-            },
-        };
-        job.state.finish();
-        let Job { reply, .. } = job;
-        reply(outcome);
+            }
+        }
     }
+}
+
+/// Runs one job (unless it was cancelled) and hands its outcome to its reply.
+fn run_job<B: Backend>(
+    backend: &B,
+    worker: &mut Option<B::Worker>,
+    id: usize,
+    shared: &Shared,
+    job: Job,
+) {
+    if !job.state.start() {
+        return; // cancelled while queued: dropping the reply tells the handle
+    }
+    let started = std::time::Instant::now();
+    let mut outcome = match worker.as_mut() {
+        None => RawOutcome {
+            result: Err(Error::WorkerCrashed {
+                task: job.task.clone(),
+                reason: format!("worker {id} failed to start"),
+            }),
+            logs: TaskLogs::default(),
+        },
+        Some(w) => match catch_unwind(AssertUnwindSafe(|| backend.run(w, &job))) {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                tracing::error!("worker {id} panicked running {}: {what}", job.task);
+                RawOutcome {
+                    result: Err(Error::WorkerCrashed {
+                        task: job.task.clone(),
+                        reason: format!("host worker thread panicked: {what}"),
+                    }),
+                    logs: TaskLogs::default(),
+                }
+            }
+        },
+    };
+    let took = u64::try_from(started.elapsed().as_nanos())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    let old = shared.cost_ns.load(Ordering::Relaxed);
+    let avg = if old == 0 {
+        took
+    } else {
+        old - old / 8 + took / 8
+    };
+    shared.cost_ns.store(avg.max(1), Ordering::Relaxed);
+    if job.state.abort_requested() && outcome.result.is_err() {
+        outcome.result = Err(Error::Aborted {
+            task: job.task.clone(),
+        });
+    }
+    let Job { reply, state, .. } = job;
+    // The result is on its way before the handle reports it finished.
+    reply(outcome);
+    state.finish();
 }

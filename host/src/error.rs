@@ -126,7 +126,8 @@ pub enum Error {
         /// The panic message, e.g. `panicked at src/lib.rs:3:5: boom`.
         message: String,
     },
-    /// The task function returned an error.
+    /// The task function returned an error (a guest's `Err`, or an I/O
+    /// task's `Err` from [`IoPool::submit_fallible`](crate::IoPool::submit_fallible)).
     #[error("{task} failed: {message}")]
     Guest {
         /// The failed task.
@@ -218,6 +219,27 @@ pub enum Error {
         /// The OS error.
         message: String,
     },
+    /// The task was stopped while running by [`TaskHandle::abort`](crate::TaskHandle::abort)
+    /// (in process: at its next epoch check; process isolation: its worker was killed).
+    #[error("{task} was aborted while running")]
+    Aborted {
+        /// The aborted task.
+        task: TaskRef,
+    },
+    /// A deadline given to `map`, `as_completed` or `wait_timeout` passed
+    /// before every task had finished. `task` is the first unfinished one;
+    /// `total` counts the inputs taken so far.
+    #[error("{task}: deadline of {limit:?} passed with {unfinished} of {total} unfinished")]
+    DeadlineExceeded {
+        /// The first task that had not finished.
+        task: TaskRef,
+        /// The deadline, counted from the call that was given it.
+        limit: Duration,
+        /// Tasks not finished at the deadline.
+        unfinished: u64,
+        /// Tasks submitted by that call up to the deadline.
+        total: u64,
+    },
 }
 
 impl ErrorKind {
@@ -248,7 +270,9 @@ macro_rules! task_of {
             | Error::Decode { task, .. }
             | Error::WorkerCrashed { task, .. }
             | Error::Cancelled { task }
-            | Error::ShutDown { task } => Some(task),
+            | Error::ShutDown { task }
+            | Error::Aborted { task }
+            | Error::DeadlineExceeded { task, .. } => Some(task),
             _ => None,
         }
     };

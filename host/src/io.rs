@@ -1,23 +1,22 @@
 //! The I/O executor: native Rust closures and async functions on a tokio
 //! thread pool, sharing memory, with no serialization and a concurrency bound
-//! (the seed article's `asyncio.Semaphore`).
+//! (the seed article's `asyncio.Semaphore`); its shutdown and drop.
 //!
 //! Async tasks run on the pool's runtime; blocking closures run on its
 //! bounded blocking-thread pool. Both count against one concurrency limit.
 //! CPU-heavy work belongs on a wasm [`Pool`](crate::Pool), not here.
 
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::dispatch::JobState;
 use crate::error::{Error, TaskRef};
+pub use crate::io_handle::IoHandle;
+pub use crate::io_map::{IoAsCompleted, IoMap};
 
 /// Configures an [`IoPool`].
 ///
@@ -31,6 +30,7 @@ pub struct IoPoolBuilder {
     concurrency: usize,
     threads: usize,
     blocking_threads: usize,
+    window: Option<usize>,
     timeout: Option<Duration>,
     name: String,
 }
@@ -66,6 +66,21 @@ impl IoPoolBuilder {
         self
     }
 
+    /// How many inputs [`IoPool::map`] and [`IoPool::as_completed`] keep
+    /// submitted at once (default: twice the concurrency; at least 1, else
+    /// `build` is an [`Error::Config`]).
+    ///
+    /// ```
+    /// let pool = sandpool::IoPool::builder().window(8).build()?;
+    /// assert_eq!(pool.window(), 8);
+    /// assert!(sandpool::IoPool::builder().window(0).build().is_err());
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub fn window(mut self, inputs: usize) -> Self {
+        self.window = Some(inputs);
+        self
+    }
+
     /// Default per-task timeout (none by default). An async task is dropped
     /// at its deadline; a blocking closure cannot be stopped, so its result
     /// is discarded and its thread finishes in the background.
@@ -98,6 +113,11 @@ impl IoPoolBuilder {
         if self.concurrency == 0 || self.threads == 0 || self.blocking_threads == 0 {
             return Err(Error::Config("I/O pool sizes must be at least 1".into()));
         }
+        if self.window == Some(0) {
+            return Err(Error::Config(
+                "window must be at least 1 (a map with no input in flight never ends)".into(),
+            ));
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(self.threads)
             .max_blocking_threads(self.blocking_threads)
@@ -111,13 +131,64 @@ impl IoPoolBuilder {
                 runtime: Mutex::new(Some(runtime)),
                 permits: Arc::new(Semaphore::new(self.concurrency)),
                 concurrency: self.concurrency,
-                closed: AtomicBool::new(false),
+                window: self
+                    .window
+                    .unwrap_or(self.concurrency.saturating_mul(2))
+                    .max(1),
                 next_index: AtomicU64::new(0),
                 running: Arc::new(AtomicU64::new(0)),
+                outstanding: Arc::default(),
                 timeout: self.timeout,
                 name: self.name.into(),
             }),
         })
+    }
+}
+
+/// Tasks submitted and not yet ended, and whether the pool still takes new ones.
+#[derive(Debug, Default)]
+struct Outstanding {
+    state: Mutex<(u64, bool)>,
+    idle: Condvar,
+}
+
+impl Outstanding {
+    fn lock(&self) -> MutexGuard<'_, (u64, bool)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    /// Counts one more task, unless the pool is closed.
+    fn enter(self: &Arc<Self>) -> Option<Leave> {
+        let mut state = self.lock();
+        if state.1 {
+            return None;
+        }
+        state.0 += 1;
+        Some(Leave(Arc::clone(self)))
+    }
+    fn close(&self) {
+        self.lock().1 = true;
+    }
+    fn is_idle(&self) -> bool {
+        self.lock().0 == 0
+    }
+    fn wait_idle(&self) {
+        let mut state = self.lock();
+        while state.0 > 0 {
+            state = self.idle.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Ends one task's count when the task ends or is dropped.
+struct Leave(Arc<Outstanding>);
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.0 -= 1;
+        if state.0 == 0 {
+            self.0.idle.notify_all();
+        }
     }
 }
 
@@ -126,11 +197,50 @@ struct IoInner {
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     permits: Arc<Semaphore>,
     concurrency: usize,
-    closed: AtomicBool,
+    window: usize,
     next_index: AtomicU64,
     running: Arc<AtomicU64>,
+    outstanding: Arc<Outstanding>,
     timeout: Option<Duration>,
     name: Arc<str>,
+}
+
+impl IoInner {
+    fn take_runtime(&self) -> Option<tokio::runtime::Runtime> {
+        self.runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+    /// True on one of this pool's own runtime or blocking threads.
+    fn on_own_thread(&self) -> bool {
+        tokio::runtime::Handle::try_current().is_ok_and(|h| h.id() == self.handle.id())
+    }
+}
+
+impl Drop for IoInner {
+    fn drop(&mut self) {
+        // The last clone is gone: refuse new work, let submitted work finish
+        // (handles keep their results), then stop the runtime.
+        self.outstanding.close();
+        let Some(runtime) = self.take_runtime() else {
+            return;
+        };
+        if self.outstanding.is_idle() && !self.on_own_thread() {
+            runtime.shutdown_background();
+            return;
+        }
+        let outstanding = Arc::clone(&self.outstanding);
+        let reaper = std::thread::Builder::new()
+            .name(format!("sandpool-{}-drain", self.name))
+            .spawn(move || {
+                outstanding.wait_idle();
+                runtime.shutdown_background();
+            });
+        if let Err(e) = reaper {
+            tracing::error!("cannot start the I/O pool's drain thread ({e}); its runtime stays up");
+        }
+    }
 }
 
 /// A thread pool for I/O-bound work: async functions and blocking closures
@@ -176,6 +286,7 @@ impl IoPool {
             concurrency: 64,
             threads: cpus,
             blocking_threads: 64,
+            window: None,
             timeout: None,
             name: "io".into(),
         }
@@ -191,7 +302,19 @@ impl IoPool {
         self.inner.concurrency
     }
 
-    /// A handle to the pool's tokio runtime, to spawn helpers or block on futures.
+    /// How many inputs `map` and `as_completed` keep submitted at once.
+    ///
+    /// ```
+    /// assert_eq!(sandpool::IoPool::builder().concurrency(3).build()?.window(), 6);
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub fn window(&self) -> usize {
+        self.inner.window
+    }
+
+    /// A handle to the pool's tokio runtime, to spawn helpers or block on
+    /// futures. Tasks spawned on it directly are not the pool's tasks: they
+    /// are not bounded, counted or waited for by [`shutdown`](Self::shutdown).
     ///
     /// ```
     /// let pool = sandpool::IoPool::builder().build()?;
@@ -202,11 +325,15 @@ impl IoPool {
         &self.inner.handle
     }
 
-    fn task_ref(&self, index: u64) -> TaskRef {
+    pub(crate) fn task_ref(&self, index: u64) -> TaskRef {
         TaskRef {
             task: Arc::clone(&self.inner.name),
             index,
         }
+    }
+
+    pub(crate) fn next_index(&self) -> u64 {
+        self.inner.next_index.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Runs an async task. It waits for a concurrency slot on the runtime,
@@ -222,12 +349,37 @@ impl IoPool {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let index = self.inner.next_index.fetch_add(1, Ordering::Relaxed);
-        self.spawn(
-            index,
-            self.inner.timeout,
-            Work::<F, fn() -> F::Output>::Async(future),
-        )
+        self.spawn_at(self.next_index(), future)
+    }
+
+    /// Runs an async task whose `Err` is a failure of the task: it becomes
+    /// [`Error::Guest`] with the error's text, so [`wait`](crate::wait) with
+    /// [`ReturnWhen::FirstError`](crate::ReturnWhen::FirstError) sees it.
+    ///
+    /// ```
+    /// use sandpool::{ErrorKind, ReturnWhen};
+    /// let pool = sandpool::IoPool::builder().build()?;
+    /// let bad = pool.submit_fallible(async { Err::<u8, _>("no such host") })?;
+    /// let slow = pool.submit_fallible(async {
+    ///     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    ///     Ok::<u8, String>(1)
+    /// })?;
+    /// let waited = sandpool::wait(vec![bad, slow], ReturnWhen::FirstError);
+    /// let err = waited.done[0].1.as_ref().unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Guest);
+    /// assert!(err.to_string().contains("no such host"));
+    /// assert_eq!(waited.pending.len(), 1);
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub fn submit_fallible<F, T, E>(&self, future: F) -> Result<IoHandle<T>, Error>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        let task = self.task_ref(self.next_index());
+        let work = Work::<F, fn() -> F::Output>::Async(future);
+        self.spawn(task, self.inner.timeout, work, fallible)
     }
 
     /// Runs a blocking closure on the blocking-thread pool, under the same bound.
@@ -243,30 +395,63 @@ impl IoPool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let index = self.inner.next_index.fetch_add(1, Ordering::Relaxed);
-        self.spawn::<std::future::Ready<T>, F>(index, self.inner.timeout, Work::Blocking(f))
+        let task = self.task_ref(self.next_index());
+        let work = Work::<std::future::Ready<T>, F>::Blocking(f);
+        self.spawn(task, self.inner.timeout, work, infallible)
     }
 
-    fn spawn<F, B>(
+    /// [`submit_blocking`](Self::submit_blocking) for a closure whose `Err`
+    /// is a failure of the task ([`Error::Guest`]; see [`submit_fallible`](Self::submit_fallible)).
+    ///
+    /// ```
+    /// let pool = sandpool::IoPool::builder().build()?;
+    /// let err = pool.submit_blocking_fallible(|| std::fs::read("/no/such/file"))?.wait().unwrap_err();
+    /// assert_eq!(err.kind(), sandpool::ErrorKind::Guest);
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub fn submit_blocking_fallible<F, T, E>(&self, f: F) -> Result<IoHandle<T>, Error>
+    where
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        let task = self.task_ref(self.next_index());
+        let work = Work::<std::future::Ready<Result<T, E>>, F>::Blocking(f);
+        self.spawn(task, self.inner.timeout, work, fallible)
+    }
+
+    /// Submits an async task as input `index` (a map's position).
+    pub(crate) fn spawn_at<F>(&self, index: u64, future: F) -> Result<IoHandle<F::Output>, Error>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let work = Work::<F, fn() -> F::Output>::Async(future);
+        self.spawn(self.task_ref(index), self.inner.timeout, work, infallible)
+    }
+
+    fn spawn<F, B, T>(
         &self,
-        index: u64,
+        task: TaskRef,
         timeout: Option<Duration>,
         work: Work<F, B>,
-    ) -> Result<IoHandle<F::Output>, Error>
+        settle: fn(F::Output, TaskRef) -> Result<T, Error>,
+    ) -> Result<IoHandle<T>, Error>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
         B: FnOnce() -> F::Output + Send + 'static,
+        T: Send + 'static,
     {
-        let task = self.task_ref(index);
-        if self.inner.closed.load(Ordering::Acquire) {
+        let Some(leave) = self.inner.outstanding.enter() else {
             return Err(Error::ShutDown { task });
-        }
+        };
         let state = Arc::new(JobState::default());
         let permits = Arc::clone(&self.inner.permits);
         let running = Arc::clone(&self.inner.running);
         let (job_state, job_task) = (Arc::clone(&state), task.clone());
         let join = self.inner.handle.spawn(async move {
+            let _leave = leave;
             let Ok(_permit) = permits.acquire_owned().await else {
                 job_state.cancel();
                 return Err(Error::Cancelled { task: job_task });
@@ -277,27 +462,40 @@ impl IoPool {
             running.fetch_add(1, Ordering::AcqRel);
             let _done = Finish(&running, &job_state);
             let limit = timeout.unwrap_or(Duration::MAX);
-            let outcome = match work {
-                Work::Async(future) => tokio::time::timeout(limit, future).await.map_err(|_| ()),
+            let timed_out = || Error::Timeout {
+                task: job_task.clone(),
+                limit,
+            };
+            let value = match work {
+                Work::Async(future) => tokio::time::timeout(limit, future)
+                    .await
+                    .map_err(|_| timed_out())?,
                 Work::Blocking(f) => {
                     match tokio::time::timeout(limit, tokio::task::spawn_blocking(f)).await {
-                        Err(_) => Err(()),
-                        Ok(Ok(value)) => Ok(value),
-                        Ok(Err(join)) => std::panic::resume_unwind(join.into_panic()),
+                        Err(_) => return Err(timed_out()),
+                        Ok(Ok(value)) => value,
+                        Ok(Err(join)) => match join.try_into_panic() {
+                            // Re-raised here, so the handle reports the closure's panic message.
+                            Ok(panic) => std::panic::resume_unwind(panic),
+                            // Only a runtime shutting down cancels a blocking closure.
+                            Err(_) => return Err(Error::ShutDown { task: job_task }),
+                        },
                     }
                 }
             };
-            outcome.map_err(|()| Error::Timeout {
-                task: job_task,
-                limit,
-            })
+            settle(value, job_task)
         });
         Ok(IoHandle { task, state, join })
     }
 
     /// Runs `f` on every input, at most the concurrency bound at once, and
     /// yields one result per input in input order (blocking iterator).
-    /// Inputs are pulled lazily; dropping the iterator cancels what has not started.
+    /// The first [`window`](IoPoolBuilder::window) inputs are submitted by
+    /// this call, the rest as results are taken; `f` runs on the calling
+    /// thread, outside any executor, so it may make blocking sandpool calls.
+    /// After a refused submission (pool shut down) that input's
+    /// [`Error::ShutDown`] is the last item. Dropping the iterator cancels
+    /// what has not started; a total deadline is [`IoMap::timeout`].
     ///
     /// ```
     /// let pool = sandpool::IoPool::builder().concurrency(2).build()?;
@@ -305,27 +503,14 @@ impl IoPool {
     /// assert_eq!(out, vec![10, 20, 30]);
     /// # Ok::<(), sandpool::Error>(())
     /// ```
-    pub fn map<I, F, Fut>(
-        &self,
-        inputs: I,
-        f: F,
-    ) -> impl Iterator<Item = Result<Fut::Output, Error>> + use<I, F, Fut>
+    pub fn map<I, F, Fut>(&self, inputs: I, f: F) -> IoMap<I::IntoIter, F, Fut>
     where
         I: IntoIterator,
         F: FnMut(I::Item) -> Fut,
         Fut: Future + Send + 'static,
         Fut::Output: Send + 'static,
     {
-        let window = self.inner.concurrency.saturating_mul(2).max(1);
-        let pool = self.clone();
-        let mut f = f;
-        let stream = futures::stream::iter(inputs)
-            .map(move |input| match pool.submit(f(input)) {
-                Ok(handle) => futures::future::Either::Left(handle),
-                Err(e) => futures::future::Either::Right(futures::future::ready(Err(e))),
-            })
-            .buffered(window);
-        futures::executor::block_on_stream(stream)
+        IoMap::new(self.clone(), inputs.into_iter(), f)
     }
 
     /// Like [`map`](Self::map), but yields `(index, result)` as tasks finish.
@@ -340,32 +525,14 @@ impl IoPool {
     /// assert_eq!(got, vec![(0, 3), (1, 1)]);
     /// # Ok::<(), sandpool::Error>(())
     /// ```
-    pub fn as_completed<I, F, Fut>(
-        &self,
-        inputs: I,
-        f: F,
-    ) -> impl Iterator<Item = (usize, Result<Fut::Output, Error>)> + use<I, F, Fut>
+    pub fn as_completed<I, F, Fut>(&self, inputs: I, f: F) -> IoAsCompleted<I::IntoIter, F, Fut>
     where
         I: IntoIterator,
         F: FnMut(I::Item) -> Fut,
         Fut: Future + Send + 'static,
         Fut::Output: Send + 'static,
     {
-        let window = self.inner.concurrency.saturating_mul(2).max(1);
-        let pool = self.clone();
-        let mut f = f;
-        let stream = futures::stream::iter(inputs.into_iter().enumerate())
-            .map(move |(i, input)| {
-                let submitted = pool.submit(f(input));
-                async move {
-                    match submitted {
-                        Ok(handle) => (i, handle.await),
-                        Err(e) => (i, Err(e)),
-                    }
-                }
-            })
-            .buffer_unordered(window);
-        futures::executor::block_on_stream(stream)
+        IoAsCompleted::new(self.clone(), inputs.into_iter(), f)
     }
 
     /// Tasks running right now (not counting those waiting for a slot).
@@ -381,43 +548,44 @@ impl IoPool {
 
     /// Stops the pool: new submissions fail with [`Error::ShutDown`];
     /// `cancel_queued` cancels tasks still waiting for a slot; `wait` blocks
-    /// until running tasks are done (blocking closures included) and the
-    /// runtime has stopped. Must not be called from inside the pool's own
-    /// tasks with `wait = true`. Calling it twice is harmless.
+    /// until every submitted task has ended (queued ones included, unless
+    /// cancelled) and then stops the runtime. Called with `wait` from one
+    /// of the pool's own tasks it does not wait (it cannot wait for
+    /// itself). Calling it twice is harmless; dropping the last clone is
+    /// `shutdown(false, false)`: submitted work still finishes.
     ///
     /// ```
-    /// let pool = sandpool::IoPool::builder().build()?;
+    /// let pool = sandpool::IoPool::builder().concurrency(1).build()?;
+    /// let queued: Vec<_> = (0..5).map(|i| pool.submit(async move { i })).collect::<Result<_, _>>()?;
     /// pool.shutdown(true, false);
+    /// let values: Vec<i32> = queued.into_iter().map(|h| h.wait()).collect::<Result<_, _>>()?;
+    /// assert_eq!(values, [0, 1, 2, 3, 4], "queued work completed");
     /// assert!(pool.submit(async {}).is_err());
     /// # Ok::<(), sandpool::Error>(())
     /// ```
     pub fn shutdown(&self, wait: bool, cancel_queued: bool) {
-        self.inner.closed.store(true, Ordering::Release);
+        self.inner.outstanding.close();
         if cancel_queued {
             self.inner.permits.close();
         }
-        if wait {
-            let permits = Arc::clone(&self.inner.permits);
-            let all = self.inner.concurrency as u32;
-            if !cancel_queued {
-                // Every slot free again means everything queued and running is done.
-                let _ = futures::executor::block_on(permits.acquire_many(all));
-            } else {
-                while self.running() > 0 {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-            let runtime = self
-                .inner
-                .runtime
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
-            if let Some(runtime) = runtime {
-                runtime.shutdown_timeout(Duration::from_secs(1));
+        if wait && !self.inner.on_own_thread() {
+            self.inner.outstanding.wait_idle();
+            if let Some(runtime) = self.inner.take_runtime() {
+                runtime.shutdown_background();
             }
         }
     }
+}
+
+fn infallible<T>(value: T, _task: TaskRef) -> Result<T, Error> {
+    Ok(value)
+}
+
+fn fallible<T, E: std::fmt::Display>(value: Result<T, E>, task: TaskRef) -> Result<T, Error> {
+    value.map_err(|e| Error::Guest {
+        task,
+        message: e.to_string(),
+    })
 }
 
 struct Finish<'a>(&'a AtomicU64, &'a JobState);
@@ -432,107 +600,4 @@ impl Drop for Finish<'_> {
 enum Work<F, B> {
     Async(F),
     Blocking(B),
-}
-
-/// The pending result of one I/O task; `.await` it or [`wait`](Self::wait).
-///
-/// ```
-/// let io = sandpool::IoPool::builder().build()?;
-/// let handle: sandpool::IoHandle<usize> = io.submit(async { "hello".len() })?;
-/// assert_eq!(handle.wait()?, 5);
-/// # Ok::<(), sandpool::Error>(())
-/// ```
-#[derive(Debug)]
-pub struct IoHandle<T> {
-    task: TaskRef,
-    state: Arc<JobState>,
-    join: tokio::task::JoinHandle<Result<T, Error>>,
-}
-
-impl<T> IoHandle<T> {
-    /// Which task this is.
-    ///
-    /// ```
-    /// let pool = sandpool::IoPool::builder().name("fetch").build()?;
-    /// assert_eq!(pool.submit(async {})?.task().task.as_ref(), "fetch");
-    /// # Ok::<(), sandpool::Error>(())
-    /// ```
-    pub fn task(&self) -> &TaskRef {
-        &self.task
-    }
-
-    /// Cancels the task if it has not started; returns whether it did.
-    ///
-    /// ```
-    /// let pool = sandpool::IoPool::builder().concurrency(1).build()?;
-    /// let _busy = pool.submit(async { tokio::time::sleep(std::time::Duration::from_millis(200)).await })?;
-    /// let queued = pool.submit(async { 1 })?;
-    /// assert!(queued.cancel());
-    /// assert_eq!(queued.wait().unwrap_err().kind(), sandpool::ErrorKind::Cancelled);
-    /// # Ok::<(), sandpool::Error>(())
-    /// ```
-    pub fn cancel(&self) -> bool {
-        let cancelled = self.state.cancel();
-        if cancelled {
-            self.join.abort();
-        }
-        cancelled
-    }
-
-    /// Blocks until the task ends. Do not call from inside an async task.
-    ///
-    /// ```
-    /// let pool = sandpool::IoPool::builder().build()?;
-    /// assert_eq!(pool.submit(async { 5 })?.wait()?, 5);
-    /// # Ok::<(), sandpool::Error>(())
-    /// ```
-    pub fn wait(self) -> Result<T, Error> {
-        futures::executor::block_on(self)
-    }
-}
-
-impl<T> Future for IoHandle<T> {
-    type Output = Result<T, Error>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match Pin::new(&mut self.join).poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(result)) => Poll::Ready(result),
-            Poll::Ready(Err(join)) => {
-                let task = self.task.clone();
-                if join.is_cancelled() || self.state.is_cancelled() {
-                    return Poll::Ready(Err(Error::Cancelled { task }));
-                }
-                let reason = match join.try_into_panic() {
-                    Ok(panic) => panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into()),
-                    Err(e) => e.to_string(),
-                };
-                Poll::Ready(Err(Error::WorkerCrashed {
-                    task,
-                    reason: format!("the task panicked: {reason}"),
-                }))
-            }
-        }
-    }
-}
-
-impl Drop for IoPool {
-    fn drop(&mut self) {
-        if Arc::strong_count(&self.inner) == 1 {
-            self.inner.closed.store(true, Ordering::Release);
-            let runtime = self
-                .inner
-                .runtime
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
-            if let Some(runtime) = runtime {
-                // Let running tasks finish in the background, like the wasm pool.
-                runtime.shutdown_background();
-            }
-        }
-    }
 }

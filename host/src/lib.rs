@@ -32,8 +32,18 @@
 //!
 //! ## Layout
 //! - [`Task`]: a loaded module and its boundary types (`task.rs`).
-//! - [`Pool`], [`PoolBuilder`], [`TaskHandle`]: the executor API (`pool.rs`),
-//!   over a queue and worker threads shared by all wasm executors (`dispatch.rs`).
+//! - [`Pool`]: the executor API (`pool.rs`), over a queue and worker
+//!   threads shared by all wasm executors (`dispatch.rs`); its iterators
+//!   [`MapIter`], [`AsCompleted`] (`map.rs`). [`PoolBuilder`] holds every
+//!   option and checks them together (`builder.rs`); the in-process level's
+//!   backend is `in_process.rs`.
+//! - Handles: [`TaskHandle`], the [`Handle`] vocabulary and [`AnyHandle`]
+//!   (`handles.rs`); [`as_completed`] over handles (`completed.rs`), [`wait`]
+//!   (`wait.rs`); aborting a running task (`abort.rs`); blocking on futures
+//!   from plain threads (`block.rs`). What every operation does on shutdown,
+//!   drop, cancel, crash and deadline: `docs/semantics.md`.
+//! - [`IoPool`]: native async and blocking I/O tasks (`io.rs`), and
+//!   read → compute → write [`Pipeline`]s over both pools (`pipeline.rs`).
 //! - `runtime/`: the wasm runtime both isolation levels share: the engines
 //!   and epoch ticker (`engine.rs`), `CompiledModule` (`module.rs`), the one
 //!   place a `Store` is set up (`store.rs`), the host side of guest ABI v1
@@ -65,17 +75,28 @@
 //!   indicatif); `bench-hooks` and `test-faults` are internal (benchmarks and
 //!   tests turn them on).
 
+mod abort;
+mod block;
+mod builder;
 mod cache;
 mod codec;
+mod completed;
 mod dispatch;
+#[doc(hidden)]
+pub mod doc_tasks;
 mod error;
 mod folder;
 #[doc(hidden)]
 pub mod fuzzing;
+mod handles;
+mod in_process;
 mod inspect;
 mod io;
+mod io_handle;
+mod io_map;
 mod limits;
 mod load;
+mod map;
 mod pipeline;
 mod pool;
 pub mod process;
@@ -95,22 +116,26 @@ mod sync;
 use runtime::{instance, module};
 use sandbox::grant;
 
+pub use builder::{Isolation, PoolBuilder};
 pub use cache::default_cache_dir;
+pub use completed::{Completed, as_completed};
 pub use error::{Error, ErrorKind, Result, TaskRef};
 pub use folder::{
     DirGrant, Failure, FailureRecord, FolderEvent, FolderJob, FolderSummary, Progress, file_id,
     run_folder,
 };
+pub use handles::{AnyHandle, Handle, TaskHandle, TaskOutput};
 pub use inspect::{ModuleItem, ModuleReport, inspect_module};
-pub use io::{IoHandle, IoPool, IoPoolBuilder};
+pub use io::{IoAsCompleted, IoHandle, IoMap, IoPool, IoPoolBuilder};
 pub use limits::Limits;
 pub use load::LoadLimits;
+pub use map::{AsCompleted, MapIter};
 pub use pipeline::{CancelToken, Order, Pipeline, PipelineBuilder, PipelineRun, PipelineStats};
-pub use pool::{AsCompleted, Isolation, MapIter, Pool, PoolBuilder, TaskHandle, TaskOutput};
+pub use pool::Pool;
 pub use runtime::instance::TaskLogs;
 pub use sandbox::CapturedStream;
 pub use sandbox::grant::{DEFAULT_MAX_FILE_WRITES, DirAccess, MAX_OPEN_FILES};
 pub use sandpool_guest::workloads;
 pub use sandpool_guest::{FileInput, Json};
 pub use task::Task;
-pub use wait::{ReturnWhen, Waited, wait, wait_async};
+pub use wait::{ReturnWhen, Waited, wait, wait_async, wait_timeout};

@@ -4,8 +4,9 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 
 /// When [`wait`] returns.
 ///
@@ -16,7 +17,8 @@ use crate::error::Error;
 pub enum ReturnWhen {
     /// As soon as any handle has finished.
     FirstCompleted,
-    /// As soon as any handle has failed, or when all have finished.
+    /// As soon as any handle has failed, or when all have finished. A
+    /// cancelled handle is not a failure (as in Python's `FIRST_EXCEPTION`).
     FirstError,
     /// When every handle has finished.
     AllCompleted,
@@ -61,7 +63,38 @@ pub fn wait<H, T>(handles: Vec<H>, when: ReturnWhen) -> Waited<H, T>
 where
     H: Future<Output = Result<T, Error>> + Unpin,
 {
-    futures::executor::block_on(wait_async(handles, when))
+    crate::block::block_on(wait_async(handles, when))
+}
+
+/// Like [`wait`], but returns when `timeout` (counted from this call) has
+/// passed even if `when` is not yet satisfied: the finished handles are in
+/// `done`, the others, untouched, in `pending`.
+///
+/// ```
+/// use sandpool::{IoPool, ReturnWhen};
+/// use std::time::Duration;
+/// let pool = IoPool::builder().build()?;
+/// let quick = pool.submit(async { 1 })?;
+/// let never = pool.submit(std::future::pending::<i32>())?;
+/// let waited = sandpool::wait_timeout(vec![quick, never], ReturnWhen::AllCompleted, Duration::from_millis(50));
+/// assert_eq!(waited.done.len(), 1);
+/// assert_eq!(waited.pending[0].0, 1);
+/// # Ok::<(), sandpool::Error>(())
+/// ```
+pub fn wait_timeout<H, T>(handles: Vec<H>, when: ReturnWhen, timeout: Duration) -> Waited<H, T>
+where
+    H: Future<Output = Result<T, Error>> + Unpin,
+{
+    let deadline = Instant::now().checked_add(timeout);
+    let mut future = WaitFuture {
+        slots: handles.into_iter().map(Some).collect(),
+        done: Vec::new(),
+        when,
+    };
+    match crate::block::block_on_until(Pin::new(&mut future), deadline) {
+        Some(waited) => waited,
+        None => future.take(),
+    }
 }
 
 /// The async form of [`wait`].
@@ -113,21 +146,34 @@ where
         let pending = this.slots.iter().filter(|s| s.is_some()).count();
         let finished = match this.when {
             ReturnWhen::FirstCompleted => !this.done.is_empty() || pending == 0,
-            ReturnWhen::FirstError => pending == 0 || this.done.iter().any(|(_, r)| r.is_err()),
+            ReturnWhen::FirstError => {
+                pending == 0
+                    || this
+                        .done
+                        .iter()
+                        .any(|(_, r)| r.as_ref().is_err_and(|e| e.kind() != ErrorKind::Cancelled))
+            }
             ReturnWhen::AllCompleted => pending == 0,
         };
         if !finished {
             return Poll::Pending;
         }
-        let pending = this
+        Poll::Ready(this.take())
+    }
+}
+
+impl<H, T> WaitFuture<H, T> {
+    /// What has finished so far and what has not.
+    fn take(&mut self) -> Waited<H, T> {
+        let pending = self
             .slots
             .iter_mut()
             .enumerate()
             .filter_map(|(i, s)| s.take().map(|h| (i, h)))
             .collect();
-        Poll::Ready(Waited {
-            done: std::mem::take(&mut this.done),
+        Waited {
+            done: std::mem::take(&mut self.done),
             pending,
-        })
+        }
     }
 }

@@ -29,7 +29,7 @@ use serde::Serialize;
 use crate::error::{Error, ErrorKind};
 use crate::limits::Limits;
 use crate::pipeline::CancelToken;
-use crate::pool::Isolation;
+use crate::builder::Isolation;
 use crate::task::Task;
 use sandpool_guest::FileInput;
 

@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use crate::dispatch::{Backend, Job};
 use crate::error::{Error, TaskRef};
-use crate::grant::GrantRoot;
+use crate::grant::{GrantOptions, GrantRoot};
 use crate::instance::{RawOutcome, TaskLogs};
 use crate::limits::Limits;
 use crate::module::CompiledModule;
-use crate::pool::Isolation;
+use crate::builder::Isolation;
 use crate::process::ProcessBackend;
 use crate::task::Task;
 
@@ -66,10 +66,11 @@ impl SharedRunner {
             Isolation::Instance => {
                 let grant = match grant {
                     None => None,
-                    Some(g) => crate::Pool::builder(task.clone())
-                        .grant_dir(&g.host, &g.guest, g.access)
-                        .grant
-                        .open()?,
+                    Some(g) => GrantOptions {
+                        dirs: vec![(g.host.clone(), g.guest.clone(), g.access)],
+                        ..GrantOptions::default()
+                    }
+                    .open()?,
                 };
                 Ok(SharedRunner::Instance { module, grant })
             }

@@ -59,8 +59,6 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::pool::PoolBuilder;
-
 pub(crate) use supervisor::{ProcessBackend, Supervisor};
 
 /// Environment variable naming the worker program when the builder does not.
@@ -72,7 +70,7 @@ pub(crate) use supervisor::{ProcessBackend, Supervisor};
 /// ```
 pub const WORKER_BIN_ENV: &str = "SANDPOOL_WORKER_BIN";
 
-/// Settings of process isolation, kept by the [`PoolBuilder`].
+/// Settings of process isolation, made by the [`PoolBuilder`](crate::PoolBuilder).
 #[derive(Debug, Clone)]
 pub(crate) struct ProcessOptions {
     pub program: Option<PathBuf>,
@@ -150,129 +148,6 @@ pub struct ProcessStats {
     pub gave_up: Option<String>,
     /// How the most recent worker started.
     pub last_start: Option<WorkerStart>,
-}
-
-/// Options of [`Isolation::Process`](crate::Isolation::Process); other isolation levels ignore them.
-impl<In, Out> PoolBuilder<In, Out> {
-    /// The program to run as `PROGRAM worker` (default: `$SANDPOOL_WORKER_BIN`,
-    /// else this executable if it is `sandpool`, else a `sandpool` next to
-    /// this executable or in its parent directory).
-    ///
-    /// ```no_run
-    /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
-    /// let pool = sandpool::Pool::builder(task)
-    ///     .isolation(sandpool::Isolation::Process)
-    ///     .worker_program("/usr/local/bin/sandpool")
-    ///     .build()?;
-    /// # Ok::<(), sandpool::Error>(())
-    /// ```
-    pub fn worker_program(mut self, program: impl Into<PathBuf>) -> Self {
-        self.process.program = Some(program.into());
-        self
-    }
-
-    /// Retire a worker process after it has run this many tasks and start a
-    /// fresh one (Python's `max_tasks_per_child`; default: never).
-    ///
-    /// ```no_run
-    /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
-    /// let pool = sandpool::Pool::builder(task)
-    ///     .isolation(sandpool::Isolation::Process)
-    ///     .max_tasks_per_worker(1000)
-    ///     .build()?;
-    /// # Ok::<(), sandpool::Error>(())
-    /// ```
-    pub fn max_tasks_per_worker(mut self, tasks: u64) -> Self {
-        self.process.max_tasks_per_worker = Some(tasks);
-        self
-    }
-
-    /// Sets an environment variable for the worker processes (they inherit
-    /// this process's environment otherwise). Guests never see it: their
-    /// WASI environment stays empty.
-    ///
-    /// ```no_run
-    /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
-    /// let pool = sandpool::Pool::builder(task)
-    ///     .isolation(sandpool::Isolation::Process)
-    ///     .worker_env("MALLOC_ARENA_MAX", "2")
-    ///     .build()?;
-    /// # Ok::<(), sandpool::Error>(())
-    /// ```
-    pub fn worker_env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
-        self.process.env.push((key.into(), value.into()));
-        self
-    }
-
-    /// How long past a task's deadline a worker may stay silent before it is
-    /// killed and the task fails with `WorkerCrashed` (default 5 s). A task
-    /// without a deadline waits as long as its worker lives.
-    ///
-    /// ```no_run
-    /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
-    /// let pool = sandpool::Pool::builder(task)
-    ///     .isolation(sandpool::Isolation::Process)
-    ///     .worker_grace(std::time::Duration::from_secs(1))
-    ///     .build()?;
-    /// # Ok::<(), sandpool::Error>(())
-    /// ```
-    pub fn worker_grace(mut self, grace: Duration) -> Self {
-        self.process.grace = grace;
-        self
-    }
-
-    /// How long a new worker may take to load the module (default 60 s).
-    ///
-    /// ```no_run
-    /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
-    /// let pool = sandpool::Pool::builder(task)
-    ///     .isolation(sandpool::Isolation::Process)
-    ///     .worker_start_timeout(std::time::Duration::from_secs(10))
-    ///     .build()?;
-    /// # Ok::<(), sandpool::Error>(())
-    /// ```
-    pub fn worker_start_timeout(mut self, timeout: Duration) -> Self {
-        self.process.start_timeout = timeout;
-        self
-    }
-
-    /// After this many worker start-ups fail in a row, the pool stops
-    /// starting workers (default 5, at least 1): `build` returns
-    /// [`Error::Pool`](crate::Error::Pool), or, later on, every task fails
-    /// with `WorkerCrashed` giving the reason. Failed start-ups are retried
-    /// with a backoff from 10 ms doubling up to 1 s.
-    ///
-    /// ```no_run
-    /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
-    /// let pool = sandpool::Pool::builder(task)
-    ///     .isolation(sandpool::Isolation::Process)
-    ///     .max_failed_starts(3)
-    ///     .build()?;
-    /// # Ok::<(), sandpool::Error>(())
-    /// ```
-    pub fn max_failed_starts(mut self, starts: u32) -> Self {
-        self.process.max_failed_starts = starts;
-        self
-    }
-
-    /// Hand the workers the module this pool compiled (the default) or let
-    /// each worker compile the wasm itself (`false`; slower start-ups, for
-    /// comparison). A handed-over module that fails its checks is never
-    /// loaded: the worker compiles instead.
-    ///
-    /// ```no_run
-    /// # let task: sandpool::Task<u64, u64> = sandpool::Task::from_file("primes.wasm")?;
-    /// let pool = sandpool::Pool::builder(task)
-    ///     .isolation(sandpool::Isolation::Process)
-    ///     .precompiled_module(false)
-    ///     .build()?;
-    /// assert!(!pool.process_stats().unwrap().last_start.unwrap().precompiled);
-    /// # Ok::<(), sandpool::Error>(())
-    /// ```
-    pub fn precompiled_module(mut self, on: bool) -> Self {
-        self.process.precompiled = on;
-        self
-    }
 }
 
 /// Entry point of the hidden `sandpool worker` subcommand: reads the

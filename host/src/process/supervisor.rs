@@ -389,13 +389,33 @@ impl Supervisor {
         }
     }
 
-    /// Runs one job: a batch of one.
+    /// Runs one job: a batch of one. [`TaskHandle::abort`](crate::TaskHandle::abort)
+    /// at this level kills the worker process running the task (the slot
+    /// then starts a replacement, as after a crash).
     fn run(&self, slot: &mut Slot, job: &Job) -> RawOutcome {
-        let job = TaskInput::from(job);
-        let mut outcomes = self.run_batch(slot, &[job]);
+        let input = TaskInput::from(job);
+        if job.state.abort_requested() {
+            return crashed(input, "aborted before it reached a worker".into());
+        }
+        if let Err(why) = self.ensure_ready(slot) {
+            return crashed(input, why);
+        }
+        // A zombie cannot be reused, so the pid is only stale in the instant
+        // between reaping and this guard's drop (or when an idle worker died
+        // and the task went to a replacement: then the abort is not delivered
+        // and the task runs to its own limits).
+        let armed = slot.proc.as_ref().map(|proc| {
+            let pid = proc.pid as libc::pid_t;
+            job.state.on_abort(move || {
+                // SAFETY: kill(2) has no memory-safety preconditions.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            })
+        });
+        let mut outcomes = self.run_batch(slot, &[input]);
+        drop(armed);
         outcomes
             .pop()
-            .unwrap_or_else(|| crashed(job, "no outcome".into()))
+            .unwrap_or_else(|| crashed(input, "no outcome".into()))
     }
 
     /// Runs `jobs` on the slot's worker process, as many per request frame

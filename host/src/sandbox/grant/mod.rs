@@ -1,7 +1,7 @@
 //! Granting tasks one host directory: the only way a guest reaches a host file.
 //!
 //! By default a task sees no file at all (see `../wasi.rs`). A pool built with
-//! [`PoolBuilder::grant_dir`] exposes exactly one host directory to each of
+//! [`PoolBuilder::grant_dir`](crate::PoolBuilder::grant_dir) exposes exactly one host directory to each of
 //! its tasks, as WASI preopened descriptor 3 under a guest path of the
 //! caller's choosing, read-only or read-write.
 //!
@@ -16,7 +16,7 @@
 //! block), symbolic and hard links cannot be created, and a read-only grant
 //! refuses every change with `EROFS` before any system call. Each task gets
 //! its own descriptor table (at most [`MAX_OPEN_FILES`] files), closed when
-//! the task ends, and a quota of bytes it may write ([`PoolBuilder::max_file_writes`]).
+//! the task ends, and a quota of bytes it may write ([`PoolBuilder::max_file_writes`](crate::PoolBuilder::max_file_writes)).
 //!
 //! The parts: this file holds the public options and the opened grant;
 //! `openat2.rs` the confining system call; `path.rs` guest paths; `stat.rs`
@@ -41,8 +41,6 @@ use openat2::openat2;
 use path::MAX_PATH;
 
 use crate::error::Error;
-use crate::pool::PoolBuilder;
-
 /// The most files (and directories) one task may have open at once.
 ///
 /// ```
@@ -75,8 +73,8 @@ pub enum DirAccess {
 /// The directory grants a pool builder holds until `build`.
 #[derive(Debug, Clone)]
 pub(crate) struct GrantOptions {
-    dirs: Vec<(PathBuf, String, DirAccess)>,
-    max_write: u64,
+    pub dirs: Vec<(PathBuf, String, DirAccess)>,
+    pub max_write: u64,
 }
 
 impl Default for GrantOptions {
@@ -101,56 +99,6 @@ impl GrantOptions {
                 more.len()
             ))),
         }
-    }
-}
-
-/// Directory grants (instance isolation only).
-impl<In, Out> PoolBuilder<In, Out> {
-    /// Lets every task of the pool use the host directory `host`, which the
-    /// guest sees as the preopened directory `guest` (e.g. `/data`; Rust
-    /// guests then use `std::fs` on `/data/...`), read-only or read-write.
-    /// Nothing outside it is reachable: `..`, absolute paths and symbolic
-    /// links that lead out are refused by the kernel (`openat2` with
-    /// `RESOLVE_BENEATH`). One directory per pool; granting a second one
-    /// makes `build` fail with [`Error::Config`], and so does a missing
-    /// directory, a grant on a pool with [`Isolation::Process`](crate::Isolation::Process)
-    /// (not supported yet), or a system without `openat2` (Linux < 5.6).
-    ///
-    /// ```no_run
-    /// use sandpool::{DirAccess, Pool, Task};
-    /// let task: Task<String, Vec<u8>> = Task::from_file("reader.wasm")?;
-    /// let pool = Pool::builder(task)
-    ///     .grant_dir("/srv/corpus", "/data", DirAccess::ReadOnly)
-    ///     .build()?;
-    /// let bytes = pool.submit(&"/data/a.txt".to_string())?.wait()?;
-    /// # Ok::<(), sandpool::Error>(())
-    /// ```
-    pub fn grant_dir(
-        mut self,
-        host: impl Into<PathBuf>,
-        guest: impl Into<String>,
-        access: DirAccess,
-    ) -> Self {
-        self.grant.dirs.push((host.into(), guest.into(), access));
-        self
-    }
-
-    /// The most bytes one task may write to files of a read-write grant
-    /// (default [`DEFAULT_MAX_FILE_WRITES`], 1 GiB); past it, writes fail
-    /// with `EDQUOT`. It bounds each task, not the disk: many tasks can
-    /// still fill it together.
-    ///
-    /// ```no_run
-    /// # let task: sandpool::Task<String, ()> = sandpool::Task::from_file("writer.wasm")?;
-    /// let pool = sandpool::Pool::builder(task)
-    ///     .grant_dir("out", "/out", sandpool::DirAccess::ReadWrite)
-    ///     .max_file_writes(16 << 20)
-    ///     .build()?;
-    /// # Ok::<(), sandpool::Error>(())
-    /// ```
-    pub fn max_file_writes(mut self, bytes: u64) -> Self {
-        self.grant.max_write = bytes;
-        self
     }
 }
 

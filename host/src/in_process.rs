@@ -1,0 +1,30 @@
+//! The in-process level (`Isolation::Instance`): a dispatcher backend that
+//! runs each task in a fresh wasm instance on the worker thread itself,
+//! abortable through the job's state.
+
+use std::sync::Arc;
+
+use crate::dispatch::{Backend, Job};
+use crate::error::Error;
+use crate::grant::GrantRoot;
+use crate::instance::RawOutcome;
+use crate::module::CompiledModule;
+
+/// Runs tasks in fresh instances of a compiled module, in this process.
+pub(crate) struct InstanceBackend {
+    pub module: Arc<CompiledModule>,
+    pub grant: Option<Arc<GrantRoot>>,
+}
+
+impl Backend for InstanceBackend {
+    type Worker = ();
+    fn start_worker(&self, _id: usize) -> Result<(), Error> {
+        Ok(())
+    }
+    fn run(&self, _worker: &mut (), job: &Job) -> RawOutcome {
+        crate::abort::with_job(&job.state, || {
+            self.module
+                .run_task_granted(&job.limits, &job.task, &job.input, self.grant.as_ref())
+        })
+    }
+}
