@@ -37,10 +37,12 @@ fn pool(
     isolation: Isolation,
     tasks_per_worker: Option<u64>,
 ) -> Echo {
-    let builder = Pool::builder(task.clone())
-        .workers(1)
-        .isolation(isolation)
-        .worker_program(env!("CARGO_BIN_EXE_sandpool"));
+    let builder = Pool::builder(task.clone()).workers(1).isolation(isolation);
+    // Worker options are refused on an instance pool.
+    let builder = match isolation {
+        Isolation::Process => builder.worker_program(env!("CARGO_BIN_EXE_sandpool")),
+        _ => builder,
+    };
     let builder = match tasks_per_worker {
         Some(n) => builder.max_tasks_per_worker(n),
         None => builder,

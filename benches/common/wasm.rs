@@ -28,12 +28,13 @@ pub fn pool<In: Serialize, Out: DeserializeOwned + Send + 'static>(
     isolation: Isolation,
     workers: usize,
 ) -> Pool<In, Out> {
-    Pool::builder(task)
-        .workers(workers)
-        .isolation(isolation)
-        .worker_program(sandpool_exe())
-        .build()
-        .expect("pool starts")
+    let builder = Pool::builder(task).workers(workers).isolation(isolation);
+    // Worker options are refused on an instance pool.
+    let builder = match isolation {
+        Isolation::Process => builder.worker_program(sandpool_exe()),
+        _ => builder,
+    };
+    builder.build().expect("pool starts")
 }
 
 /// Tasks/s of `inputs` through `pool.map`.

@@ -74,8 +74,8 @@ pub fn worker_frames(bytes: &[u8]) {
     use std::io::Write;
     use std::os::fd::FromRawFd;
 
-    use crate::process::frame::{self, FrameReader};
-    use crate::process::wire::{FromWorker, Handshake, Hello, Request};
+    use crate::exec::process::frame::{self, FrameReader};
+    use crate::exec::process::wire::{FromWorker, Handshake, Hello, Request};
 
     // A pipe holds 64 KiB without a reader; longer inputs are cut there.
     let bytes = &bytes[..bytes.len().min(60 << 10)];
@@ -99,7 +99,7 @@ pub fn worker_frames(bytes: &[u8]) {
     let mut frames = FrameReader::new(reader);
     let deadline = std::time::Instant::now() + Duration::from_secs(1);
     // The bound the supervisor uses for a response under default limits.
-    let max = crate::process::wire::max_response(&Limits::default());
+    let max = crate::exec::process::wire::max_response(&Limits::default());
     while let Ok(payload) = frames.read_frame(max, Some(deadline)) {
         if let Ok(FromWorker::Done(response)) = frame::decode::<FromWorker>(&payload) {
             if let Err(error) = response.result {
@@ -191,8 +191,8 @@ pub fn guest_output_seeds() -> Vec<Vec<u8>> {
 /// ```
 pub fn worker_frame_seeds() -> Vec<Vec<u8>> {
     use crate::error::Error;
-    use crate::process::frame;
-    use crate::process::wire::{
+    use crate::exec::process::frame;
+    use crate::exec::process::wire::{
         FileRef, FromWorker, Greeting, Handshake, Hello, ReadyInfo, Request, Response,
     };
     use crate::runtime::instance::TaskLogs;
@@ -253,9 +253,9 @@ pub fn worker_frame_seeds() -> Vec<Vec<u8>> {
         ),
         framed(&Hello {
             greeting: Greeting {
-                magic: crate::process::wire::MAGIC,
-                protocol: crate::process::wire::PROTOCOL,
-                version: crate::process::wire::VERSION.into(),
+                magic: crate::exec::process::wire::MAGIC,
+                protocol: crate::exec::process::wire::PROTOCOL,
+                version: crate::exec::process::wire::VERSION.into(),
             },
             name: "task".into(),
             fuel: false,

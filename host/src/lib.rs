@@ -32,18 +32,18 @@
 //!
 //! ## Layout
 //! - [`Task`]: a loaded module and its boundary types (`task.rs`).
-//! - [`Pool`]: the executor API (`pool.rs`), over a queue and worker
-//!   threads shared by all wasm executors (`dispatch.rs`); its iterators
-//!   [`MapIter`], [`AsCompleted`] (`map.rs`). [`PoolBuilder`] holds every
-//!   option and checks them together (`builder.rs`); the in-process level's
-//!   backend is `in_process.rs`.
-//! - Handles: [`TaskHandle`], the [`Handle`] vocabulary and [`AnyHandle`]
-//!   (`handles.rs`); [`as_completed`] over handles (`completed.rs`), [`wait`]
-//!   (`wait.rs`); aborting a running task (`abort.rs`); blocking on futures
-//!   from plain threads (`block.rs`). What every operation does on shutdown,
-//!   drop, cancel, crash and deadline: `docs/semantics.md`.
-//! - [`IoPool`]: native async and blocking I/O tasks (`io.rs`), and
-//!   read → compute → write [`Pipeline`]s over both pools (`pipeline.rs`).
+//! - `exec/`, the executors and their shared vocabulary: [`Pool`] (`pool.rs`)
+//!   over a queue and worker threads shared by both wasm levels
+//!   (`dispatch.rs`); its iterators [`MapIter`], [`AsCompleted`] (`map.rs`);
+//!   [`PoolBuilder`], every option checked together (`builder.rs`); the
+//!   in-process level's backend (`in_process.rs`); handles: [`TaskHandle`],
+//!   the [`Handle`] vocabulary and [`AnyHandle`] (`handles.rs`);
+//!   [`as_completed`] over handles (`completed.rs`), [`wait`] (`wait.rs`);
+//!   aborting a running task (`abort.rs`); blocking on futures from plain
+//!   threads (`block.rs`); [`IoPool`], native async and blocking I/O tasks
+//!   (`io.rs`, `io_handle.rs`, `io_map.rs`); read → compute → write
+//!   [`Pipeline`]s over both pools (`pipeline.rs`). What every operation does
+//!   on shutdown, drop, cancel, crash and deadline: `docs/semantics.md`.
 //! - `runtime/`: the wasm runtime both isolation levels share: the engines
 //!   and epoch ticker (`engine.rs`), `CompiledModule` (`module.rs`), the one
 //!   place a `Store` is set up (`store.rs`), the host side of guest ABI v1
@@ -52,7 +52,7 @@
 //!   stdout/stderr capture (`state.rs`), the deny-by-default WASI preview 1
 //!   shim (`wasi.rs`), guest-memory access (`memory.rs`), the WASI numbers
 //!   (`wasi_types.rs`, `errno.rs`) and a granted directory (`grant/`, [`DirAccess`]).
-//! - Process isolation ([`Isolation::Process`]): supervised `sandpool worker`
+//! - Process isolation ([`Isolation::Process`], `exec/process/`): supervised `sandpool worker`
 //!   subprocesses, a pipe round trip per request frame of one or more tasks
 //!   ([`process`]: supervisor, worker child, worker, frames, wire messages,
 //!   precompiled-module hand-over, test faults).
@@ -75,35 +75,21 @@
 //!   indicatif); `bench-hooks` and `test-faults` are internal (benchmarks and
 //!   tests turn them on).
 
-mod abort;
-mod block;
-mod builder;
 mod cache;
 mod codec;
-mod completed;
-mod dispatch;
 #[doc(hidden)]
 pub mod doc_tasks;
 mod error;
+mod exec;
 mod folder;
 #[doc(hidden)]
 pub mod fuzzing;
-mod handles;
-mod in_process;
 mod inspect;
-mod io;
-mod io_handle;
-mod io_map;
 mod limits;
 mod load;
-mod map;
-mod pipeline;
-mod pool;
-pub mod process;
 mod runtime;
 mod sandbox;
 mod task;
-mod wait;
 
 #[cfg(feature = "bench-hooks")]
 #[doc(hidden)]
@@ -112,30 +98,29 @@ pub mod __bench;
 mod atomic_write;
 mod sync;
 
-// Short paths to the runtime and sandbox modules, still used by pool.rs and dispatch.rs.
-use runtime::{instance, module};
-use sandbox::grant;
-
-pub use builder::{Isolation, PoolBuilder};
 pub use cache::default_cache_dir;
-pub use completed::{Completed, as_completed};
 pub use error::{Error, ErrorKind, Result, TaskRef};
+pub use exec::builder::{Isolation, PoolBuilder};
+pub use exec::completed::{Completed, as_completed};
+pub use exec::handles::{AnyHandle, Handle, TaskHandle, TaskOutput};
+pub use exec::io::{IoAsCompleted, IoHandle, IoMap, IoPool, IoPoolBuilder};
+pub use exec::map::{AsCompleted, MapIter};
+pub use exec::pipeline::{
+    CancelToken, Order, Pipeline, PipelineBuilder, PipelineRun, PipelineStats,
+};
+pub use exec::pool::Pool;
+pub use exec::process;
+pub use exec::wait::{ReturnWhen, Waited, wait, wait_async, wait_timeout};
 pub use folder::{
     DirGrant, Failure, FailureRecord, FolderEvent, FolderJob, FolderSummary, Progress, file_id,
     run_folder,
 };
-pub use handles::{AnyHandle, Handle, TaskHandle, TaskOutput};
 pub use inspect::{ModuleItem, ModuleReport, inspect_module};
-pub use io::{IoAsCompleted, IoHandle, IoMap, IoPool, IoPoolBuilder};
 pub use limits::Limits;
 pub use load::LoadLimits;
-pub use map::{AsCompleted, MapIter};
-pub use pipeline::{CancelToken, Order, Pipeline, PipelineBuilder, PipelineRun, PipelineStats};
-pub use pool::Pool;
 pub use runtime::instance::TaskLogs;
 pub use sandbox::CapturedStream;
 pub use sandbox::grant::{DEFAULT_MAX_FILE_WRITES, DirAccess, MAX_OPEN_FILES};
 pub use sandpool_guest::workloads;
 pub use sandpool_guest::{FileInput, Json};
 pub use task::Task;
-pub use wait::{ReturnWhen, Waited, wait, wait_async, wait_timeout};

@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::error::{Error, ErrorKind};
+use crate::exec::builder::Isolation;
+use crate::exec::pipeline::CancelToken;
 use crate::limits::Limits;
-use crate::pipeline::CancelToken;
-use crate::builder::Isolation;
 use crate::task::Task;
 use sandpool_guest::FileInput;
 

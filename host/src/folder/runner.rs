@@ -7,14 +7,14 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use crate::dispatch::{Backend, Job};
 use crate::error::{Error, TaskRef};
-use crate::grant::{GrantOptions, GrantRoot};
-use crate::instance::{RawOutcome, TaskLogs};
+use crate::exec::builder::Isolation;
+use crate::exec::dispatch::{Backend, Job};
+use crate::exec::process::ProcessBackend;
 use crate::limits::Limits;
-use crate::module::CompiledModule;
-use crate::builder::Isolation;
-use crate::process::ProcessBackend;
+use crate::runtime::instance::{RawOutcome, TaskLogs};
+use crate::runtime::module::CompiledModule;
+use crate::sandbox::grant::{GrantOptions, GrantRoot};
 use crate::task::Task;
 
 /// What every worker thread of a folder run shares.
@@ -46,7 +46,7 @@ pub struct DirGrant {
     /// Where the guest sees it, e.g. `/data`.
     pub guest: String,
     /// Read-only or read-write.
-    pub access: crate::grant::DirAccess,
+    pub access: crate::sandbox::grant::DirAccess,
 }
 
 impl SharedRunner {

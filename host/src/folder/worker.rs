@@ -11,8 +11,8 @@ use sandpool_guest::FileInput;
 
 use crate::codec;
 use crate::error::{Error, TaskRef};
+use crate::exec::pipeline::CancelToken;
 use crate::limits::Limits;
-use crate::pipeline::CancelToken;
 
 use super::input::{ByteBudget, ReadError, read_input};
 use super::naming::{display_name, error_name, id_of_bytes, result_name};

@@ -25,7 +25,7 @@ pub(crate) fn new_store(
     let mut store = Store::new(&module.engine, HostState::new(memory_limit, limits.max_log));
     store.limiter(|state| state);
     store.set_epoch_deadline(limits.timeout.map_or(NO_DEADLINE, ticks_for));
-    crate::abort::arm(&mut store, limits); // TaskHandle::abort (in process only)
+    crate::exec::abort::arm(&mut store, limits); // TaskHandle::abort (in process only)
     if module.fuel {
         store
             .set_fuel(limits.fuel.unwrap_or(u64::MAX))

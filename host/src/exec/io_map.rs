@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
-use crate::completed::Indexed;
 use crate::error::{Error, ErrorKind};
-use crate::io::IoPool;
-use crate::io_handle::IoHandle;
+use crate::exec::completed::Indexed;
+use crate::exec::io::IoPool;
+use crate::exec::io_handle::IoHandle;
 
 /// One submission: the input's position and its handle, or why it was refused.
 type Submitted<T> = (u64, Result<IoHandle<T>, Error>);
@@ -151,7 +151,7 @@ where
             Err(e) => return Some(Err(e)),
         };
         let deadline = self.feed.deadline();
-        if let Some(result) = crate::block::block_on_until(Pin::new(&mut handle), deadline) {
+        if let Some(result) = crate::exec::block::block_on_until(Pin::new(&mut handle), deadline) {
             return Some(result);
         }
         self.feed.expired = true;
@@ -280,7 +280,7 @@ where
         }
         let deadline = self.feed.deadline();
         let mut next = self.running.next();
-        if let Some(item) = crate::block::block_on_until(Pin::new(&mut next), deadline) {
+        if let Some(item) = crate::exec::block::block_on_until(Pin::new(&mut next), deadline) {
             return item;
         }
         drop(next);

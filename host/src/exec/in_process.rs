@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use crate::dispatch::{Backend, Job};
 use crate::error::Error;
-use crate::grant::GrantRoot;
-use crate::instance::RawOutcome;
-use crate::module::CompiledModule;
+use crate::exec::dispatch::{Backend, Job};
+use crate::runtime::instance::RawOutcome;
+use crate::runtime::module::CompiledModule;
+use crate::sandbox::grant::GrantRoot;
 
 /// Runs tasks in fresh instances of a compiled module, in this process.
 pub(crate) struct InstanceBackend {
@@ -22,7 +22,7 @@ impl Backend for InstanceBackend {
         Ok(())
     }
     fn run(&self, _worker: &mut (), job: &Job) -> RawOutcome {
-        crate::abort::with_job(&job.state, || {
+        crate::exec::abort::with_job(&job.state, || {
             self.module
                 .run_task_granted(&job.limits, &job.task, &job.input, self.grant.as_ref())
         })

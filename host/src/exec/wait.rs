@@ -63,7 +63,7 @@ pub fn wait<H, T>(handles: Vec<H>, when: ReturnWhen) -> Waited<H, T>
 where
     H: Future<Output = Result<T, Error>> + Unpin,
 {
-    crate::block::block_on(wait_async(handles, when))
+    crate::exec::block::block_on(wait_async(handles, when))
 }
 
 /// Like [`wait`], but returns when `timeout` (counted from this call) has
@@ -91,7 +91,7 @@ where
         done: Vec::new(),
         when,
     };
-    match crate::block::block_on_until(Pin::new(&mut future), deadline) {
+    match crate::exec::block::block_on_until(Pin::new(&mut future), deadline) {
         Some(waited) => waited,
         None => future.take(),
     }

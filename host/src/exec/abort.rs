@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use crate::dispatch::JobState;
+use crate::exec::dispatch::JobState;
 use crate::limits::Limits;
 use crate::runtime::engine::ticks_for;
 use crate::sandbox::HostState;

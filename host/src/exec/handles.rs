@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
 
-use crate::dispatch::JobState;
 use crate::error::{Error, TaskRef};
-use crate::instance::TaskLogs;
-use crate::io::IoHandle;
+use crate::exec::dispatch::JobState;
+use crate::exec::io::IoHandle;
+use crate::runtime::instance::TaskLogs;
 
 /// One finished task in full: which input, its result and its captured output.
 ///
@@ -37,7 +37,7 @@ pub struct TaskOutput<Out> {
 /// What every handle can say and do: which task it is, whether it has
 /// started or finished, cancel (before it starts) and abort (also while it
 /// runs). Implemented by [`TaskHandle`], [`IoHandle`] and [`AnyHandle`];
-/// [`as_completed`](crate::as_completed) and [`wait`](crate::wait) take any of them.
+/// [`as_completed`](crate::as_completed) and [`wait`](crate::exec::wait) take any of them.
 ///
 /// ```
 /// use sandpool::Handle;
@@ -207,7 +207,7 @@ impl<Out> TaskHandle<Out> {
     /// ```
     pub fn wait_timeout(mut self, timeout: Duration) -> Result<Result<Out, Error>, Self> {
         let deadline = Instant::now().checked_add(timeout);
-        match crate::block::block_on_until(Pin::new(&mut self), deadline) {
+        match crate::exec::block::block_on_until(Pin::new(&mut self), deadline) {
             Some(result) => Ok(result),
             None => Err(self),
         }
@@ -222,7 +222,7 @@ impl<Out> TaskHandle<Out> {
     /// # Ok::<(), sandpool::Error>(())
     /// ```
     pub fn wait_output(self) -> TaskOutput<Out> {
-        crate::block::block_on(OutputFuture(self))
+        crate::exec::block::block_on(OutputFuture(self))
     }
 
     fn resolve(
@@ -301,7 +301,7 @@ impl<Out> Handle for TaskHandle<Out> {
 }
 
 /// A wasm or an I/O handle with the same value type, so both fit in one
-/// `Vec` for [`wait`](crate::wait) or [`as_completed`](crate::as_completed).
+/// `Vec` for [`wait`](crate::exec::wait) or [`as_completed`](crate::as_completed).
 ///
 /// ```
 /// use sandpool::{AnyHandle, IoPool, Pool};

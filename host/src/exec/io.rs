@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use crate::dispatch::JobState;
 use crate::error::{Error, TaskRef};
-pub use crate::io_handle::IoHandle;
-pub use crate::io_map::{IoAsCompleted, IoMap};
+use crate::exec::dispatch::JobState;
+pub use crate::exec::io_handle::IoHandle;
+pub use crate::exec::io_map::{IoAsCompleted, IoMap};
 
 /// Configures an [`IoPool`].
 ///
@@ -353,7 +353,7 @@ impl IoPool {
     }
 
     /// Runs an async task whose `Err` is a failure of the task: it becomes
-    /// [`Error::Guest`] with the error's text, so [`wait`](crate::wait) with
+    /// [`Error::Guest`] with the error's text, so [`wait`](crate::exec::wait) with
     /// [`ReturnWhen::FirstError`](crate::ReturnWhen::FirstError) sees it.
     ///
     /// ```

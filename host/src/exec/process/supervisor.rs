@@ -26,8 +26,8 @@ use super::wire::{
     REQUEST_OVERHEAD, ReadyInfo, Request, VERSION, max_response,
 };
 use super::{ProcessOptions, ProcessStats, WorkerStart};
-use crate::dispatch::{Backend, Job};
 use crate::error::{Error, TaskRef};
+use crate::exec::dispatch::{Backend, Job};
 use crate::limits::Limits;
 use crate::runtime::instance::{RawOutcome, TaskLogs};
 use crate::runtime::module::CompiledModule;

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
 use crate::error::Error;
-use crate::handles::Handle;
+use crate::exec::handles::Handle;
 
 /// Yields `(position, result)` for every handle as it finishes: first the
 /// ones already finished (by position), then in completion order. Takes
@@ -128,7 +128,7 @@ impl<H: Handle> Iterator for Completed<H> {
         }
         let deadline = self.timeout.and_then(|t| self.started.checked_add(t));
         let mut next = self.running.next();
-        if let Some(item) = crate::block::block_on_until(Pin::new(&mut next), deadline) {
+        if let Some(item) = crate::exec::block::block_on_until(Pin::new(&mut next), deadline) {
             return item;
         }
         drop(next);

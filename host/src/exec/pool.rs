@@ -7,14 +7,14 @@ use std::sync::Arc;
 use futures::channel::oneshot;
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::builder::PoolBuilder;
 use crate::codec;
-use crate::dispatch::{Dispatcher, JobState, PendingJob, Reply};
 use crate::error::{Error, TaskRef};
-use crate::handles::{TaskHandle, TaskOutput};
-use crate::instance::RawOutcome;
+use crate::exec::builder::PoolBuilder;
+use crate::exec::dispatch::{Dispatcher, JobState, PendingJob, Reply};
+use crate::exec::handles::{TaskHandle, TaskOutput};
+use crate::exec::map::{AsCompleted, MapIter};
 use crate::limits::Limits;
-use crate::map::{AsCompleted, MapIter};
+use crate::runtime::instance::RawOutcome;
 use crate::task::Task;
 
 /// The work one batch of a map's tasks should take on a worker: long
@@ -28,7 +28,7 @@ pub(crate) fn assemble<In, Out>(
     limits: Limits,
     window: usize,
     name: Arc<str>,
-    process: Option<Arc<crate::process::Supervisor>>,
+    process: Option<Arc<crate::exec::process::Supervisor>>,
 ) -> Pool<In, Out> {
     Pool {
         inner: Arc::new(PoolInner {
@@ -47,7 +47,7 @@ struct PoolInner {
     limits: Limits,
     window: usize,
     name: Arc<str>,
-    process: Option<Arc<crate::process::Supervisor>>,
+    process: Option<Arc<crate::exec::process::Supervisor>>,
 }
 
 /// A pool of workers running one task module: `submit`, `map`,
@@ -143,7 +143,7 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> Pool<In, Out> {
     /// assert_eq!(pool.process_stats().unwrap().worker_pids.len(), 2);
     /// # Ok::<(), sandpool::Error>(())
     /// ```
-    pub fn process_stats(&self) -> Option<crate::process::ProcessStats> {
+    pub fn process_stats(&self) -> Option<crate::exec::process::ProcessStats> {
         self.inner.process.as_ref().map(|p| p.stats())
     }
 

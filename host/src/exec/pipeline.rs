@@ -15,8 +15,8 @@ use futures::{Stream, StreamExt};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::Error;
-use crate::io::IoPool;
-use crate::pool::Pool;
+use crate::exec::io::IoPool;
+use crate::exec::pool::Pool;
 
 /// In which order a pipeline yields its results.
 ///

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::dispatch::JobState;
 use crate::error::{Error, TaskRef};
-use crate::handles::Handle;
+use crate::exec::dispatch::JobState;
+use crate::exec::handles::Handle;
 
 /// The pending result of one I/O task; `.await` it or [`wait`](Self::wait).
 /// Dropping it does not cancel the task.
@@ -127,7 +127,7 @@ impl<T> IoHandle<T> {
     /// # Ok::<(), sandpool::Error>(())
     /// ```
     pub fn wait(self) -> Result<T, Error> {
-        crate::block::block_on(self)
+        crate::exec::block::block_on(self)
     }
 
     /// Waits at most `timeout`: `Ok(result)` if the task ended in time, else
@@ -143,7 +143,7 @@ impl<T> IoHandle<T> {
     /// ```
     pub fn wait_timeout(mut self, timeout: Duration) -> Result<Result<T, Error>, Self> {
         let deadline = Instant::now().checked_add(timeout);
-        match crate::block::block_on_until(Pin::new(&mut self), deadline) {
+        match crate::exec::block::block_on_until(Pin::new(&mut self), deadline) {
             Some(result) => Ok(result),
             None => Err(self),
         }

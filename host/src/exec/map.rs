@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::codec;
-use crate::dispatch::{JobState, Reply};
 use crate::error::{Error, ErrorKind, TaskRef};
-use crate::handles::TaskHandle;
-use crate::instance::RawOutcome;
-use crate::pool::Pool;
+use crate::exec::dispatch::{JobState, Reply};
+use crate::exec::handles::TaskHandle;
+use crate::exec::pool::Pool;
+use crate::runtime::instance::RawOutcome;
 
 /// The iterator [`Pool::map`] returns: one result per input, in input order.
 ///
@@ -198,7 +198,7 @@ where
             return;
         };
         if let EntryState::Submitted(handle) = &mut entry.state
-            && let Some(result) = crate::block::block_on_until(Pin::new(handle), deadline)
+            && let Some(result) = crate::exec::block::block_on_until(Pin::new(handle), deadline)
         {
             entry.state = EntryState::Ready(result);
         }
@@ -240,7 +240,7 @@ where
             EntryState::Ready(result) => return Some(result),
             EntryState::Submitted(handle) => handle,
         };
-        match crate::block::block_on_until(Pin::new(&mut handle), deadline) {
+        match crate::exec::block::block_on_until(Pin::new(&mut handle), deadline) {
             Some(result) => Some(result),
             None => Some(Err(self.expire(handle))),
         }

@@ -16,8 +16,8 @@ use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, TaskRef};
-use crate::instance::{RawOutcome, TaskLogs};
 use crate::limits::Limits;
+use crate::runtime::instance::{RawOutcome, TaskLogs};
 
 const QUEUED: u8 = 0;
 const RUNNING: u8 = 1;
@@ -272,7 +272,7 @@ impl Dispatcher {
         };
         let n = u32::try_from(jobs.len()).map_err(|_| shut.clone())?;
         let slots = Arc::clone(&self.shared.slots);
-        let Ok(permit) = crate::block::block_on(slots.acquire_many_owned(n)) else {
+        let Ok(permit) = crate::exec::block::block_on(slots.acquire_many_owned(n)) else {
             return Err(shut);
         };
         let sender = lock(&self.shared.sender);
@@ -295,7 +295,7 @@ impl Dispatcher {
 
     /// Waits for a queue slot (blocking) and enqueues the job.
     pub fn enqueue_blocking(&self, job: PendingJob) -> Result<(), Error> {
-        let permit = crate::block::block_on(Arc::clone(&self.shared.slots).acquire_owned());
+        let permit = crate::exec::block::block_on(Arc::clone(&self.shared.slots).acquire_owned());
         self.enqueue_with(job, permit.ok())
     }
 

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::dispatch::Dispatcher;
 use crate::error::Error;
-use crate::grant::{DirAccess, GrantOptions};
-use crate::in_process::InstanceBackend;
+use crate::exec::dispatch::Dispatcher;
+use crate::exec::in_process::InstanceBackend;
+use crate::exec::pool::Pool;
+use crate::exec::process::{ProcessBackend, ProcessOptions};
 use crate::limits::Limits;
-use crate::pool::Pool;
-use crate::process::{ProcessBackend, ProcessOptions};
+use crate::sandbox::grant::{DirAccess, GrantOptions};
 use crate::task::Task;
 
 /// Where a pool runs its wasm tasks (the isolation ladder; see `docs/choosing.md`).
@@ -32,7 +32,7 @@ pub enum Isolation {
     Instance,
     /// Persistent `sandpool worker` subprocesses, each running tasks in fresh
     /// wasm instances: adds a separate address space, so a host-level crash,
-    /// abort or OOM kill loses only the task in flight (see [`crate::process`]).
+    /// abort or OOM kill loses only the task in flight (see [`crate::exec::process`]).
     Process,
 }
 
@@ -409,7 +409,7 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> PoolBuilder<In, Out>
                 (dispatcher, Some(supervisor))
             }
         };
-        Ok(crate::pool::assemble(
+        Ok(crate::exec::pool::assemble(
             dispatcher,
             self.limits,
             window,
