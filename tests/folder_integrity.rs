@@ -187,35 +187,48 @@ fn a_top_level_input_named_like_a_temporary_file_is_computed_once() {
 
 /// Runs `cmd` and returns its output and its peak resident memory in bytes.
 fn output_and_peak_rss(mut cmd: Command) -> (Output, u64) {
-    let child = cmd
+    // The child's own high-water mark, `VmHWM` of its address space, read
+    // until it exits. (`wait4`'s `ru_maxrss` would not do: a child spawned
+    // with vfork inherits the test process's peak, which grows with the
+    // other tests running beside this one.) The mark only rises, so the last
+    // reading misses at most the final few milliseconds.
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our child; pointers are valid for the call.
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(reaped, pid);
-    let mut child = child;
-    let mut out = Vec::new();
-    let mut err = Vec::new();
-    use std::io::Read;
-    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
-    child.stderr.take().unwrap().read_to_end(&mut err).unwrap();
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
+    let status_file = format!("/proc/{}/status", child.id());
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let read_all = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            r.read_to_end(&mut buf).unwrap();
+            buf
+        })
+    };
+    let (out, err) = (read_all(Box::new(stdout)), read_all(Box::new(stderr)));
+    let mut peak = 0u64;
+    let status = loop {
+        if let Ok(text) = std::fs::read_to_string(&status_file)
+            && let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak = peak.max(kib * 1024);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(2));
     };
     let output = Output {
-        status: std::os::unix::process::ExitStatusExt::from_raw(code << 8),
-        stdout: out,
-        stderr: err,
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
     };
-    (output, usage.ru_maxrss as u64 * 1024)
+    (output, peak)
 }
 
 #[test]
