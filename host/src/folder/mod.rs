@@ -119,7 +119,7 @@ impl FolderJob {
 ///
 /// ```
 /// let record = sandpool::FailureRecord {
-///     id: "a%2Fb.txt".into(),
+///     id: "a/b.txt".into(),
 ///     input: "a/b.txt".into(),
 ///     error: sandpool::ErrorKind::Trap,
 ///     message: "task `t` input #0 trapped: unreachable".into(),
@@ -128,7 +128,8 @@ impl FolderJob {
 /// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct FailureRecord {
-    /// The output id of the input (the file name stem; exact, see [`file_id`]).
+    /// The output id of the input (its path in the output folder without
+    /// `.json` or `.error.json`; exact, see [`file_id`]).
     pub id: String,
     /// The input's path relative to the input folder (lossy UTF-8, for reading).
     pub input: String,
@@ -353,7 +354,7 @@ pub fn run_folder(
     let _lock = lock::OutputLock::acquire(&job.output)?;
     let mut out = writer::OutDir::open(&job.output)?;
     out.probe_writable()?;
-    out.scan()?;
+    out.scan(walk::DirId::of(&job.inputs).ok())?;
     if out.swept > 0 {
         on_event(FolderEvent::Swept(out.swept));
     }
@@ -467,7 +468,7 @@ pub fn run_folder(
             },
             |folder| {
                 // A folder listed now had its error record (if any) from an earlier run.
-                let stale = naming::error_name(&naming::id_of_bytes(folder));
+                let stale = naming::error_name(&naming::folder_id(folder));
                 if out.may_exist(&stale) {
                     let _ = out.remove(&stale);
                 }

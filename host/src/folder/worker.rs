@@ -15,7 +15,7 @@ use crate::limits::Limits;
 use crate::pipeline::CancelToken;
 
 use super::input::{ByteBudget, ReadError, read_input};
-use super::naming::{display_name, error_name, id_of_bytes, result_name};
+use super::naming::{display_name, error_name, folder_id, id_of_bytes, result_name};
 use super::runner::ThreadRunner;
 use super::walk::{Entry, Feed};
 use super::writer::OutDir;
@@ -65,7 +65,11 @@ pub(crate) fn work(cx: &Context<'_>, id: usize, mut runner: ThreadRunner<'_>) {
 }
 
 fn process(cx: &Context<'_>, runner: &mut ThreadRunner<'_>, entry: Entry, tmp: &mut u64) {
-    let id = id_of_bytes(&entry.path);
+    let id = match entry.unlisted {
+        // A folder that could not be listed: its record sits beside it.
+        Some(_) => folder_id(&entry.path),
+        None => id_of_bytes(&entry.path),
+    };
     let ok_name = result_name(&id);
     let ok_may_exist = cx.out.may_exist(&ok_name);
     if !cx.force && ok_may_exist && cx.out.holds_json(&ok_name) {
