@@ -6,12 +6,14 @@
 //! Files: `naming` (output names), `lock` (one run per output folder),
 //! `walk` (streaming listing and the queue to the workers), `input`
 //! (bounded reads), `runner` (running a task on the calling thread),
-//! `worker` (one input from file to output), `writer` (the output folder).
+//! `worker` (one input from file to output), `writer` (the output folder),
+//! `status` (done / failed / missing against the inputs).
 
 mod input;
 mod lock;
 mod naming;
 mod runner;
+mod status;
 mod walk;
 mod worker;
 mod writer;
@@ -35,6 +37,7 @@ use sandpool_guest::FileInput;
 
 pub use naming::file_id;
 pub use runner::DirGrant;
+pub use status::{FolderStatus, InputState, StatusEntry, folder_status};
 
 /// How often the caller's callback hears of progress, at most.
 const TICK: Duration = Duration::from_millis(100);

@@ -27,6 +27,8 @@ pub enum Command {
     Run(RunArgs),
     /// Describe a module: exports, imports, ABI version, whether it is a valid task.
     Inspect(InspectArgs),
+    /// Which inputs are done, failed or missing in an output folder.
+    Status(StatusArgs),
     /// Serve tasks over stdin/stdout (used by the process executor).
     #[command(hide = true)]
     Worker,
@@ -121,10 +123,12 @@ fn defaults() -> sandpool::Limits {
 
 /// Run TASK on every file under INPUTS and write OUT/{id}.json per input.
 ///
-/// Every regular file under INPUTS (recursively) is one input. Its id is
-/// its path relative to INPUTS with `/` written as `%2F` (and `%` as `%25`),
-/// so `a/b.txt` gives `OUT/a%2Fb.txt.json`; the full rule, which keeps every
-/// file name distinct (bytes, not text), is in docs/cli.md. The task
+/// Every regular file under INPUTS (recursively) is one input. The output
+/// tree mirrors the input tree, names kept as they are: `a/b.txt` gives
+/// `OUT/a/b.txt.json`. Only what cannot be mirrored safely is escaped as
+/// `%XX` (`%`, `\`, control characters, bytes that are not UTF-8, a leading
+/// `.`, a trailing `.error`); the full rule, which keeps every file name
+/// distinct (bytes, not text), is in docs/cli.md. The task
 /// receives the file's bytes and relative name and must return a JSON
 /// document. A failed input gets `OUT/{id}.error.json` with the error
 /// variant and message instead. Outputs are written atomically; a re-run
@@ -188,6 +192,26 @@ pub struct RunArgs {
     /// file at all. Instance isolation only.
     #[arg(long, value_name = "HOST[:GUEST][:ro|rw]", value_parser = parse_dir)]
     pub dir: Option<DirArg>,
+}
+
+/// Which inputs of INPUTS are done, failed or missing in OUT.
+///
+/// An input is done when its result (`OUT/{id}.json`) holds a JSON
+/// document, failed when it has an error record (`OUT/{id}.error.json`)
+/// instead, missing when it has neither. Nothing is run or changed. The
+/// input folder must be named: the output folder does not record it.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "EXIT STATUS:\n  0  every input is done\n  1  some inputs are failed or missing\n  2  usage or setup error (a folder is missing or not a folder)\n\nEXAMPLES:\n  sandpool status output/ inputs/\n  sandpool status output/ inputs/ --json | jq '.inputs[] | select(.state == \"failed\")'"
+)]
+pub struct StatusArgs {
+    /// The output folder of `sandpool run`.
+    pub output: PathBuf,
+    /// The input folder it was run on.
+    pub inputs: PathBuf,
+    /// Print JSON on stdout: the counts and every input that is not done.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A `--dir` grant.
