@@ -80,6 +80,9 @@ pub struct FolderJob {
     pub limits: Limits,
     /// A host directory every task may use (instance isolation only).
     pub grant: Option<DirGrant>,
+    /// Extra attempts per input after a transient failure (a deadline or a
+    /// worker crash; never a guest's own error, a trap, fuel or memory).
+    pub retries: u32,
 }
 
 impl FolderJob {
@@ -104,6 +107,7 @@ impl FolderJob {
             isolation: Isolation::default(),
             limits: Limits::default(),
             grant: None,
+            retries: 0,
         }
     }
 
@@ -161,6 +165,30 @@ pub struct Failure {
     /// Why the record could not be written (then it exists only here).
     pub not_recorded: Option<String>,
 }
+
+/// An input that was run again after a transient failure.
+///
+/// ```
+/// let r = sandpool::Retried { input: "a.txt".into(), id: "a.txt".into(), retries: 1,
+///     errors: vec!["timeout".into()], succeeded: true };
+/// assert!(serde_json::to_string(&r).unwrap().contains("\"succeeded\":true"));
+/// ```
+#[derive(Debug, Clone, Serialize)]
+pub struct Retried {
+    /// The input's relative path (lossy UTF-8).
+    pub input: String,
+    /// Its output id.
+    pub id: String,
+    /// Extra attempts made.
+    pub retries: u32,
+    /// The error kind of each failed attempt that was retried (`timeout`, `worker_crashed`).
+    pub errors: Vec<String>,
+    /// Whether the last attempt succeeded.
+    pub succeeded: bool,
+}
+
+/// Retried inputs kept in the summary.
+const KEPT_RETRIED: usize = 100;
 
 /// Progress of a folder run.
 ///
@@ -248,6 +276,12 @@ pub struct FolderSummary {
     pub cancelled: bool,
     /// The first few failures.
     pub failures: Vec<Failure>,
+    /// Inputs run again after a transient failure (`--retries`).
+    pub retried: u64,
+    /// Extra attempts made in all.
+    pub retries: u64,
+    /// The first 100 retried inputs, with what each retry was for.
+    pub retried_inputs: Vec<Retried>,
     /// Where the outputs are.
     pub output: PathBuf,
     /// The output folder's path relative to the inputs, when it lies inside them (skipped).
@@ -375,6 +409,7 @@ pub fn run_folder(
     let counters = worker::Counters::default();
     let feed = walk::Feed::default();
     let (failures_tx, failures_rx) = crossbeam_channel::unbounded::<Failure>();
+    let (retried_tx, retried_rx) = crossbeam_channel::unbounded::<Retried>();
     let cx = worker::Context {
         feed: &feed,
         out: &out,
@@ -389,10 +424,13 @@ pub fn run_folder(
         counters: &counters,
         cancel: &cancel,
         failures: failures_tx,
+        max_retries: job.retries,
+        retried: retried_tx,
     };
     let running = Mutex::new(job.workers);
     let ended = Condvar::new();
     let mut kept: Vec<Failure> = Vec::new();
+    let mut kept_retried: Vec<Retried> = Vec::new();
     let mut found = 0u64;
     let mut listed = false;
     let inside: Cell<Option<PathBuf>> = Cell::new(None);
@@ -424,6 +462,11 @@ pub fn run_folder(
                 on_event(FolderEvent::OutputInsideInputs(&path));
                 inside.set(Some(path));
                 said_inside = true;
+            }
+            for retried in retried_rx.try_iter() {
+                if kept_retried.len() < KEPT_RETRIED {
+                    kept_retried.push(retried);
+                }
             }
             for failure in failures_rx.try_iter() {
                 on_event(FolderEvent::Failed(&failure));
@@ -517,6 +560,9 @@ pub fn run_folder(
         cancelled: (cancel.is_cancelled() || counters.stop.load(Ordering::Relaxed))
             && (not_run > 0 || !listed),
         failures: kept,
+        retried: counters.retried.load(Ordering::Relaxed),
+        retries: counters.retries.load(Ordering::Relaxed),
+        retried_inputs: kept_retried,
         output: job.output.clone(),
         output_inside_inputs: inside.take(),
         seconds: started.elapsed().as_secs_f64(),

@@ -174,6 +174,11 @@ pub struct RunArgs {
     /// Stop starting new inputs after the first failure.
     #[arg(long)]
     pub fail_fast: bool,
+    /// Run an input again, up to N more times, when it fails transiently:
+    /// its deadline passed (--timeout) or its worker crashed. A guest's own
+    /// error, a trap, fuel or memory exhaustion are never retried.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub retries: u32,
     /// Print nothing but errors.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,

@@ -69,6 +69,7 @@ pub fn main(args: RunArgs) -> ExitCode {
     let mut job = FolderJob::new(&args.inputs, &args.output);
     job.force = args.force;
     job.fail_fast = args.fail_fast;
+    job.retries = args.retries;
     job.max_input = args.max_input.map(|s| s.0);
     job.isolation = args.isolation;
     if let Some(jobs) = args.jobs {
@@ -298,6 +299,26 @@ fn report(args: &RunArgs, s: &FolderSummary, load_time: Duration) {
         s.seconds
     );
     let _ = writeln!(err, "sandpool: outputs in {}", s.output.display());
+    if s.retried > 0 {
+        let _ = writeln!(
+            err,
+            "sandpool: {} inputs retried ({} retries in all)",
+            s.retried, s.retries
+        );
+        for r in &s.retried_inputs {
+            let _ = writeln!(
+                err,
+                "  retried: {} ({}), then {}",
+                r.input,
+                r.errors.join(", "),
+                if r.succeeded { "succeeded" } else { "failed" }
+            );
+        }
+        let more = s.retried.saturating_sub(s.retried_inputs.len() as u64);
+        if more > 0 {
+            let _ = writeln!(err, "  ... and {more} more");
+        }
+    }
     // Only records that exist are pointed at; unrecorded failures were said as they happened.
     let recorded: Vec<_> = s
         .failures
