@@ -7,9 +7,11 @@
 //! `walk` (streaming listing and the queue to the workers), `input`
 //! (bounded reads), `runner` (running a task on the calling thread),
 //! `worker` (one input from file to output), `writer` (the output folder),
-//! `status` (done / failed / missing against the inputs).
+//! `status` (done / failed / missing against the inputs), `jsonl` (JSON
+//! Lines mode: a line per input, results in input order).
 
 mod input;
+mod jsonl;
 mod lock;
 mod naming;
 mod runner;
@@ -35,6 +37,7 @@ use crate::pool::Isolation;
 use crate::task::Task;
 use sandpool_guest::FileInput;
 
+pub use jsonl::{JsonlJob, JsonlSummary, run_jsonl};
 pub use naming::file_id;
 pub use runner::DirGrant;
 pub use status::{FolderStatus, InputState, StatusEntry, folder_status};

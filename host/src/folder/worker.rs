@@ -172,8 +172,33 @@ pub(crate) fn is_transient(error: &Error) -> bool {
     matches!(error.kind(), ErrorKind::Timeout | ErrorKind::WorkerCrashed)
 }
 
-/// Runs the task, and again (up to `cx.max_retries` times) while it fails
-/// transiently; reports each input that was retried.
+/// Runs the task on `encoded`, and again (up to `max_retries` times) while
+/// it fails transiently. Returns the last outcome and the kind of each
+/// failure that was retried.
+pub(crate) fn run_retrying(
+    runner: &mut ThreadRunner<'_>,
+    task: &TaskRef,
+    encoded: Vec<u8>,
+    limits: &Limits,
+    max_retries: u32,
+) -> (Result<Vec<u8>, Error>, Vec<ErrorKind>) {
+    let mut encoded = Some(encoded);
+    let mut errors: Vec<ErrorKind> = Vec::new();
+    loop {
+        let retries_left = (errors.len() as u32) < max_retries;
+        let attempt = if retries_left {
+            encoded.clone().unwrap_or_default()
+        } else {
+            encoded.take().unwrap_or_default()
+        };
+        match runner.run(task, attempt, limits).result {
+            Err(e) if retries_left && is_transient(&e) => errors.push(e.kind()),
+            result => return (result, errors),
+        }
+    }
+}
+
+/// [`run_retrying`] for a folder input: counts and reports its retries.
 fn run_with_retries(
     cx: &Context<'_>,
     runner: &mut ThreadRunner<'_>,
@@ -183,37 +208,22 @@ fn run_with_retries(
     input: &str,
     retries: &mut u32,
 ) -> Result<Vec<u8>, Error> {
-    let mut encoded = Some(encoded);
-    let mut errors: Vec<ErrorKind> = Vec::new();
-    loop {
-        let retries_left = (errors.len() as u32) < cx.max_retries;
-        let attempt = if retries_left {
-            encoded.clone().unwrap_or_default()
-        } else {
-            encoded.take().unwrap_or_default()
-        };
-        let result = runner.run(task, attempt, &cx.limits).result;
-        match result {
-            Err(e) if retries_left && is_transient(&e) => {
-                errors.push(e.kind());
-                cx.counters.retries.fetch_add(1, Ordering::Relaxed);
-            }
-            result => {
-                if !errors.is_empty() {
-                    cx.counters.retried.fetch_add(1, Ordering::Relaxed);
-                    let _ = cx.retried.send(Retried {
-                        input: input.to_string(),
-                        id: id_of_bytes(path),
-                        retries: errors.len() as u32,
-                        errors: errors.iter().map(|k| k.as_str().to_string()).collect(),
-                        succeeded: result.is_ok(),
-                    });
-                }
-                *retries = errors.len() as u32;
-                return result;
-            }
-        }
+    let (result, errors) = run_retrying(runner, task, encoded, &cx.limits, cx.max_retries);
+    if !errors.is_empty() {
+        cx.counters
+            .retries
+            .fetch_add(errors.len() as u64, Ordering::Relaxed);
+        cx.counters.retried.fetch_add(1, Ordering::Relaxed);
+        let _ = cx.retried.send(Retried {
+            input: input.to_string(),
+            id: id_of_bytes(path),
+            retries: errors.len() as u32,
+            errors: errors.iter().map(|k| k.as_str().to_string()).collect(),
+            succeeded: result.is_ok(),
+        });
     }
+    *retries = errors.len() as u32;
+    result
 }
 
 /// Reads the input, runs the task on it, and checks the output is JSON.

@@ -121,7 +121,8 @@ fn defaults() -> sandpool::Limits {
     sandpool::Limits::default()
 }
 
-/// Run TASK on every file under INPUTS and write OUT/{id}.json per input.
+/// Run TASK on every file under INPUTS and write OUT/{id}.json per input,
+/// or on every line of a JSON Lines file and write one result line per line.
 ///
 /// Every regular file under INPUTS (recursively) is one input. The output
 /// tree mirrors the input tree, names kept as they are: `a/b.txt` gives
@@ -135,18 +136,32 @@ fn defaults() -> sandpool::Limits {
 /// skips inputs whose output exists and is valid JSON, so an interrupted
 /// run can simply be repeated. One run at a time per output folder: a
 /// second is refused (exit 2). An output folder inside INPUTS is skipped.
+///
+/// JSON Lines mode (INPUTS is a file or `-`): each line is one input, given
+/// to the task as its bytes; results are written in input order, one line
+/// each: `{"line":N,"ok":...}` or `{"line":N,"error":KIND,"message":...}`
+/// (with `"id"` under --id-field). A re-run resumes after the last complete
+/// line of OUT. See docs/cli.md.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "EXAMPLES:\n  sandpool run doc_stats.wasm inputs/\n  sandpool run doc_stats.wasm inputs/ -o stats/ --jobs 4 --timeout 10s --memory 128MiB\n  sandpool run task.wasm big/ --json > summary.json"
+    after_help = "EXAMPLES:\n  sandpool run doc_stats.wasm inputs/\n  sandpool run doc_stats.wasm inputs/ -o stats/ --jobs 4 --timeout 10s --memory 128MiB\n  sandpool run task.wasm big/ --json > summary.json\n  sandpool run task.wasm records.jsonl -o results.jsonl --id-field id\n  zcat records.jsonl.gz | sandpool run task.wasm - | jq .ok"
 )]
 pub struct RunArgs {
     /// The task module (.wasm).
     pub task: PathBuf,
-    /// The folder of inputs (searched recursively; symbolic links are not followed).
+    /// The folder of inputs (searched recursively; symbolic links are not
+    /// followed), or a JSON Lines file (one input per line; `-` for stdin).
     pub inputs: PathBuf,
-    /// Output folder (created if missing).
-    #[arg(short, long, default_value = "output", value_name = "OUT_DIR")]
-    pub output: PathBuf,
+    /// Output folder (created if missing) [default: output]; for JSON Lines
+    /// input, the JSON Lines file to write (resumed if it exists) [default: -,
+    /// stdout].
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// JSON Lines input only: the field of each record that identifies it
+    /// (copied into its result line as `id`, given to the task as its name)
+    /// [default: the line number].
+    #[arg(long, value_name = "FIELD")]
+    pub id_field: Option<String>,
     /// Tasks run in parallel [default: number of CPUs].
     #[arg(short, long, value_name = "N")]
     pub jobs: Option<usize>,

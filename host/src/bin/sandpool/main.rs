@@ -6,6 +6,7 @@
 
 mod args;
 mod inspect;
+mod jsonl;
 mod run;
 mod status;
 
