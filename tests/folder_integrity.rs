@@ -186,36 +186,49 @@ fn a_top_level_input_named_like_a_temporary_file_is_computed_once() {
 }
 
 /// Runs `cmd` and returns its output and its peak resident memory in bytes.
+/// Runs `cmd`, returning its output and the peak RSS of its own program,
+/// polled from `VmHWM` while it runs. (Its `ru_maxrss` would also count
+/// this test process, whose memory the child shares until its exec: with
+/// other tests running here, that is noise of several MB.)
 fn output_and_peak_rss(mut cmd: Command) -> (Output, u64) {
-    let child = cmd
+    use std::io::Read;
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our child; pointers are valid for the call.
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(reaped, pid);
-    let mut child = child;
-    let mut out = Vec::new();
-    let mut err = Vec::new();
-    use std::io::Read;
-    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
-    child.stderr.take().unwrap().read_to_end(&mut err).unwrap();
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        stdout.read_to_end(&mut buf).unwrap();
+        buf
+    });
+    let err = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        stderr.read_to_end(&mut buf).unwrap();
+        buf
+    });
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    let status = loop {
+        if let Ok(text) = std::fs::read_to_string(&status_file)
+            && let Some(line) = text.lines().find(|l| l.starts_with("VmHWM:"))
+        {
+            let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+            peak = peak.max(kib << 10);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     };
     let output = Output {
-        status: std::os::unix::process::ExitStatusExt::from_raw(code << 8),
-        stdout: out,
-        stderr: err,
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
     };
-    (output, usage.ru_maxrss as u64 * 1024)
+    (output, peak)
 }
 
 #[test]
