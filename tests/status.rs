@@ -136,3 +136,41 @@ fn status_of_a_folder_that_does_not_exist_is_a_setup_error() {
     assert_eq!(result.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&result.stderr).contains("absent"));
 }
+
+#[test]
+fn status_of_a_json_lines_run_counts_result_and_error_lines_against_input_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out) = (dir.path().join("in.jsonl"), dir.path().join("out.jsonl"));
+    std::fs::write(&input, "{\"a\":1}\nnot json\n{\"b\":2}\n").unwrap();
+    let doc_stats = common::guest("doc_stats");
+    let run = sandpool(&[
+        "run".as_ref(),
+        doc_stats.as_os_str(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert_eq!(run.status.code(), Some(1));
+    // Lines added since the run, and a torn result line from a killed run.
+    let mut more = std::fs::read_to_string(&input).unwrap();
+    more.push_str("{\"c\":3}\n{\"d\":4}\n{\"e\":5}\n");
+    std::fs::write(&input, more).unwrap();
+    let mut torn = std::fs::read_to_string(&out).unwrap();
+    torn.push_str("{\"line\":4,\"o");
+    std::fs::write(&out, torn).unwrap();
+
+    let text = status(&out, &input, false);
+    assert_eq!(text.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(stdout.contains("6 inputs"), "{stdout}");
+    assert!(stdout.contains("2 done, 1 failed, 3 missing"), "{stdout}");
+    assert!(stdout.contains("failed:  line 2 (not_json)"), "{stdout}");
+    assert!(stdout.contains("missing: lines 4-6"), "{stdout}");
+
+    let json = status(&out, &input, true);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        (v["done"].as_u64(), v["missing"].as_u64()),
+        (Some(2), Some(3))
+    );
+}

@@ -75,7 +75,7 @@ pub use error::{Error, ErrorKind, Result, TaskRef};
 pub use folder::{
     DirGrant, Failure, FailureRecord, FolderEvent, FolderJob, FolderStatus, FolderSummary,
     InputState, JsonlJob, JsonlSummary, Progress, Retried, StatusEntry, file_id, folder_status,
-    run_folder, run_jsonl,
+    jsonl_status, run_folder, run_jsonl,
 };
 pub use grant::{DEFAULT_MAX_FILE_WRITES, DirAccess, MAX_OPEN_FILES};
 pub use inspect::{ModuleItem, ModuleReport, inspect_module};

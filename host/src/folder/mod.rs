@@ -15,7 +15,7 @@ mod jsonl;
 mod lock;
 mod naming;
 mod runner;
-mod status;
+pub(crate) mod status;
 mod walk;
 mod worker;
 mod writer;
@@ -37,7 +37,7 @@ use crate::pool::Isolation;
 use crate::task::Task;
 use sandpool_guest::FileInput;
 
-pub use jsonl::{JsonlJob, JsonlSummary, run_jsonl};
+pub use jsonl::{JsonlJob, JsonlSummary, jsonl_status, run_jsonl};
 pub use naming::file_id;
 pub use runner::DirGrant;
 pub use status::{FolderStatus, InputState, StatusEntry, folder_status};

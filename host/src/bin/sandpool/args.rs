@@ -216,6 +216,10 @@ pub struct RunArgs {
 
 /// Which inputs of INPUTS are done, failed or missing in OUT.
 ///
+/// For a JSON Lines run (INPUTS and OUT are files), the input lines are
+/// counted against the result lines: `ok` lines are done, `error` lines
+/// failed, lines with no result line yet missing.
+///
 /// An input is done when its result (`OUT/{id}.json`) holds a JSON
 /// document, failed when it has an error record (`OUT/{id}.error.json`)
 /// instead, missing when it has neither. Nothing is run or changed. The
@@ -225,9 +229,9 @@ pub struct RunArgs {
     after_help = "EXIT STATUS:\n  0  every input is done\n  1  some inputs are failed or missing\n  2  usage or setup error (a folder is missing or not a folder)\n\nEXAMPLES:\n  sandpool status output/ inputs/\n  sandpool status output/ inputs/ --json | jq '.inputs[] | select(.state == \"failed\")'"
 )]
 pub struct StatusArgs {
-    /// The output folder of `sandpool run`.
+    /// The output folder (or JSON Lines file) of `sandpool run`.
     pub output: PathBuf,
-    /// The input folder it was run on.
+    /// The input folder (or JSON Lines file) it was run on.
     pub inputs: PathBuf,
     /// Print JSON on stdout: the counts and every input that is not done.
     #[arg(long)]

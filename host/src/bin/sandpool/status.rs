@@ -13,13 +13,19 @@ const LISTED: usize = 20;
 pub fn main(args: StatusArgs) -> ExitCode {
     let mut entries: Vec<StatusEntry> = Vec::new();
     let mut more = 0u64;
-    let status = sandpool::folder_status(&args.inputs, &args.output, |entry| {
+    let mut keep = |entry: StatusEntry| {
         if args.json || entries.len() < LISTED {
             entries.push(entry);
         } else {
             more += 1;
         }
-    });
+    };
+    // A JSON Lines run: both are files.
+    let status = if args.inputs.is_file() && !args.output.is_dir() {
+        sandpool::jsonl_status(&args.output, &args.inputs, &mut keep)
+    } else {
+        sandpool::folder_status(&args.inputs, &args.output, &mut keep)
+    };
     let status = match status {
         Ok(s) => s,
         Err(e) => {

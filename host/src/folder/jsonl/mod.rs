@@ -21,6 +21,9 @@ use crate::task::Task;
 use sandpool_guest::FileInput;
 
 mod output;
+mod status;
+
+pub use status::jsonl_status;
 
 use output::open_output;
 
