@@ -391,3 +391,63 @@ fn bad_inputs_and_outputs_are_setup_errors_before_any_task_runs() {
     assert_eq!(std::fs::read_to_string(d.join("r.jsonl")).unwrap(), "{}\n");
     assert!(!d.join("output").exists(), "no work started");
 }
+
+#[test]
+fn a_line_that_times_out_is_retried_and_its_error_line_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out) = (dir.path().join("in.jsonl"), dir.path().join("out.jsonl"));
+    // Eight MB of words: far more than 2 ms of work for doc_stats.
+    let words: Vec<String> = (0..800_000).map(|i| format!("word{i}")).collect();
+    std::fs::write(&input, format!("{{\"t\":\"{}\"}}\n", words.join(" "))).unwrap();
+    let result = run(&[
+        common::guest("doc_stats").as_os_str(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--timeout".as_ref(),
+        "2ms".as_ref(),
+        "--retries".as_ref(),
+        "2".as_ref(),
+        "--json".as_ref(),
+    ]);
+    assert_eq!(result.status.code(), Some(1), "{}", stderr(&result));
+    let s: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    assert_eq!(
+        (s["retried"].as_u64(), s["retries"].as_u64()),
+        (Some(1), Some(2)),
+        "{s}"
+    );
+    let got = lines_of(&out);
+    assert_eq!(got[0]["error"], "timeout");
+    assert!(
+        got[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("failed 3 times"),
+        "{}",
+        got[0]
+    );
+}
+
+#[test]
+fn a_line_that_runs_out_of_fuel_is_not_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out) = (dir.path().join("in.jsonl"), dir.path().join("out.jsonl"));
+    std::fs::write(&input, "{\"a\":1}\n").unwrap();
+    // Too little fuel: a failure that would only repeat.
+    let result = run(&[
+        common::guest("doc_stats").as_os_str(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--fuel".as_ref(),
+        "10".as_ref(),
+        "--retries".as_ref(),
+        "3".as_ref(),
+        "--json".as_ref(),
+    ]);
+    assert_eq!(result.status.code(), Some(1), "{}", stderr(&result));
+    let s: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    assert_eq!(s["retries"].as_u64(), Some(0), "{s}");
+    assert_eq!(lines_of(&out)[0]["error"], "fuel_exhausted");
+}

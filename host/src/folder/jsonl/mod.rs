@@ -488,6 +488,7 @@ fn compute_line(
         task: Arc::clone(task_name),
         index: line.index,
     };
+    let mut tries = 0usize;
     let result = codec::encode(
         &FileInput {
             name,
@@ -501,10 +502,15 @@ fn compute_line(
             retried.fetch_add(1, Ordering::Relaxed);
             retries.fetch_add(errors.len() as u64, Ordering::Relaxed);
         }
+        tries = errors.len();
         codec::decode::<String>(&result?, &task)
     });
     let json = match result {
         Ok(json) => json,
+        Err(e) if tries > 0 => {
+            let message = format!("{e} (failed {} times; --retries {tries})", tries + 1);
+            return fail(id.as_deref(), e.kind().as_str(), &message);
+        }
         Err(e) => return fail(id.as_deref(), e.kind().as_str(), &e.to_string()),
     };
     match serde_json::from_str::<&serde_json::value::RawValue>(&json) {
