@@ -451,3 +451,51 @@ fn a_line_that_runs_out_of_fuel_is_not_retried() {
     assert_eq!(s["retries"].as_u64(), Some(0), "{s}");
     assert_eq!(lines_of(&out)[0]["error"], "fuel_exhausted");
 }
+
+#[test]
+fn ctrl_c_finishes_the_lines_in_flight_exits_130_and_a_rerun_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out) = (dir.path().join("in.jsonl"), dir.path().join("out.jsonl"));
+    std::fs::write(&input, records(100_000)).unwrap();
+    let doc_stats = common::guest("doc_stats");
+    let child = sandpool()
+        .args(["run".as_ref(), doc_stats.as_os_str(), input.as_os_str()])
+        .args(["-o".as_ref(), out.as_os_str()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) < 4096 {
+        assert!(std::time::Instant::now() < deadline, "no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let stopped = child.wait_with_output().unwrap();
+    assert_eq!(stopped.status.code(), Some(130), "{}", stderr(&stopped));
+    let partial = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        partial.ends_with('\n'),
+        "no torn line after a graceful stop"
+    );
+    let done = partial.lines().count();
+    assert!(done < 100_000, "stopped early");
+    let again = sandpool()
+        .args(["run".as_ref(), doc_stats.as_os_str(), input.as_os_str()])
+        .args(["-o".as_ref(), out.as_os_str(), "--json".as_ref()])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    let s: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(s["skipped"].as_u64(), Some(done as u64), "{s}");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap().lines().count(),
+        100_000
+    );
+}
