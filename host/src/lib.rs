@@ -45,7 +45,10 @@
 //! - [`run_folder`]: a task over a folder, one output file per input, the
 //!   `sandpool run` command (`folder/`: output naming, the output folder's
 //!   lock, the streaming walk, bounded reads, atomic writes; rules in
-//!   `docs/cli.md`). Load-time limits on modules: [`LoadLimits`] (`load.rs`).
+//!   `docs/cli.md`). [`run_jsonl`]: a task over the lines of a JSON Lines
+//!   file, results in input order (`folder/jsonl/`). [`folder_status`] and
+//!   [`jsonl_status`]: what is done, failed, missing.
+//!   Load-time limits on modules: [`LoadLimits`] (`load.rs`).
 //! - The serialization boundary: `codec.rs` (bincode) and the ABI constants
 //!   in `sandpool_guest::abi`; the contract for non-Rust guests is `docs/abi.md`.
 

@@ -444,7 +444,7 @@ fn report(args: &RunArgs, s: &FolderSummary, load_time: Duration) {
     if more > 0 {
         let _ = writeln!(
             err,
-            "  ... and {more} more; see {}/*.error.json",
+            "  ... and {more} more; see the .error.json files under {}",
             s.output.display()
         );
     }
