@@ -288,8 +288,23 @@ pub fn run_jsonl(
                 .spawn_scoped(s, move || {
                     let mut runner = shared.worker(id);
                     for line in lines_rx.iter() {
-                        let (text, ok) =
-                            compute_line(job, &mut runner, task_name, &line, retried, retries);
+                        // Every line read gets its result line, even if the host
+                        // panics on it: a missing line would stall the window.
+                        let computed =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                compute_line(job, &mut runner, task_name, &line, retried, retries)
+                            }));
+                        let (text, ok) = computed.unwrap_or_else(|_| {
+                            let mut text = serde_json::to_vec(&ErrorLine {
+                                line: line.index + 1,
+                                id: None,
+                                error: "panic",
+                                message: "the host panicked while running this line",
+                            })
+                            .unwrap_or_default();
+                            text.push(b'\n');
+                            (text, false)
+                        });
                         let done = Done {
                             index: line.index,
                             text,
