@@ -43,12 +43,31 @@ fn summary(out: &Output) -> serde_json::Value {
     })
 }
 
+/// Every file under `dir`, relative, recursively (`/`-joined, lossy).
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap();
+                found.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
 fn doc_stats() -> PathBuf {
     common::guest("doc_stats")
 }
 
 #[test]
-fn nested_folders_with_spaces_and_unicode_get_one_matching_output_each() {
+fn nested_folders_with_spaces_and_unicode_get_one_matching_output_each_in_a_mirrored_tree() {
     let dir = tempfile::tempdir().unwrap();
     let (inputs, out) = (dir.path().join("in"), dir.path().join("out"));
     let files = [
@@ -80,8 +99,18 @@ fn nested_folders_with_spaces_and_unicode_get_one_matching_output_each() {
                 .unwrap();
         assert_eq!(got, doc_stats_of(text), "output of {name}");
     }
+    // The tree is mirrored, names kept as they are (`%` alone is escaped).
+    for name in [
+        "top.txt.json",
+        "sub dir/with space.txt.json",
+        "sub dir/deeper/ünïcödé 名前.md.json",
+        "a%252Fb.txt.json",
+        "a/b.txt.json",
+    ] {
+        assert!(out.join(name).is_file(), "{name}");
+    }
     assert_eq!(
-        std::fs::read_dir(&out).unwrap().count(),
+        files_under(&out).len(),
         files.len(),
         "one file per input, nothing else"
     );
@@ -537,11 +566,11 @@ fn process_isolation_gives_the_same_outputs_and_contains_failures() {
         (Some(29), Some(1))
     );
     let err: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("sub%2F07 x.txt.error.json")).unwrap())
+        serde_json::from_slice(&std::fs::read(out.join("sub/07 x.txt.error.json")).unwrap())
             .unwrap();
     assert_eq!(err["error"], "trap");
     let ok: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("sub%2F08 x.txt.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(out.join("sub/08 x.txt.json")).unwrap()).unwrap();
     assert_eq!(ok["name"], "sub/08 x.txt");
 }
 

@@ -186,42 +186,42 @@ fn a_top_level_input_named_like_a_temporary_file_is_computed_once() {
 }
 
 /// Runs `cmd` and returns its output and its peak resident memory in bytes.
+/// Runs `cmd`, returning its output and the peak RSS of its own program,
+/// polled from `VmHWM` while it runs. (Its `ru_maxrss` would also count
+/// this test process, whose memory the child shares until its exec: with
+/// other tests running here, that is noise of several MB.)
 fn output_and_peak_rss(mut cmd: Command) -> (Output, u64) {
-    // The child's own high-water mark, `VmHWM` of its address space, read
-    // until it exits. (`wait4`'s `ru_maxrss` would not do: a child spawned
-    // with vfork inherits the test process's peak, which grows with the
-    // other tests running beside this one.) The mark only rises, so the last
-    // reading misses at most the final few milliseconds.
+    use std::io::Read;
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        stdout.read_to_end(&mut buf).unwrap();
+        buf
+    });
+    let err = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        stderr.read_to_end(&mut buf).unwrap();
+        buf
+    });
     let status_file = format!("/proc/{}/status", child.id());
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let read_all = |mut r: Box<dyn std::io::Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            r.read_to_end(&mut buf).unwrap();
-            buf
-        })
-    };
-    let (out, err) = (read_all(Box::new(stdout)), read_all(Box::new(stderr)));
     let mut peak = 0u64;
     let status = loop {
         if let Ok(text) = std::fs::read_to_string(&status_file)
-            && let Some(kib) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            && let Some(line) = text.lines().find(|l| l.starts_with("VmHWM:"))
         {
-            peak = peak.max(kib * 1024);
+            let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+            peak = peak.max(kib << 10);
         }
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(5));
     };
     let output = Output {
         status,
@@ -497,7 +497,7 @@ fn an_unreadable_subfolder_fails_its_inputs_not_the_run() {
     unprivileged(&mut again, dir.path());
     let again = again.output().unwrap();
     assert_eq!(counts(&summary(&again)), (1, 0, 2), "{}", stderr(&again));
-    assert!(out.join("locked%2Fb.txt.json").exists());
+    assert!(out.join("locked/b.txt.json").exists());
     assert!(
         !out.join("locked.error.json").exists(),
         "the stale record is gone"
@@ -796,4 +796,132 @@ fn a_killed_worker_process_fails_only_the_input_it_was_running() {
         );
     }
     assert_eq!(names(&out).len(), 60, "one output or record per input");
+}
+
+/// Inputs of the mirrored-tree cases: relative path (bytes) → where its
+/// result lands, relative to the output folder.
+const MIRRORED: [(&[u8], &[u8]); 10] = [
+    (b"x", b"x.json"),
+    (b"x.json/y", b"x%2Ejson/y.json"),
+    (b"x.error.json/z", b"x.error%2Ejson/z.json"),
+    (b"d/a", b"d/a.json"),
+    (b"d/a.error", b"d/a%2Eerror.json"),
+    (b"d/\xff.txt", b"d/%FF.txt.json"),
+    (b"d/\xfe.txt", b"d/%FE.txt.json"),
+    (b".git/HEAD", b"%2Egit/HEAD.json"),
+    (b"d/.hidden", b"d/%2Ehidden.json"),
+    (b"d/e/50%.txt", b"d/e/50%25.txt.json"),
+];
+
+fn write_mirrored_inputs(inputs: &Path) {
+    for (path, _) in MIRRORED {
+        let path = inputs.join(OsStr::from_bytes(path));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, path.as_os_str().as_bytes()).unwrap();
+    }
+}
+
+#[test]
+fn a_mirrored_tree_keeps_files_and_folders_named_alike_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inputs, out) = (dir.path().join("in"), dir.path().join("out"));
+    write_mirrored_inputs(&inputs);
+    let result = run(&[
+        probe().as_os_str(),
+        inputs.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--json".as_ref(),
+    ]);
+    assert_eq!(result.status.code(), Some(0), "{}", stderr(&result));
+    assert_eq!(counts(&summary(&result)), (MIRRORED.len() as u64, 0, 0));
+    for (input, output) in MIRRORED {
+        let at = out.join(OsStr::from_bytes(output));
+        let v: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(&at).unwrap_or_else(|e| panic!("{}: {e}", at.display())),
+        )
+        .unwrap();
+        // Each output holds its own input's result (the probe echoes the name).
+        assert_eq!(
+            v["name"],
+            String::from_utf8_lossy(input).as_ref(),
+            "{}",
+            at.display()
+        );
+        let id = sandpool::file_id(Path::new(OsStr::from_bytes(input)));
+        assert_eq!(format!("{id}.json").as_bytes(), output);
+    }
+    let again = run(&[
+        probe().as_os_str(),
+        inputs.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--json".as_ref(),
+    ]);
+    assert_eq!(
+        counts(&summary(&again)),
+        (0, 0, MIRRORED.len() as u64),
+        "a re-run resumes"
+    );
+}
+
+#[test]
+fn nested_temporaries_are_swept_and_nested_stale_records_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inputs, out) = (dir.path().join("in"), dir.path().join("out"));
+    std::fs::create_dir_all(inputs.join("d/e")).unwrap();
+    std::fs::write(inputs.join("d/e/ok.txt"), "fine").unwrap();
+    std::fs::write(inputs.join("d/e/bad.txt"), "fail: on purpose").unwrap();
+    std::fs::create_dir_all(out.join("d/e")).unwrap();
+    std::fs::write(out.join("d/e/.sandpool-tmp-1-1"), "half").unwrap();
+    std::fs::write(out.join("d/e/ok.txt.error.json"), "{}\n").unwrap();
+    std::fs::write(out.join("d/e/bad.txt.json"), "{\"stale\":true}\n").unwrap();
+    let result = run(&[
+        probe().as_os_str(),
+        inputs.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--json".as_ref(),
+        "--force".as_ref(),
+    ]);
+    assert_eq!(result.status.code(), Some(1), "{}", stderr(&result));
+    assert_eq!(
+        names(&out.join("d/e")),
+        ["bad.txt.error.json", "ok.txt.json"],
+        "temporary swept, stale result and stale record removed"
+    );
+}
+
+#[test]
+fn a_folder_that_cannot_be_listed_has_its_record_beside_it_in_the_mirrored_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inputs, out) = (dir.path().join("in"), dir.path().join("out"));
+    std::fs::create_dir_all(inputs.join("d/locked.json")).unwrap();
+    std::fs::write(inputs.join("d/locked.json/b.txt"), "b").unwrap();
+    std::fs::write(inputs.join("d/a.txt"), "a").unwrap();
+    std::fs::set_permissions(
+        inputs.join("d/locked.json"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let wasm = dir.path().join("doc_stats.wasm");
+    std::fs::copy(doc_stats(), &wasm).unwrap();
+    let mut cmd = sandpool();
+    cmd.args(["run".as_ref(), wasm.as_os_str(), inputs.as_os_str()])
+        .args(["-o".as_ref(), out.as_os_str(), "--json".as_ref()]);
+    assert!(unprivileged(&mut cmd, dir.path()));
+    let result = cmd.output().unwrap();
+    std::fs::set_permissions(
+        inputs.join("d/locked.json"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    assert_eq!(result.status.code(), Some(1), "{}", stderr(&result));
+    assert_eq!(
+        names(&out.join("d")),
+        ["a.txt.json", "locked%2Ejson.error.json"]
+    );
 }

@@ -66,7 +66,9 @@
 //! - [`run_folder`]: a task over a folder, one output file per input, the
 //!   `sandpool run` command (`folder/`: output naming, the output folder's
 //!   lock, the streaming walk, bounded reads, atomic writes; rules in
-//!   `docs/cli.md`).
+//!   `docs/cli.md`). [`run_jsonl`]: a task over the lines of a JSON Lines
+//!   file, results in input order (`folder/jsonl/`). [`folder_status`] and
+//!   [`jsonl_status`]: what is done, failed, missing.
 //! - The serialization boundary: `codec.rs` (bincode) and the ABI constants
 //!   in `sandpool_guest::abi`; the contract for non-Rust guests is `docs/abi.md`.
 //! - Shared helpers: `atomic_write.rs` (temporary file, fsync, rename) and
@@ -112,8 +114,9 @@ pub use exec::pool::Pool;
 pub use exec::process;
 pub use exec::wait::{ReturnWhen, Waited, wait, wait_async, wait_timeout};
 pub use folder::{
-    DirGrant, Failure, FailureRecord, FolderEvent, FolderJob, FolderSummary, Progress, file_id,
-    run_folder,
+    DirGrant, Failure, FailureRecord, FolderEvent, FolderJob, FolderStatus, FolderSummary,
+    InputState, JsonlJob, JsonlSummary, Progress, Retried, StatusEntry, file_id, folder_status,
+    jsonl_status, run_folder, run_jsonl,
 };
 pub use inspect::{ModuleItem, ModuleReport, inspect_module};
 pub use limits::Limits;

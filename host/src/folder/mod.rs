@@ -6,12 +6,16 @@
 //! Files: `naming` (output names), `lock` (one run per output folder),
 //! `walk` (streaming listing and the queue to the workers), `input`
 //! (bounded reads), `runner` (running a task on the calling thread),
-//! `worker` (one input from file to output), `writer` (the output folder).
+//! `worker` (one input from file to output), `writer` (the output folder),
+//! `status` (done / failed / missing against the inputs), `jsonl` (JSON
+//! Lines mode: a line per input, results in input order).
 
 mod input;
+mod jsonl;
 mod lock;
 mod naming;
 mod runner;
+pub(crate) mod status;
 mod walk;
 mod worker;
 mod writer;
@@ -33,8 +37,10 @@ use crate::limits::Limits;
 use crate::task::Task;
 use sandpool_guest::FileInput;
 
+pub use jsonl::{JsonlJob, JsonlSummary, jsonl_status, run_jsonl};
 pub use naming::file_id;
 pub use runner::DirGrant;
+pub use status::{FolderStatus, InputState, StatusEntry, folder_status};
 
 /// How often the caller's callback hears of progress, at most.
 const TICK: Duration = Duration::from_millis(100);
@@ -77,6 +83,9 @@ pub struct FolderJob {
     pub limits: Limits,
     /// A host directory every task may use (instance isolation only).
     pub grant: Option<DirGrant>,
+    /// Extra attempts per input after a transient failure (a deadline or a
+    /// worker crash; never a guest's own error, a trap, fuel or memory).
+    pub retries: u32,
 }
 
 impl FolderJob {
@@ -101,6 +110,7 @@ impl FolderJob {
             isolation: Isolation::default(),
             limits: Limits::default(),
             grant: None,
+            retries: 0,
         }
     }
 
@@ -119,7 +129,7 @@ impl FolderJob {
 ///
 /// ```
 /// let record = sandpool::FailureRecord {
-///     id: "a%2Fb.txt".into(),
+///     id: "a/b.txt".into(),
 ///     input: "a/b.txt".into(),
 ///     error: sandpool::ErrorKind::Trap,
 ///     message: "task `t` input #0 trapped: unreachable".into(),
@@ -128,7 +138,8 @@ impl FolderJob {
 /// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct FailureRecord {
-    /// The output id of the input (the file name stem; exact, see [`file_id`]).
+    /// The output id of the input (its path in the output folder without
+    /// `.json` or `.error.json`; exact, see [`file_id`]).
     pub id: String,
     /// The input's path relative to the input folder (lossy UTF-8, for reading).
     pub input: String,
@@ -157,6 +168,30 @@ pub struct Failure {
     /// Why the record could not be written (then it exists only here).
     pub not_recorded: Option<String>,
 }
+
+/// An input that was run again after a transient failure.
+///
+/// ```
+/// let r = sandpool::Retried { input: "a.txt".into(), id: "a.txt".into(), retries: 1,
+///     errors: vec!["timeout".into()], succeeded: true };
+/// assert!(serde_json::to_string(&r).unwrap().contains("\"succeeded\":true"));
+/// ```
+#[derive(Debug, Clone, Serialize)]
+pub struct Retried {
+    /// The input's relative path (lossy UTF-8).
+    pub input: String,
+    /// Its output id.
+    pub id: String,
+    /// Extra attempts made.
+    pub retries: u32,
+    /// The error kind of each failed attempt that was retried (`timeout`, `worker_crashed`).
+    pub errors: Vec<String>,
+    /// Whether the last attempt succeeded.
+    pub succeeded: bool,
+}
+
+/// Retried inputs kept in the summary.
+const KEPT_RETRIED: usize = 100;
 
 /// Progress of a folder run.
 ///
@@ -244,6 +279,12 @@ pub struct FolderSummary {
     pub cancelled: bool,
     /// The first few failures.
     pub failures: Vec<Failure>,
+    /// Inputs run again after a transient failure (`--retries`).
+    pub retried: u64,
+    /// Extra attempts made in all.
+    pub retries: u64,
+    /// The first 100 retried inputs, with what each retry was for.
+    pub retried_inputs: Vec<Retried>,
     /// Where the outputs are.
     pub output: PathBuf,
     /// The output folder's path relative to the inputs, when it lies inside them (skipped).
@@ -353,7 +394,7 @@ pub fn run_folder(
     let _lock = lock::OutputLock::acquire(&job.output)?;
     let mut out = writer::OutDir::open(&job.output)?;
     out.probe_writable()?;
-    out.scan()?;
+    out.scan(walk::DirId::of(&job.inputs).ok())?;
     if out.swept > 0 {
         on_event(FolderEvent::Swept(out.swept));
     }
@@ -371,6 +412,7 @@ pub fn run_folder(
     let counters = worker::Counters::default();
     let feed = walk::Feed::default();
     let (failures_tx, failures_rx) = crossbeam_channel::unbounded::<Failure>();
+    let (retried_tx, retried_rx) = crossbeam_channel::unbounded::<Retried>();
     let cx = worker::Context {
         feed: &feed,
         out: &out,
@@ -385,10 +427,13 @@ pub fn run_folder(
         counters: &counters,
         cancel: &cancel,
         failures: failures_tx,
+        max_retries: job.retries,
+        retried: retried_tx,
     };
     let running = Mutex::new(job.workers);
     let ended = Condvar::new();
     let mut kept: Vec<Failure> = Vec::new();
+    let mut kept_retried: Vec<Retried> = Vec::new();
     let mut found = 0u64;
     let mut listed = false;
     let inside: Cell<Option<PathBuf>> = Cell::new(None);
@@ -420,6 +465,11 @@ pub fn run_folder(
                 on_event(FolderEvent::OutputInsideInputs(&path));
                 inside.set(Some(path));
                 said_inside = true;
+            }
+            for retried in retried_rx.try_iter() {
+                if kept_retried.len() < KEPT_RETRIED {
+                    kept_retried.push(retried);
+                }
             }
             for failure in failures_rx.try_iter() {
                 on_event(FolderEvent::Failed(&failure));
@@ -467,7 +517,7 @@ pub fn run_folder(
             },
             |folder| {
                 // A folder listed now had its error record (if any) from an earlier run.
-                let stale = naming::error_name(&naming::id_of_bytes(folder));
+                let stale = naming::error_name(&naming::folder_id(folder));
                 if out.may_exist(&stale) {
                     let _ = out.remove(&stale);
                 }
@@ -513,6 +563,9 @@ pub fn run_folder(
         cancelled: (cancel.is_cancelled() || counters.stop.load(Ordering::Relaxed))
             && (not_run > 0 || !listed),
         failures: kept,
+        retried: counters.retried.load(Ordering::Relaxed),
+        retries: counters.retries.load(Ordering::Relaxed),
+        retried_inputs: kept_retried,
         output: job.output.clone(),
         output_inside_inputs: inside.take(),
         seconds: started.elapsed().as_secs_f64(),

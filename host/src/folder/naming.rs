@@ -20,25 +20,33 @@ pub(crate) const RESULT_SUFFIX: &str = ".json";
 /// Extension of an error record (what no id ends with, plus `.json`).
 pub(crate) const ERROR_SUFFIX: &str = ".error.json";
 
-/// Longest id kept whole; a longer one becomes a prefix, `%%` and a hash,
-/// so that `{id}.error.json` stays well under the 255-byte name limit.
+/// Longest path component kept whole; a longer one becomes a prefix, `%%`
+/// and a hash, so that `{name}.error.json` stays well under the 255-byte
+/// name limit.
 pub(crate) const MAX_ID_BYTES: usize = 200;
 
 /// Bytes of escaped prefix kept in front of the hash of a long id.
 const LONG_ID_PREFIX: usize = 130;
 
 /// The output id of an input: its path relative to the input folder, as
-/// bytes, made into a file name by these rules:
+/// bytes, mirrored into a relative output path (`essays/a.txt` gives
+/// `essays/a.txt`, whose result is `essays/a.txt.json`). Each path
+/// component is kept as it is unless it cannot be mirrored safely; then,
+/// and only then, bytes of it are escaped as `%XX`:
 ///
-/// - `%` becomes `%25`, `/` (between folders) `%2F`, `\` `%5C`, control
-///   characters and every byte that is not part of valid UTF-8 `%XX`, so
-///   names that are not UTF-8 keep distinct ids;
+/// - `%` becomes `%25`, `\` `%5C`, control characters and every byte that
+///   is not part of valid UTF-8 `%XX`, so names that are not UTF-8 keep
+///   distinct ids;
 /// - a leading `.` becomes `%2E` (so no output is hidden and no output can
 ///   be named like sandpool's own `.sandpool-*` files), and so does the `.`
 ///   of a trailing `.error` (so `a.error`'s result, `a%2Eerror.json`, is
 ///   never `a`'s error record, `a.error.json`);
-/// - an id longer than 200 bytes keeps its first ~130 bytes, then `%%` and
-///   the SHA-256 of the full path in hex (`%%` appears in no other id).
+/// - in a folder's name (every component but the last), the `.` of a
+///   trailing `.json` becomes `%2E`, so an output folder is never named
+///   like a result or an error record in the same folder;
+/// - a component longer than 200 bytes keeps its first ~130 bytes, then
+///   `%%` and the SHA-256 of the component in hex (`%%` appears in no
+///   other component).
 ///
 /// Every other character (spaces, non-ASCII letters) stays as it is.
 /// Decoding `%XX` gives back the original bytes, so distinct paths always
@@ -47,13 +55,14 @@ const LONG_ID_PREFIX: usize = 130;
 /// ```
 /// use std::path::Path;
 /// use std::os::unix::ffi::OsStrExt;
-/// assert_eq!(sandpool::file_id(Path::new("a/b c.txt")), "a%2Fb c.txt");
-/// assert_eq!(sandpool::file_id(Path::new("a%2Fb c.txt")), "a%252Fb c.txt");
-/// assert_eq!(sandpool::file_id(Path::new("día/ñ.md")), "día%2Fñ.md");
+/// assert_eq!(sandpool::file_id(Path::new("a/b c.txt")), "a/b c.txt");
+/// assert_eq!(sandpool::file_id(Path::new("50%.txt")), "50%25.txt");
+/// assert_eq!(sandpool::file_id(Path::new("día/ñ.md")), "día/ñ.md");
 /// assert_eq!(sandpool::file_id(Path::new("a.error")), "a%2Eerror");
-/// assert_eq!(sandpool::file_id(Path::new(".hidden")), "%2Ehidden");
-/// let latin1 = std::ffi::OsStr::from_bytes(b"\xff.txt");
-/// assert_eq!(sandpool::file_id(Path::new(latin1)), "%FF.txt");
+/// assert_eq!(sandpool::file_id(Path::new(".git/HEAD")), "%2Egit/HEAD");
+/// assert_eq!(sandpool::file_id(Path::new("x.json/y")), "x%2Ejson/y");
+/// let latin1 = std::ffi::OsStr::from_bytes(b"d/\xff.txt");
+/// assert_eq!(sandpool::file_id(Path::new(latin1)), "d/%FF.txt");
 /// ```
 pub fn file_id(relative: &Path) -> String {
     id_of_bytes(&relative_bytes(relative))
@@ -76,16 +85,40 @@ pub(crate) fn relative_bytes(relative: &Path) -> Vec<u8> {
     bytes
 }
 
-/// The id of a relative path given as `/`-joined bytes (see [`file_id`]).
+/// The id of an input file given as `/`-joined bytes (see [`file_id`]).
 pub(crate) fn id_of_bytes(path: &[u8]) -> String {
+    mirror(path, false)
+}
+
+/// The id of an input folder (every component named as a folder): where
+/// its error record goes if it cannot be listed.
+pub(crate) fn folder_id(path: &[u8]) -> String {
+    mirror(path, true)
+}
+
+fn mirror(path: &[u8], last_is_folder: bool) -> String {
     let mut id = String::with_capacity(path.len() + 8);
+    let mut parts = path.split(|&b| b == b'/').peekable();
+    while let Some(part) = parts.next() {
+        let is_folder = last_is_folder || parts.peek().is_some();
+        id.push_str(&component_id(part, is_folder));
+        if parts.peek().is_some() {
+            id.push('/');
+        }
+    }
+    id
+}
+
+/// One path component, escaped only where it cannot be mirrored.
+fn component_id(part: &[u8], is_folder: bool) -> String {
+    let mut id = String::with_capacity(part.len() + 8);
     let hex = |id: &mut String, b: u8| {
         const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
         id.push('%');
         id.push(DIGITS[usize::from(b >> 4)] as char);
         id.push(DIGITS[usize::from(b & 15)] as char);
     };
-    for chunk in path.utf8_chunks() {
+    for chunk in part.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
                 '%' | '/' | '\\' => hex(&mut id, c as u8),
@@ -102,16 +135,23 @@ pub(crate) fn id_of_bytes(path: &[u8]) -> String {
             hex(&mut id, b);
         }
     }
-    if id.starts_with('.') {
-        id.replace_range(..1, "%2E");
+    if id.is_empty() || id.starts_with('.') {
+        // An empty component cannot come from a walk; keep it visible anyway.
+        if id.is_empty() {
+            id.push_str("%2E%2E");
+        } else {
+            id.replace_range(..1, "%2E");
+        }
     }
-    if id.ends_with(".error") {
-        let dot = id.len() - ".error".len();
-        id.replace_range(dot..dot + 1, "%2E");
+    for tail in [".error"].into_iter().chain(is_folder.then_some(".json")) {
+        if id.ends_with(tail) {
+            let dot = id.len() - tail.len();
+            id.replace_range(dot..dot + 1, "%2E");
+        }
     }
     if id.len() > MAX_ID_BYTES {
         use sha2::Digest;
-        let digest = sha2::Sha256::digest(path);
+        let digest = sha2::Sha256::digest(part);
         let mut cut = LONG_ID_PREFIX;
         // Cut at a character boundary and never inside a `%XX` escape.
         let splits_escape = |id: &str, cut: usize| {
@@ -177,7 +217,7 @@ mod tests {
     fn names_that_are_not_utf8_get_distinct_ids() {
         assert_ne!(id(b"\xff.txt"), id(b"\xfe.txt"));
         assert_eq!(id(b"\xff.txt"), "%FF.txt");
-        assert_eq!(id(b"caf\xe9/\xc3("), "caf%E9%2F%C3(");
+        assert_eq!(id(b"caf\xe9/\xc3("), "caf%E9/%C3(");
     }
 
     #[test]
@@ -226,12 +266,19 @@ mod tests {
             b"\xc3",
             b"a.error.error",
             b"a%%b",
+            b"x.json/y",
+            b"x%2Ejson/y",
+            b".d/.e",
         ];
         let mut seen = HashSet::new();
         for p in &paths {
             let i = id(p);
             assert_eq!(decode(&i), *p, "{i}");
-            assert!(!i.contains('/') && !i.contains('\n') && !i.contains("%%"));
+            assert!(!i.contains('\n') && !i.contains("%%"));
+            assert_eq!(
+                i.matches('/').count(),
+                p.iter().filter(|&&b| b == b'/').count()
+            );
             assert!(seen.insert(i.clone()), "duplicate {i}");
         }
     }
@@ -240,8 +287,14 @@ mod tests {
     fn long_ids_are_shortened_with_a_hash_and_stay_distinct() {
         let long_a = format!("{}/a", "d".repeat(300));
         let long_b = format!("{}/b", "d".repeat(300));
+        let (a, b) = (id(long_b.as_bytes().split_at(300).0), id(long_a.as_bytes()));
+        assert!(a.len() <= MAX_ID_BYTES);
+        assert!(b.split('/').all(|c| c.len() <= MAX_ID_BYTES));
+        let (long_a, long_b) = (
+            format!("{}a", "d".repeat(300)),
+            format!("{}b", "d".repeat(300)),
+        );
         let (a, b) = (id(long_a.as_bytes()), id(long_b.as_bytes()));
-        assert!(a.len() <= MAX_ID_BYTES && b.len() <= MAX_ID_BYTES);
         assert!(error_name(&a).len() < 255);
         assert_ne!(a, b);
         assert!(a.contains("%%"));
@@ -257,6 +310,33 @@ mod tests {
     #[test]
     fn relative_paths_join_components_with_slashes() {
         assert_eq!(relative_bytes(Path::new("a/./b")), b"a/b");
-        assert_eq!(file_id(Path::new("a/b")), "a%2Fb");
+        assert_eq!(file_id(Path::new("a/b")), "a/b");
+    }
+
+    #[test]
+    fn the_tree_is_mirrored_with_names_kept_as_they_are() {
+        assert_eq!(id(b"essays/a.txt"), "essays/a.txt");
+        assert_eq!(id("día/名前 x.md".as_bytes()), "día/名前 x.md");
+        assert_eq!(result_name(&id(b"essays/a.txt")), "essays/a.txt.json");
+    }
+
+    #[test]
+    fn a_folder_is_never_named_like_a_result_or_record_beside_it() {
+        // Input `x` (a file) and input folder `x.json/` can live side by side.
+        let file = result_name(&id(b"x"));
+        let folder = id(b"x.json/y");
+        assert_eq!(file, "x.json");
+        assert_eq!(folder, "x%2Ejson/y");
+        assert_ne!(folder.split('/').next().unwrap(), file);
+        // A folder named `x.error.json` either.
+        assert_eq!(id(b"x.error.json/y"), "x.error%2Ejson/y");
+        assert_ne!(folder_id(b"x.error.json"), "x.error.json");
+        // A folder's error record is never a file's result or record.
+        let record = error_name(&folder_id(b"d"));
+        assert_eq!(record, "d.error.json");
+        assert_ne!(record, result_name(&id(b"d.error")));
+        // Every component is escaped on its own: hidden folders included.
+        assert_eq!(id(b".git/x"), "%2Egit/x");
+        assert_eq!(id(b"a.error/b.error"), "a%2Eerror/b%2Eerror");
     }
 }

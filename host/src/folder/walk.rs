@@ -141,11 +141,14 @@ pub(crate) struct DirId {
 
 impl DirId {
     pub(crate) fn of(path: &Path) -> std::io::Result<Self> {
-        let m = std::fs::metadata(path)?;
-        Ok(DirId {
+        Ok(Self::from_metadata(&std::fs::metadata(path)?))
+    }
+
+    pub(crate) fn from_metadata(m: &std::fs::Metadata) -> Self {
+        DirId {
             dev: m.dev(),
             ino: m.ino(),
-        })
+        }
     }
 }
 

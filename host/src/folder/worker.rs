@@ -10,16 +10,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use sandpool_guest::FileInput;
 
 use crate::codec;
-use crate::error::{Error, TaskRef};
+use crate::error::{Error, ErrorKind, TaskRef};
 use crate::exec::pipeline::CancelToken;
 use crate::limits::Limits;
 
 use super::input::{ByteBudget, ReadError, read_input};
-use super::naming::{display_name, error_name, id_of_bytes, result_name};
+use super::naming::{display_name, error_name, folder_id, id_of_bytes, result_name};
 use super::runner::ThreadRunner;
 use super::walk::{Entry, Feed};
 use super::writer::OutDir;
-use super::{Failure, FailureRecord};
+use super::{Failure, FailureRecord, Retried};
 
 /// Counters every worker adds to, read by the caller's thread for progress.
 #[derive(Debug, Default)]
@@ -28,6 +28,10 @@ pub(crate) struct Counters {
     pub succeeded: AtomicU64,
     pub failed: AtomicU64,
     pub unrecorded: AtomicU64,
+    /// Inputs run again after a transient failure (at least once).
+    pub retried: AtomicU64,
+    /// Extra attempts in all.
+    pub retries: AtomicU64,
     /// Set on the first failure when failing fast.
     pub stop: AtomicBool,
 }
@@ -47,6 +51,9 @@ pub(crate) struct Context<'a> {
     pub counters: &'a Counters,
     pub cancel: &'a CancelToken,
     pub failures: crossbeam_channel::Sender<Failure>,
+    /// Extra attempts allowed per input after a transient failure.
+    pub max_retries: u32,
+    pub retried: crossbeam_channel::Sender<Retried>,
 }
 
 /// Runs worker `id` until the queue ends or the run is stopped.
@@ -65,7 +72,11 @@ pub(crate) fn work(cx: &Context<'_>, id: usize, mut runner: ThreadRunner<'_>) {
 }
 
 fn process(cx: &Context<'_>, runner: &mut ThreadRunner<'_>, entry: Entry, tmp: &mut u64) {
-    let id = id_of_bytes(&entry.path);
+    let id = match entry.unlisted {
+        // A folder that could not be listed: its record sits beside it.
+        Some(_) => folder_id(&entry.path),
+        None => id_of_bytes(&entry.path),
+    };
     let ok_name = result_name(&id);
     let ok_may_exist = cx.out.may_exist(&ok_name);
     if !cx.force && ok_may_exist && cx.out.holds_json(&ok_name) {
@@ -78,12 +89,13 @@ fn process(cx: &Context<'_>, runner: &mut ThreadRunner<'_>, entry: Entry, tmp: &
     };
     let input = display_name(&entry.path);
     let err_name = error_name(&id);
+    let mut retries = 0u32;
     let result = match entry.unlisted {
         Some(why) => Err(Error::Io {
             context: format!("input folder {input}"),
             message: why,
         }),
-        None => compute(cx, runner, &task, &entry.path, &input),
+        None => compute(cx, runner, &task, &entry.path, &input, &mut retries),
     };
     let failure = match result {
         Ok(mut json) => {
@@ -110,7 +122,14 @@ fn process(cx: &Context<'_>, runner: &mut ThreadRunner<'_>, entry: Entry, tmp: &
         id,
         input,
         error: failure.kind(),
-        message: failure.to_string(),
+        message: if retries == 0 {
+            failure.to_string()
+        } else {
+            format!(
+                "{failure} (failed {} times; --retries {retries})",
+                retries + 1
+            )
+        },
     };
     let mut body = serde_json::to_vec_pretty(&record).unwrap_or_default();
     body.push(b'\n');
@@ -146,6 +165,67 @@ fn process(cx: &Context<'_>, runner: &mut ThreadRunner<'_>, entry: Entry, tmp: &
     let _ = cx.failures.send(failure);
 }
 
+/// Whether a failure may pass on another attempt: a deadline or a worker
+/// crash. A guest's own error, a trap, fuel or memory exhaustion are
+/// properties of the input and would only repeat.
+pub(crate) fn is_transient(error: &Error) -> bool {
+    matches!(error.kind(), ErrorKind::Timeout | ErrorKind::WorkerCrashed)
+}
+
+/// Runs the task on `encoded`, and again (up to `max_retries` times) while
+/// it fails transiently. Returns the last outcome and the kind of each
+/// failure that was retried.
+pub(crate) fn run_retrying(
+    runner: &mut ThreadRunner<'_>,
+    task: &TaskRef,
+    encoded: Vec<u8>,
+    limits: &Limits,
+    max_retries: u32,
+) -> (Result<Vec<u8>, Error>, Vec<ErrorKind>) {
+    let mut encoded = Some(encoded);
+    let mut errors: Vec<ErrorKind> = Vec::new();
+    loop {
+        let retries_left = (errors.len() as u32) < max_retries;
+        let attempt = if retries_left {
+            encoded.clone().unwrap_or_default()
+        } else {
+            encoded.take().unwrap_or_default()
+        };
+        match runner.run(task, attempt, limits).result {
+            Err(e) if retries_left && is_transient(&e) => errors.push(e.kind()),
+            result => return (result, errors),
+        }
+    }
+}
+
+/// [`run_retrying`] for a folder input: counts and reports its retries.
+fn run_with_retries(
+    cx: &Context<'_>,
+    runner: &mut ThreadRunner<'_>,
+    task: &TaskRef,
+    encoded: Vec<u8>,
+    path: &[u8],
+    input: &str,
+    retries: &mut u32,
+) -> Result<Vec<u8>, Error> {
+    let (result, errors) = run_retrying(runner, task, encoded, &cx.limits, cx.max_retries);
+    if !errors.is_empty() {
+        cx.counters
+            .retries
+            .fetch_add(errors.len() as u64, Ordering::Relaxed);
+        cx.counters.retried.fetch_add(1, Ordering::Relaxed);
+        let _ = cx.retried.send(Retried {
+            input: input.to_string(),
+            id: id_of_bytes(path),
+            retries: errors.len() as u32,
+            errors: errors.iter().map(|k| k.as_str().to_string()).collect(),
+            succeeded: result.is_ok(),
+        });
+    }
+    *retries = errors.len() as u32;
+    result
+}
+
 /// Reads the input, runs the task on it, and checks the output is JSON.
 fn compute(
     cx: &Context<'_>,
@@ -153,6 +233,7 @@ fn compute(
     task: &TaskRef,
     path: &[u8],
     input: &str,
+    retries: &mut u32,
 ) -> Result<String, Error> {
     let (data, reserved) =
         read_input(cx.root, path, cx.max_input, cx.budget).map_err(|e| match e {
@@ -176,9 +257,9 @@ fn compute(
         },
         task,
     )?;
-    let outcome = runner.run(task, encoded, &cx.limits);
+    let output = run_with_retries(cx, runner, task, encoded, path, input, retries);
     drop(reserved);
-    let json: String = codec::decode(&outcome.result?, task)?;
+    let json: String = codec::decode(&output?, task)?;
     if let Err(e) = serde_json::from_str::<&serde_json::value::RawValue>(&json) {
         return Err(Error::Decode {
             task: task.clone(),

@@ -87,41 +87,74 @@ impl OutDir {
             })
     }
 
-    /// Removes every temporary file (this run holds the folder's lock, so
-    /// they belong to runs that died) and records the names present.
-    pub(crate) fn scan(&mut self) -> Result<(), Error> {
-        let listing = std::fs::read_dir(&self.path).map_err(|e| {
-            Error::io(
-                format!("cannot list output folder {}", self.path.display()),
-                &e,
-            )
-        })?;
+    /// Removes every temporary file in the output tree (this run holds the
+    /// folder's lock, so they belong to runs that died) and records the
+    /// relative paths present. Does not follow symbolic links and does not
+    /// enter `skip` (the input folder, if it lies inside the output).
+    pub(crate) fn scan(&mut self, skip: Option<super::walk::DirId>) -> Result<(), Error> {
+        use std::os::unix::ffi::OsStrExt;
         let mut names = Vec::new();
         let mut keep = true;
-        for entry in listing {
-            let entry = entry.map_err(|e| {
-                Error::io(
-                    format!("cannot list output folder {}", self.path.display()),
-                    &e,
-                )
-            })?;
-            let name = entry.file_name();
-            let bytes = std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str());
-            if bytes.starts_with(TMP_PREFIX.as_bytes()) {
-                if let Some(text) = name.to_str()
-                    && self.remove(text).is_ok()
-                {
-                    self.swept += 1;
+        let mut pending: Vec<Vec<u8>> = vec![Vec::new()];
+        while let Some(rel) = pending.pop() {
+            let abs = if rel.is_empty() {
+                self.path.clone()
+            } else {
+                self.path.join(std::ffi::OsStr::from_bytes(&rel))
+            };
+            let listing = match std::fs::read_dir(&abs) {
+                Ok(listing) => listing,
+                Err(e) if rel.is_empty() => {
+                    return Err(Error::io(
+                        format!("cannot list output folder {}", self.path.display()),
+                        &e,
+                    ));
                 }
-                continue;
-            }
-            if bytes == LOCK_NAME.as_bytes() || !keep {
-                continue;
-            }
-            names.push(name_hash(bytes));
-            if names.len() > MAX_RECORDED_NAMES {
-                keep = false;
-                names = Vec::new();
+                // A subfolder we cannot list: we cannot know what it holds.
+                Err(_) => {
+                    keep = false;
+                    continue;
+                }
+            };
+            for entry in listing {
+                let Ok(entry) = entry else {
+                    keep = false;
+                    break;
+                };
+                let name = entry.file_name();
+                let mut path = rel.clone();
+                if !path.is_empty() {
+                    path.push(b'/');
+                }
+                path.extend_from_slice(name.as_bytes());
+                if name.as_bytes().starts_with(TMP_PREFIX.as_bytes()) {
+                    if let Ok(text) = std::str::from_utf8(&path)
+                        && self.remove(text).is_ok()
+                    {
+                        self.swept += 1;
+                    }
+                    continue;
+                }
+                if rel.is_empty() && name.as_bytes() == LOCK_NAME.as_bytes() {
+                    continue;
+                }
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    let skipped = skip.is_some_and(|skip| {
+                        entry
+                            .metadata()
+                            .is_ok_and(|m| super::walk::DirId::from_metadata(&m) == skip)
+                    });
+                    if !skipped {
+                        pending.push(path.clone());
+                    }
+                }
+                if keep {
+                    names.push(name_hash(&path));
+                    if names.len() > MAX_RECORDED_NAMES {
+                        keep = false;
+                        names = Vec::new();
+                    }
+                }
             }
         }
         if keep {
@@ -171,8 +204,36 @@ impl OutDir {
     /// its name unique in this run), then a rename. On any failure the
     /// temporary file is removed.
     pub(crate) fn write_atomic(&self, name: &str, bytes: &[u8], tmp: u64) -> std::io::Result<()> {
-        let tmp_name = format!("{TMP_PREFIX}{}-{tmp}", self.run);
-        self.write_atomic_as(&tmp_name, name, bytes)
+        let tmp_name = match name.rfind('/') {
+            Some(slash) => format!("{}/{TMP_PREFIX}{}-{tmp}", &name[..slash], self.run),
+            None => format!("{TMP_PREFIX}{}-{tmp}", self.run),
+        };
+        match self.write_atomic_as(&tmp_name, name, bytes) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && name.contains('/') => {
+                // The first output of this folder: create the folders, then again.
+                self.create_parents(name)?;
+                self.write_atomic_as(&tmp_name, name, bytes)
+            }
+            other => other,
+        }
+    }
+
+    /// Creates the folders above `name` (relative), each one as needed.
+    fn create_parents(&self, name: &str) -> std::io::Result<()> {
+        let mut end = 0;
+        while let Some(slash) = name[end..].find('/') {
+            end += slash;
+            let folder = cstr(&name[..end])?;
+            // SAFETY: valid descriptor and NUL-terminated name; the result is checked.
+            if unsafe { libc::mkdirat(self.fd.as_raw_fd(), folder.as_ptr(), 0o755) } != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::AlreadyExists {
+                    return Err(e);
+                }
+            }
+            end += 1;
+        }
+        Ok(())
     }
 
     fn write_atomic_as(&self, tmp_name: &str, name: &str, bytes: &[u8]) -> std::io::Result<()> {
@@ -249,7 +310,7 @@ mod tests {
         std::fs::write(dir.path().join(".sandpool-tmp-1-2"), b"half").unwrap();
         std::fs::write(dir.path().join("a.json"), b"{}").unwrap();
         let mut out = OutDir::open(dir.path()).unwrap();
-        out.scan().unwrap();
+        out.scan(None).unwrap();
         assert_eq!(out.swept, 1);
         assert!(!dir.path().join(".sandpool-tmp-1-2").exists());
         assert!(out.may_exist("a.json"));
@@ -272,5 +333,28 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
         out.probe_writable().unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn a_nested_output_is_written_beside_its_temporary_and_swept_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = OutDir::open(dir.path()).unwrap();
+        out.write_atomic("a/b/c.txt.json", b"{}\n", 1).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("a/b/c.txt.json")).unwrap(),
+            b"{}\n"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("a/b")).unwrap().count(),
+            1
+        );
+        std::fs::write(dir.path().join("a/b/.sandpool-tmp-9-9"), b"half").unwrap();
+        let mut out = OutDir::open(dir.path()).unwrap();
+        out.scan(None).unwrap();
+        assert_eq!(out.swept, 1);
+        assert!(!dir.path().join("a/b/.sandpool-tmp-9-9").exists());
+        assert!(out.may_exist("a/b/c.txt.json"));
+        assert!(!out.may_exist("a/b/d.txt.json"));
+        assert!(out.holds_json("a/b/c.txt.json"));
     }
 }

@@ -27,6 +27,8 @@ pub enum Command {
     Run(RunArgs),
     /// Describe a module: exports, imports, ABI version, whether it is a valid task.
     Inspect(InspectArgs),
+    /// Which inputs are done, failed or missing in an output folder.
+    Status(StatusArgs),
     /// Serve tasks over stdin/stdout (used by the process executor).
     #[command(hide = true)]
     Worker,
@@ -119,30 +121,47 @@ fn defaults() -> sandpool::Limits {
     sandpool::Limits::default()
 }
 
-/// Run TASK on every file under INPUTS and write OUT/{id}.json per input.
+/// Run TASK on every file under INPUTS and write OUT/{id}.json per input,
+/// or on every line of a JSON Lines file and write one result line per line.
 ///
-/// Every regular file under INPUTS (recursively) is one input. Its id is
-/// its path relative to INPUTS with `/` written as `%2F` (and `%` as `%25`),
-/// so `a/b.txt` gives `OUT/a%2Fb.txt.json`; the full rule, which keeps every
-/// file name distinct (bytes, not text), is in docs/cli.md. The task
+/// Every regular file under INPUTS (recursively) is one input. The output
+/// tree mirrors the input tree, names kept as they are: `a/b.txt` gives
+/// `OUT/a/b.txt.json`. Only what cannot be mirrored safely is escaped as
+/// `%XX` (`%`, `\`, control characters, bytes that are not UTF-8, a leading
+/// `.`, a trailing `.error`); the full rule, which keeps every file name
+/// distinct (bytes, not text), is in docs/cli.md. The task
 /// receives the file's bytes and relative name and must return a JSON
 /// document. A failed input gets `OUT/{id}.error.json` with the error
 /// variant and message instead. Outputs are written atomically; a re-run
 /// skips inputs whose output exists and is valid JSON, so an interrupted
 /// run can simply be repeated. One run at a time per output folder: a
 /// second is refused (exit 2). An output folder inside INPUTS is skipped.
+///
+/// JSON Lines mode (INPUTS is a file or `-`): each line is one input, given
+/// to the task as its bytes; results are written in input order, one line
+/// each: `{"line":N,"ok":...}` or `{"line":N,"error":KIND,"message":...}`
+/// (with `"id"` under --id-field). A re-run resumes after the last complete
+/// line of OUT. See docs/cli.md.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "EXAMPLES:\n  sandpool run doc_stats.wasm inputs/\n  sandpool run doc_stats.wasm inputs/ -o stats/ --jobs 4 --timeout 10s --memory 128MiB\n  sandpool run task.wasm big/ --json > summary.json"
+    after_help = "EXAMPLES:\n  sandpool run doc_stats.wasm inputs/\n  sandpool run doc_stats.wasm inputs/ -o stats/ --jobs 4 --timeout 10s --memory 128MiB\n  sandpool run task.wasm big/ --json > summary.json\n  sandpool run task.wasm records.jsonl -o results.jsonl --id-field id\n  zcat records.jsonl.gz | sandpool run task.wasm - | jq .ok"
 )]
 pub struct RunArgs {
     /// The task module (.wasm).
     pub task: PathBuf,
-    /// The folder of inputs (searched recursively; symbolic links are not followed).
+    /// The folder of inputs (searched recursively; symbolic links are not
+    /// followed), or a JSON Lines file (one input per line; `-` for stdin).
     pub inputs: PathBuf,
-    /// Output folder (created if missing).
-    #[arg(short, long, default_value = "output", value_name = "OUT_DIR")]
-    pub output: PathBuf,
+    /// Output folder (created if missing) [default: output]; for JSON Lines
+    /// input, the JSON Lines file to write (resumed if it exists) [default: -,
+    /// stdout].
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// JSON Lines input only: the field of each record that identifies it
+    /// (copied into its result line as `id`, given to the task as its name)
+    /// [default: the line number].
+    #[arg(long, value_name = "FIELD")]
+    pub id_field: Option<String>,
     /// Tasks run in parallel [default: number of CPUs].
     #[arg(short, long, value_name = "N")]
     pub jobs: Option<usize>,
@@ -170,6 +189,11 @@ pub struct RunArgs {
     /// Stop starting new inputs after the first failure.
     #[arg(long)]
     pub fail_fast: bool,
+    /// Run an input again, up to N more times, when it fails transiently:
+    /// its deadline passed (--timeout) or its worker crashed. A guest's own
+    /// error, a trap, fuel or memory exhaustion are never retried.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub retries: u32,
     /// Print nothing but errors.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -188,6 +212,30 @@ pub struct RunArgs {
     /// file at all. Instance isolation only.
     #[arg(long, value_name = "HOST[:GUEST][:ro|rw]", value_parser = parse_dir)]
     pub dir: Option<DirArg>,
+}
+
+/// Which inputs of INPUTS are done, failed or missing in OUT.
+///
+/// For a JSON Lines run (INPUTS and OUT are files), the input lines are
+/// counted against the result lines: `ok` lines are done, `error` lines
+/// failed, lines with no result line yet missing.
+///
+/// An input is done when its result (`OUT/{id}.json`) holds a JSON
+/// document, failed when it has an error record (`OUT/{id}.error.json`)
+/// instead, missing when it has neither. Nothing is run or changed. The
+/// input folder must be named: the output folder does not record it.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "EXIT STATUS:\n  0  every input is done\n  1  some inputs are failed or missing\n  2  usage or setup error (a folder is missing or not a folder)\n\nEXAMPLES:\n  sandpool status output/ inputs/\n  sandpool status output/ inputs/ --json | jq '.inputs[] | select(.state == \"failed\")'"
+)]
+pub struct StatusArgs {
+    /// The output folder (or JSON Lines file) of `sandpool run`.
+    pub output: PathBuf,
+    /// The input folder (or JSON Lines file) it was run on.
+    pub inputs: PathBuf,
+    /// Print JSON on stdout: the counts and every input that is not done.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A `--dir` grant.

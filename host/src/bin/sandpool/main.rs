@@ -2,10 +2,13 @@
 //!
 //! Exit codes: 0 all tasks succeeded, 1 some tasks failed, 2 usage or setup
 //! error (bad flag, missing folder, unreadable or invalid module).
+//! `status`: 0 every input done, 1 some failed or missing, 2 setup error.
 
 mod args;
 mod inspect;
+mod jsonl;
 mod run;
+mod status;
 
 use std::process::ExitCode;
 
@@ -27,6 +30,7 @@ fn main() -> ExitCode {
     match cli.command {
         args::Command::Run(run_args) => run::main(run_args),
         args::Command::Inspect(inspect_args) => inspect::main(inspect_args),
+        args::Command::Status(status_args) => status::main(status_args),
         args::Command::Worker => sandpool::process::worker_main(),
     }
 }

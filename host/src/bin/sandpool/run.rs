@@ -13,9 +13,9 @@ use crate::args::RunArgs;
 /// Exit code for usage and setup errors.
 pub const SETUP_ERROR: u8 = 2;
 /// Exit code when interrupted by Ctrl-C (128 + SIGINT).
-const INTERRUPTED: u8 = 130;
+pub const INTERRUPTED: u8 = 130;
 
-fn setup_error(message: impl std::fmt::Display) -> ExitCode {
+pub fn setup_error(message: impl std::fmt::Display) -> ExitCode {
     // One line: wasm parse errors can span several.
     let message = message
         .to_string()
@@ -26,26 +26,115 @@ fn setup_error(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(SETUP_ERROR)
 }
 
-pub fn main(args: RunArgs) -> ExitCode {
-    // Check the folder first: it is the cheapest mistake to report.
-    match std::fs::metadata(&args.inputs) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => {
-            return setup_error(format!(
-                "{} is not a folder; pass the folder that holds the inputs",
-                args.inputs.display()
-            ));
-        }
-        Err(e) => {
-            return setup_error(format!(
-                "cannot open input folder {}: {e}",
-                args.inputs.display()
-            ));
-        }
+/// What INPUTS is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Folder,
+    JsonLines,
+}
+
+/// Whether a regular file is JSON Lines: named so, or its first line is JSON.
+fn looks_like_json_lines(path: &std::path::Path) -> bool {
+    let named = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jsonl" | "ndjson" | "json"));
+    if named {
+        return true;
     }
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut first = Vec::new();
+    let read = std::io::BufRead::read_until(
+        &mut std::io::BufReader::new(std::io::Read::take(file, 1 << 20)),
+        b'\n',
+        &mut first,
+    );
+    read.is_ok()
+        && (first.is_empty() || serde_json::from_slice::<serde_json::Value>(&first).is_ok())
+}
+
+/// Decides the mode and checks the flags fit it, before anything is loaded.
+fn check_setup(args: &RunArgs) -> Result<Mode, String> {
+    let mode = if args.inputs.as_os_str() == "-" {
+        Mode::JsonLines
+    } else {
+        match std::fs::metadata(&args.inputs) {
+            Ok(meta) if meta.is_dir() => Mode::Folder,
+            Ok(meta) if meta.is_file() => {
+                if !looks_like_json_lines(&args.inputs) {
+                    return Err(format!(
+                        "{} is neither a folder nor a JSON Lines file (its first line is not JSON); \
+                         pass the folder that holds the inputs, or a .jsonl file",
+                        args.inputs.display()
+                    ));
+                }
+                Mode::JsonLines
+            }
+            // A pipe or a device (`<(zcat x.gz)`): read as JSON Lines.
+            Ok(_) => Mode::JsonLines,
+            Err(e) => return Err(format!("cannot open input {}: {e}", args.inputs.display())),
+        }
+    };
     if args.jobs == Some(0) {
-        return setup_error("--jobs must be at least 1");
+        return Err("--jobs must be at least 1".into());
     }
+    match mode {
+        Mode::Folder => {
+            if args.id_field.is_some() {
+                return Err("--id-field applies to JSON Lines input only".into());
+            }
+            let out = folder_output(args);
+            if let Ok(meta) = std::fs::metadata(&out)
+                && !meta.is_dir()
+            {
+                return Err(format!(
+                    "the output {} is a file, not a folder; a folder of inputs needs an output folder (-o OUT_DIR)",
+                    out.display()
+                ));
+            }
+        }
+        Mode::JsonLines => {
+            for (set, flag) in [
+                (args.dir.is_some(), "--dir"),
+                (args.fail_fast, "--fail-fast"),
+            ] {
+                if set {
+                    return Err(format!("{flag} applies to folder input only"));
+                }
+            }
+            let out = args.output.clone().unwrap_or_else(|| "-".into());
+            if out.as_os_str() != "-" {
+                if out.is_dir() {
+                    return Err(format!(
+                        "the output {} is a folder; JSON Lines input writes one JSON Lines file (-o results.jsonl)",
+                        out.display()
+                    ));
+                }
+                use std::os::unix::fs::MetadataExt;
+                if let (Ok(a), Ok(b)) = (std::fs::metadata(&args.inputs), std::fs::metadata(&out))
+                    && a.dev() == b.dev()
+                    && a.ino() == b.ino()
+                {
+                    return Err(format!(
+                        "the output {} is the input file; choose another output file",
+                        out.display()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(mode)
+}
+
+/// The output folder of a folder run.
+fn folder_output(args: &RunArgs) -> std::path::PathBuf {
+    args.output.clone().unwrap_or_else(|| "output".into())
+}
+
+/// Loads the task module (from the cache when it can), or says why not.
+pub fn load_task(args: &RunArgs) -> Result<(Task<FileInput, String>, Duration), ExitCode> {
     let started = Instant::now();
     let cache = if args.no_cache {
         None
@@ -56,31 +145,49 @@ pub fn main(args: RunArgs) -> ExitCode {
         Some(dir) => Task::<FileInput, String>::from_file_cached(&args.task, dir),
         None => Task::<FileInput, String>::from_file(&args.task),
     };
-    let task = match loaded {
-        Ok(task) => task,
-        Err(e) => {
-            return setup_error(format!(
-                "{e} (is {} a sandpool task module? try `sandpool inspect`)",
-                args.task.display()
-            ));
-        }
-    };
-    let load_time = started.elapsed();
-    let mut job = FolderJob::new(&args.inputs, &args.output);
-    job.force = args.force;
-    job.fail_fast = args.fail_fast;
-    job.max_input = args.max_input.map(|s| s.0);
-    job.isolation = args.isolation;
-    if let Some(jobs) = args.jobs {
-        job.workers = jobs;
+    match loaded {
+        Ok(task) => Ok((task, started.elapsed())),
+        Err(e) => Err(setup_error(format!(
+            "{e} (is {} a sandpool task module? try `sandpool inspect`)",
+            args.task.display()
+        ))),
     }
-    job.limits = Limits {
+}
+
+/// The limits the flags ask for.
+pub fn limits(args: &RunArgs) -> Limits {
+    Limits {
         timeout: (!args.timeout.0.is_zero()).then_some(args.timeout.0),
         fuel: args.fuel,
         memory: args.memory.0,
         max_output: args.max_output.0,
         ..Limits::default()
+    }
+}
+
+pub fn main(args: RunArgs) -> ExitCode {
+    // Check the inputs and flags first: they are the cheapest mistakes to report.
+    let mode = match check_setup(&args) {
+        Ok(mode) => mode,
+        Err(message) => return setup_error(message),
     };
+    let (task, load_time) = match load_task(&args) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    if mode == Mode::JsonLines {
+        return crate::jsonl::main(&args, &task, load_time);
+    }
+    let mut job = FolderJob::new(&args.inputs, folder_output(&args));
+    job.force = args.force;
+    job.fail_fast = args.fail_fast;
+    job.retries = args.retries;
+    job.max_input = args.max_input.map(|s| s.0);
+    job.isolation = args.isolation;
+    if let Some(jobs) = args.jobs {
+        job.workers = jobs;
+    }
+    job.limits = limits(&args);
     job.grant = args.dir.as_ref().map(|d| DirGrant {
         host: d.host.clone(),
         guest: d.guest.clone(),
@@ -122,7 +229,7 @@ pub fn main(args: RunArgs) -> ExitCode {
 /// First Ctrl-C: stop starting inputs, finish those in flight. Second: exit now
 /// (outputs are renamed into place, so none is ever half-written; the next
 /// run removes the temporary files left behind).
-fn install_ctrl_c(cancel: CancelToken, quiet: bool) {
+pub fn install_ctrl_c(cancel: CancelToken, quiet: bool) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -298,6 +405,26 @@ fn report(args: &RunArgs, s: &FolderSummary, load_time: Duration) {
         s.seconds
     );
     let _ = writeln!(err, "sandpool: outputs in {}", s.output.display());
+    if s.retried > 0 {
+        let _ = writeln!(
+            err,
+            "sandpool: {} inputs retried ({} retries in all)",
+            s.retried, s.retries
+        );
+        for r in &s.retried_inputs {
+            let _ = writeln!(
+                err,
+                "  retried: {} ({}), then {}",
+                r.input,
+                r.errors.join(", "),
+                if r.succeeded { "succeeded" } else { "failed" }
+            );
+        }
+        let more = s.retried.saturating_sub(s.retried_inputs.len() as u64);
+        if more > 0 {
+            let _ = writeln!(err, "  ... and {more} more");
+        }
+    }
     // Only records that exist are pointed at; unrecorded failures were said as they happened.
     let recorded: Vec<_> = s
         .failures
@@ -317,7 +444,7 @@ fn report(args: &RunArgs, s: &FolderSummary, load_time: Duration) {
     if more > 0 {
         let _ = writeln!(
             err,
-            "  ... and {more} more; see {}/*.error.json",
+            "  ... and {more} more; see the .error.json files under {}",
             s.output.display()
         );
     }
