@@ -191,14 +191,36 @@ pub fn out_dir(work: &Path, program: Program) -> PathBuf {
     work.join(format!("out-{}", program.key()))
 }
 
-/// Whether two output folders hold the same JSON for a sample of `sample` names.
+/// The outputs under `dir` (the output tree mirrors the input tree), as
+/// paths relative to it, sorted: `*.json` files, not hidden, not error records.
+fn outputs(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(dir.join(&rel)) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name();
+            let text = name.to_string_lossy();
+            if text.starts_with('.') {
+                continue;
+            }
+            let child = rel.join(&name);
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(child);
+            } else if text.ends_with(".json") && !text.ends_with(".error.json") {
+                found.push(child);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Whether two output folders hold the same JSON for a sample of `sample` outputs.
 pub fn same_outputs(a: &Path, b: &Path, sample: usize) -> bool {
-    let mut names: Vec<_> = std::fs::read_dir(a)
-        .expect("read outputs")
-        .map(|e| e.expect("entry").file_name())
-        .filter(|n| !n.to_string_lossy().starts_with('.'))
-        .collect();
-    names.sort();
+    let names = outputs(a);
     let step = (names.len() / sample.max(1)).max(1);
     !names.is_empty()
         && names.iter().step_by(step).all(|name| {
@@ -208,25 +230,13 @@ pub fn same_outputs(a: &Path, b: &Path, sample: usize) -> bool {
             };
             let same = read(a) == read(b);
             if !same {
-                eprintln!("outputs differ for {}", name.to_string_lossy());
+                eprintln!("outputs differ for {}", name.display());
             }
             same
         })
 }
 
-/// The number of outputs in `dir`: `*.json` files, not hidden, not error records.
+/// The number of outputs under `dir`: `*.json` files, not hidden, not error records.
 pub fn count_entries(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| {
-                    let name = e.file_name();
-                    let name = name.to_string_lossy();
-                    name.ends_with(".json")
-                        && !name.starts_with('.')
-                        && !name.ends_with(".error.json")
-                })
-                .count()
-        })
-        .unwrap_or(0)
+    outputs(dir).len()
 }

@@ -1,6 +1,7 @@
 //! The physical floor of `sandpool run`: only its file work, no compute.
 //! Walk the input folder, then on N threads read each file, write a small
-//! temporary file into the output folder and rename it to `{file_id}.json`.
+//! temporary file beside its output and rename it to `OUT/{path}.json` (the
+//! output tree mirrors the input tree, as `sandpool run`'s does).
 //!
 //! Written in Rust with std only, making exactly the syscalls a C program
 //! would per file (`openat`, `read` until 0, `close`; `openat` O_CREAT,
@@ -38,17 +39,12 @@ pub fn walk(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// `sandpool run`'s output name for a relative path: `%` as `%25`, `/` as `%2F`.
-fn file_id(rel: &Path) -> String {
-    let mut id = String::new();
-    for c in rel.to_string_lossy().chars() {
-        match c {
-            '%' => id.push_str("%25"),
-            '/' => id.push_str("%2F"),
-            c => id.push(c),
-        }
-    }
-    id
+/// `sandpool run`'s output for a relative path: the same path under `out`,
+/// `.json` appended (the bench corpus has no name that needs escaping).
+fn output_path(out: &Path, rel: &Path) -> PathBuf {
+    let mut path = out.join(rel).into_os_string();
+    path.push(".json");
+    PathBuf::from(path)
 }
 
 /// Reads `path` whole into `buf` (reused between files): open, read until 0, close.
@@ -73,6 +69,13 @@ fn read_into(path: &Path, buf: &mut Vec<u8>) -> io::Result<usize> {
 pub fn run(inputs: &Path, out: &Path, threads: usize) -> io::Result<usize> {
     std::fs::create_dir_all(out)?;
     let files = walk(inputs)?;
+    // The mirrored output folders, made once each (as `sandpool run` does).
+    let mut dirs: Vec<&Path> = files.iter().filter_map(|f| f.parent()).collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in dirs {
+        std::fs::create_dir_all(out.join(dir))?;
+    }
     let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads.max(1))
@@ -85,9 +88,10 @@ pub fn run(inputs: &Path, out: &Path, threads: usize) -> io::Result<usize> {
                         let n = read_into(&inputs.join(rel), &mut buf)?;
                         json.clear();
                         write!(json, "{{\"bytes\":{n}}}")?;
-                        let tmp = out.join(format!(".floor-tmp-{t}"));
+                        let target = output_path(out, rel);
+                        let tmp = target.with_file_name(format!(".floor-tmp-{t}"));
                         File::create(&tmp)?.write_all(&json)?;
-                        std::fs::rename(&tmp, out.join(file_id(rel) + ".json"))?;
+                        std::fs::rename(&tmp, target)?;
                     }
                     Ok(())
                 })

@@ -16,15 +16,20 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 WORD = re.compile(r"[^\W_]+")
+# Output folders this worker process has made (the output tree mirrors the inputs).
+MADE = set()
 
 
 def file_id(rel):
+    """sandpool run's output path for `rel`: the input tree mirrored, each name escaped alone."""
+    return "/".join(escape_name(part) for part in rel.split("/"))
+
+
+def escape_name(rel):
     out = []
     for c in rel:
         if c == "%":
             out.append("%25")
-        elif c == "/":
-            out.append("%2F")
         elif c == "\\":
             out.append("%5C")
         elif ord(c) < 32 or ord(c) == 127:
@@ -53,6 +58,10 @@ def process(job):
         text = f.read().decode("utf-8", errors="replace")
     stats = doc_stats(text)
     path = os.path.join(out_dir, file_id(rel) + ".json")
+    parent = os.path.dirname(path)
+    if parent not in MADE:
+        os.makedirs(parent, exist_ok=True)
+        MADE.add(parent)
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(stats, f, ensure_ascii=False, separators=(",", ":"))
