@@ -7,9 +7,10 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
-/// Prefix of the temporary files outputs are written to before their rename.
-/// Starts with `.`, which no output name does.
-pub(crate) const TMP_PREFIX: &str = ".sandpool-tmp-";
+/// Prefix of the temporary files outputs are written to before their rename
+/// (the one prefix every sandpool temporary file has). Starts with `.`,
+/// which no output name does.
+pub(crate) use crate::atomic_write::TEMP_PREFIX as TMP_PREFIX;
 
 /// The lock file a run holds in its output folder (also starts with `.`).
 pub(crate) const LOCK_NAME: &str = ".sandpool-lock";

@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use crate::codec;
 use crate::error::{Error, TaskRef};
-use crate::exec::pipeline::CancelToken;
 use crate::exec::builder::Isolation;
+use crate::exec::pipeline::CancelToken;
 use crate::limits::Limits;
 use crate::task::Task;
 use sandpool_guest::FileInput;
