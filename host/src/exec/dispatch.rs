@@ -85,7 +85,9 @@ impl JobState {
         if self.phase.load(Ordering::Acquire) != RUNNING {
             return false;
         }
-        self.abort.store(true, Ordering::Release);
+        // SeqCst: pairs with a backend that publishes which job it is
+        // running and then checks this flag (process/supervisor.rs).
+        self.abort.store(true, Ordering::SeqCst);
         if let Some(aborter) = lock(&self.aborter).as_ref() {
             aborter();
         }
@@ -93,7 +95,7 @@ impl JobState {
     }
     /// Whether [`abort`](Self::abort) was asked of the running job.
     pub fn abort_requested(&self) -> bool {
-        self.abort.load(Ordering::Acquire)
+        self.abort.load(Ordering::SeqCst)
     }
     /// Registers how to stop this job while the guard lives; runs it at once
     /// if an abort was already requested.
@@ -152,6 +154,19 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn start_worker(&self, id: usize) -> Result<Self::Worker, Error>;
     /// Runs one job to its outcome. Must not panic on bad input.
     fn run(&self, worker: &mut Self::Worker, job: &Job) -> RawOutcome;
+    /// Whether a batch the queue hands over should go to
+    /// [`run_batch`](Self::run_batch) whole (true) or job by job through
+    /// [`run`](Self::run) (false: each job is started, and can be cancelled,
+    /// only when its turn comes).
+    fn takes_batches(&self) -> bool {
+        false
+    }
+    /// Runs started jobs in order and returns one outcome per job, in the
+    /// same order. Each job is already marked running; the backend arms its
+    /// abort itself. Must not panic on bad input.
+    fn run_batch(&self, worker: &mut Self::Worker, jobs: &[&Job]) -> Vec<RawOutcome> {
+        jobs.iter().map(|job| self.run(worker, job)).collect()
+    }
 }
 
 /// What a worker takes from the queue in one go: one job, or a batch that
@@ -399,6 +414,10 @@ fn worker_loop<B: Backend>(backend: &B, id: usize, shared: &Shared) {
                 drop(job.permit.take());
                 run_job(backend, &mut worker, id, shared, job);
             }
+            Work::Many(jobs, permit) if backend.takes_batches() => {
+                drop(permit);
+                run_batch(backend, &mut worker, id, shared, jobs);
+            }
             Work::Many(jobs, permit) => {
                 drop(permit);
                 for job in jobs {
@@ -410,6 +429,105 @@ fn worker_loop<B: Backend>(backend: &B, id: usize, shared: &Shared) {
             }
         }
     }
+}
+
+/// Runs a batch on a backend that takes batches: starts every job that
+/// was not cancelled (with `shutdown(_, cancel_queued = true)` under way,
+/// cancels them instead), hands the started ones over in one call, and
+/// gives each its own outcome.
+fn run_batch<B: Backend>(
+    backend: &B,
+    worker: &mut Option<B::Worker>,
+    id: usize,
+    shared: &Shared,
+    jobs: Vec<Job>,
+) {
+    let cancelling = shared.cancelling.load(Ordering::Acquire);
+    let started: Vec<Job> = jobs
+        .into_iter()
+        .filter(|job| {
+            if cancelling {
+                job.state.cancel();
+            }
+            // Cancelled while queued: dropping the reply tells the handle.
+            job.state.start()
+        })
+        .collect();
+    if started.is_empty() {
+        return;
+    }
+    let began = std::time::Instant::now();
+    let refs: Vec<&Job> = started.iter().collect();
+    let outcomes = match worker.as_mut() {
+        None => refs
+            .iter()
+            .map(|job| worker_failed(job, format!("worker {id} failed to start")))
+            .collect(),
+        Some(w) => match catch_unwind(AssertUnwindSafe(|| backend.run_batch(w, &refs))) {
+            Ok(outcomes) => outcomes,
+            Err(panic) => {
+                let what = panic_message(&*panic);
+                tracing::error!("worker {id} panicked running a batch: {what}");
+                refs.iter()
+                    .map(|job| worker_failed(job, format!("host worker thread panicked: {what}")))
+                    .collect()
+            }
+        },
+    };
+    drop(refs);
+    let n = u64::try_from(started.len()).unwrap_or(u64::MAX).max(1);
+    record_cost(shared, began.elapsed(), n);
+    let mut outcomes = outcomes.into_iter();
+    for job in started {
+        let outcome = outcomes
+            .next()
+            .unwrap_or_else(|| worker_failed(&job, "the backend gave no outcome".into()));
+        deliver(job, outcome);
+    }
+}
+
+fn worker_failed(job: &Job, reason: String) -> RawOutcome {
+    RawOutcome {
+        result: Err(Error::WorkerCrashed {
+            task: job.task.clone(),
+            reason,
+        }),
+        logs: TaskLogs::default(),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Folds `took` for `n` jobs into the moving average of one job's run time.
+fn record_cost(shared: &Shared, took: std::time::Duration, n: u64) {
+    let took = (u64::try_from(took.as_nanos()).unwrap_or(u64::MAX) / n).max(1);
+    let old = shared.cost_ns.load(Ordering::Relaxed);
+    let avg = if old == 0 {
+        took
+    } else {
+        old - old / 8 + took / 8
+    };
+    shared.cost_ns.store(avg.max(1), Ordering::Relaxed);
+}
+
+/// Hands a started job's outcome to its reply (an error of an aborted job
+/// is reported as [`Error::Aborted`]), then marks the job finished.
+fn deliver(job: Job, mut outcome: RawOutcome) {
+    if job.state.abort_requested() && outcome.result.is_err() {
+        outcome.result = Err(Error::Aborted {
+            task: job.task.clone(),
+        });
+    }
+    let Job { reply, state, .. } = job;
+    // The result is on its way before the handle reports it finished.
+    reply(outcome);
+    state.finish();
 }
 
 /// Runs one job (unless it was cancelled) and hands its outcome to its reply.
@@ -424,50 +542,17 @@ fn run_job<B: Backend>(
         return; // cancelled while queued: dropping the reply tells the handle
     }
     let started = std::time::Instant::now();
-    let mut outcome = match worker.as_mut() {
-        None => RawOutcome {
-            result: Err(Error::WorkerCrashed {
-                task: job.task.clone(),
-                reason: format!("worker {id} failed to start"),
-            }),
-            logs: TaskLogs::default(),
-        },
+    let outcome = match worker.as_mut() {
+        None => worker_failed(&job, format!("worker {id} failed to start")),
         Some(w) => match catch_unwind(AssertUnwindSafe(|| backend.run(w, &job))) {
             Ok(outcome) => outcome,
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
+                let what = panic_message(&*panic);
                 tracing::error!("worker {id} panicked running {}: {what}", job.task);
-                RawOutcome {
-                    result: Err(Error::WorkerCrashed {
-                        task: job.task.clone(),
-                        reason: format!("host worker thread panicked: {what}"),
-                    }),
-                    logs: TaskLogs::default(),
-                }
+                worker_failed(&job, format!("host worker thread panicked: {what}"))
             }
         },
     };
-    let took = u64::try_from(started.elapsed().as_nanos())
-        .unwrap_or(u64::MAX)
-        .max(1);
-    let old = shared.cost_ns.load(Ordering::Relaxed);
-    let avg = if old == 0 {
-        took
-    } else {
-        old - old / 8 + took / 8
-    };
-    shared.cost_ns.store(avg.max(1), Ordering::Relaxed);
-    if job.state.abort_requested() && outcome.result.is_err() {
-        outcome.result = Err(Error::Aborted {
-            task: job.task.clone(),
-        });
-    }
-    let Job { reply, state, .. } = job;
-    // The result is on its way before the handle reports it finished.
-    reply(outcome);
-    state.finish();
+    record_cost(shared, started.elapsed(), 1);
+    deliver(job, outcome);
 }

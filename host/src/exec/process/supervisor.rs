@@ -13,6 +13,7 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,7 @@ use super::wire::{
 };
 use super::{ProcessOptions, ProcessStats, WorkerStart};
 use crate::error::{Error, TaskRef};
-use crate::exec::dispatch::{Backend, Job};
+use crate::exec::dispatch::{AbortGuard, Backend, Job, JobState};
 use crate::limits::Limits;
 use crate::runtime::instance::{RawOutcome, TaskLogs};
 use crate::runtime::module::CompiledModule;
@@ -43,6 +44,10 @@ enum Failure {
     NotDelivered(String),
     /// The worker was lost with the task in flight.
     Lost(String),
+    /// The worker was killed to abort an earlier task of the frame, but had
+    /// already answered it: the task it was then on is not at fault and
+    /// goes, with the rest, to a new worker.
+    KilledForAnother(String),
 }
 
 /// The per-thread state: this thread's worker process, if one is running.
@@ -166,6 +171,17 @@ impl Backend for ProcessBackend {
     fn run(&self, slot: &mut Slot, job: &Job) -> RawOutcome {
         self.sup.run(slot, job)
     }
+
+    fn takes_batches(&self) -> bool {
+        true
+    }
+
+    /// Sends the jobs to the worker process many per request frame
+    /// ([`Supervisor::run_batch`]).
+    fn run_batch(&self, slot: &mut Slot, jobs: &[&Job]) -> Vec<RawOutcome> {
+        let inputs: Vec<TaskInput<'_>> = jobs.iter().map(|&job| TaskInput::from(job)).collect();
+        self.sup.run_batch(slot, &inputs)
+    }
 }
 
 /// One task of a batch: what the supervisor needs of a queued [`Job`].
@@ -174,6 +190,14 @@ pub(crate) struct TaskInput<'a> {
     pub task: &'a TaskRef,
     pub input: &'a [u8],
     pub limits: &'a Limits,
+    /// The job's state, to arm its abort while it is in flight (None: no abort).
+    pub state: Option<&'a JobState>,
+}
+
+impl TaskInput<'_> {
+    fn abort_requested(&self) -> bool {
+        self.state.is_some_and(JobState::abort_requested)
+    }
 }
 
 impl<'a> From<&'a Job> for TaskInput<'a> {
@@ -182,6 +206,7 @@ impl<'a> From<&'a Job> for TaskInput<'a> {
             task: &job.task,
             input: &job.input,
             limits: &job.limits,
+            state: Some(&job.state),
         }
     }
 }
@@ -206,6 +231,8 @@ impl Supervisor {
             crashed: r.crashed,
             recycled: r.recycled,
             failed_starts: r.failed_starts,
+            requests: r.requests,
+            tasks_sent: r.tasks_sent,
             gave_up: r.gave_up.clone(),
             last_start: r.last_start.clone(),
         }
@@ -394,26 +421,7 @@ impl Supervisor {
     /// then starts a replacement, as after a crash).
     fn run(&self, slot: &mut Slot, job: &Job) -> RawOutcome {
         let input = TaskInput::from(job);
-        if job.state.abort_requested() {
-            return crashed(input, "aborted before it reached a worker".into());
-        }
-        if let Err(why) = self.ensure_ready(slot) {
-            return crashed(input, why);
-        }
-        // A zombie cannot be reused, so the pid is only stale in the instant
-        // between reaping and this guard's drop (or when an idle worker died
-        // and the task went to a replacement: then the abort is not delivered
-        // and the task runs to its own limits).
-        let armed = slot.proc.as_ref().map(|proc| {
-            let pid = proc.pid as libc::pid_t;
-            job.state.on_abort(move || {
-                // SAFETY: kill(2) has no memory-safety preconditions.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            })
-        });
-        let mut outcomes = self.run_batch(slot, &[input]);
-        drop(armed);
-        outcomes
+        self.run_batch(slot, &[input])
             .pop()
             .unwrap_or_else(|| crashed(input, "no outcome".into()))
     }
@@ -425,11 +433,23 @@ impl Supervisor {
     /// middle of a batch fails only the task it was running
     /// ([`Error::WorkerCrashed`] on that task); tasks it had answered keep
     /// their results and tasks it had not started go to a replacement.
+    ///
+    /// While a task is in flight its [`JobState::abort`] kills the worker,
+    /// but only once the worker is on that task: an abort of a task still
+    /// waiting in the frame is carried out when its turn comes (the worker
+    /// is killed then), so the tasks before it keep their results and the
+    /// tasks after it go to a replacement. A task whose abort was asked
+    /// before it was sent is not sent.
     pub(crate) fn run_batch(&self, slot: &mut Slot, jobs: &[TaskInput<'_>]) -> Vec<RawOutcome> {
         let mut outcomes: Vec<Option<RawOutcome>> = Vec::with_capacity(jobs.len());
         let mut pending = Vec::with_capacity(jobs.len());
         for (i, job) in jobs.iter().enumerate() {
-            if job.input.len() > MAX_INPUT {
+            if job.abort_requested() {
+                outcomes.push(Some(crashed(
+                    *job,
+                    "aborted before it reached a worker".into(),
+                )));
+            } else if job.input.len() > MAX_INPUT {
                 let reason = format!(
                     "input of {} bytes is over the process executor's limit of {MAX_INPUT}",
                     job.input.len()
@@ -461,6 +481,15 @@ impl Supervisor {
                 }
                 break;
             };
+            if jobs[pending[start]].abort_requested() {
+                let i = pending[start];
+                outcomes[i] = Some(crashed(
+                    jobs[i],
+                    "aborted before it reached a worker".into(),
+                ));
+                start += 1;
+                continue;
+            }
             let end = self.chunk_end(proc, jobs, &pending, start);
             let chunk = &pending[start..end];
             match self.call_batch(proc, jobs, chunk, &mut outcomes) {
@@ -509,6 +538,17 @@ impl Supervisor {
                     }
                     outcomes[lost] = Some(crashed(jobs[lost], why));
                     start += answered + 1;
+                    undelivered = 0;
+                    self.replace_soon(slot);
+                }
+                Err((answered, Failure::KilledForAnother(why))) => {
+                    slot.proc = None;
+                    lock(&self.registry).crashed += 1;
+                    tracing::warn!(
+                        "{why}; the {} task(s) it had not answered go to a new worker",
+                        chunk.len() - answered
+                    );
+                    start += answered;
                     undelivered = 0;
                     self.replace_soon(slot);
                 }
@@ -589,6 +629,38 @@ impl Supervisor {
             }
             return Ok(());
         }
+        // Arm every task's abort: it kills the worker only while the worker
+        // is on that task (`on_task` is the position in the chunk of the
+        // task whose answer is awaited); an abort asked earlier is carried
+        // out when the task's turn comes, below.
+        let on_task = Arc::new(AtomicUsize::new(0));
+        let killed = Arc::new(AtomicBool::new(false));
+        let pid = proc.pid as libc::pid_t;
+        let kill = {
+            let killed = Arc::clone(&killed);
+            move || {
+                killed.store(true, Ordering::SeqCst);
+                // SAFETY: kill(2) has no memory-safety preconditions. The
+                // worker is not reaped while the guards live, except in the
+                // instant a death is noticed (then the pid is a zombie's or,
+                // at worst, just freed).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        };
+        let _armed: Vec<AbortGuard<'_>> = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(k, &i)| {
+                let state = jobs[i].state?;
+                let on_task = Arc::clone(&on_task);
+                let kill = kill.clone();
+                Some(state.on_abort(move || {
+                    if on_task.load(Ordering::SeqCst) == k {
+                        kill();
+                    }
+                }))
+            })
+            .collect();
         let first = jobs[chunk[0]];
         let patience = self.patience(first);
         let deadline = patience.map(|p| Instant::now() + p);
@@ -596,6 +668,11 @@ impl Supervisor {
             Some(stdin) => write_frame(stdin, &proc.buf, deadline),
             None => Err(FrameError::Eof),
         };
+        if written.is_ok() {
+            let mut r = lock(&self.registry);
+            r.requests += 1;
+            r.tasks_sent += chunk.len() as u64;
+        }
         match written {
             Ok(()) => {}
             Err(FrameError::TimedOut) => {
@@ -626,8 +703,24 @@ impl Supervisor {
                 0 => deadline,
                 _ => self.patience(job).map(|p| Instant::now() + p),
             };
+            if answered > 0 {
+                on_task.store(answered, Ordering::SeqCst);
+                if job.abort_requested() {
+                    // Its abort came while it waited in the frame: stop the
+                    // worker now, whether or not it has started the task;
+                    // the tasks after it go to a replacement.
+                    kill();
+                    let why = format!("aborted; {}", proc.describe(true));
+                    return Err((answered, Failure::Lost(why)));
+                }
+            }
             match self.read_outcome(proc, job, id, deadline) {
                 Ok(outcome) => outcomes[i] = Some(outcome),
+                Err(Failure::Lost(why))
+                    if killed.load(Ordering::SeqCst) && !job.abort_requested() =>
+                {
+                    return Err((answered, Failure::KilledForAnother(why)));
+                }
                 Err(failure) => return Err((answered, failure)),
             }
         }
@@ -743,6 +836,7 @@ mod tests {
                 task,
                 input,
                 limits: &limits,
+                state: None,
             })
             .collect();
         let outcomes = backend.sup.run_batch(&mut slot, &batch);
