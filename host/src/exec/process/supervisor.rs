@@ -858,4 +858,131 @@ mod tests {
         }
         assert_eq!(backend.sup.stats().crashed, 1);
     }
+
+    /// An ABI v1 module: input "L…" spins forever, "S…" spins for a while
+    /// (a second or so), anything else is echoed.
+    const LOOP_OR_ECHO: &str = r#"(module
+        (memory (export "memory") 1)
+        (func (export "sandpool_abi_version") (result i32) i32.const 1)
+        (func (export "sandpool_alloc") (param i32) (result i32) i32.const 1024)
+        (func (export "sandpool_run") (param $ptr i32) (param $len i32) (result i64)
+            (local $n i32)
+            (if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 76))
+                (then (loop $forever (br $forever))))
+            (if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 83))
+                (then
+                    (local.set $n (i32.const 1000000000))
+                    (loop $slow
+                        (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+                        (br_if $slow (i32.ne (local.get $n) (i32.const 0))))))
+            (i32.store8 (i32.const 1023) (i32.const 0))
+            (i64.or (i64.shl (i64.const 1023) (i64.const 32))
+                    (i64.extend_i32_u (i32.add (local.get $len) (i32.const 1))))))"#;
+
+    /// Runs `inputs` as one batch of started jobs on a one-worker backend,
+    /// aborting task `victim` after `after`; returns the outcomes and the
+    /// jobs (to read their states).
+    fn batch_with_abort(
+        inputs: &[&[u8]],
+        victim: usize,
+        after: Duration,
+    ) -> (Vec<RawOutcome>, Vec<Job>, ProcessStats) {
+        let program = locate_program(None).unwrap_or_else(|e| {
+            panic!("this test runs the `sandpool` binary, which `cargo test` builds: {e}")
+        });
+        let compiled = CompiledModule::compile("loop_or_echo", LOOP_OR_ECHO.as_bytes(), false)
+            .expect("the module loads");
+        let options = ProcessOptions {
+            program: Some(program),
+            ..ProcessOptions::default()
+        };
+        let backend = ProcessBackend::start(
+            "loop_or_echo",
+            &compiled,
+            LOOP_OR_ECHO.as_bytes(),
+            &options,
+            1,
+        )
+        .expect("a worker starts");
+        let mut slot = backend.start_worker(0).expect("a slot");
+        let jobs: Vec<Job> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, input)| {
+                Job::direct(
+                    TaskRef::new("loop_or_echo", i as u64),
+                    input.to_vec(),
+                    Limits::default(),
+                )
+            })
+            .collect();
+        for job in &jobs {
+            assert!(job.state.start(), "the dispatcher starts a batch's jobs");
+        }
+        let state = Arc::clone(&jobs[victim].state);
+        let aborter = std::thread::spawn(move || {
+            std::thread::sleep(after);
+            assert!(state.abort(), "the victim is still running");
+        });
+        let refs: Vec<&Job> = jobs.iter().collect();
+        let outcomes = backend.run_batch(&mut slot, &refs);
+        aborter.join().expect("the aborting thread");
+        let stats = backend.sup.stats();
+        (outcomes, jobs, stats)
+    }
+
+    fn assert_echoed(outcomes: &[RawOutcome], inputs: &[&[u8]], which: &[usize]) {
+        for &i in which {
+            assert_eq!(
+                outcomes[i].result.as_deref().ok(),
+                Some(inputs[i]),
+                "task {i}: {:?}",
+                outcomes[i].result
+            );
+        }
+    }
+
+    fn assert_killed(outcome: &RawOutcome, index: u64) {
+        match &outcome.result {
+            Err(Error::WorkerCrashed { task, reason }) => {
+                assert_eq!(task.index, index);
+                assert!(reason.contains("SIGKILL"), "{reason}");
+            }
+            other => panic!("expected task {index} to be killed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_abort_of_the_running_task_of_a_batch_kills_only_it_and_the_rest_run() {
+        let inputs: [&[u8]; 5] = [b"a", b"b", b"L", b"c", b"d"];
+        let (outcomes, jobs, stats) = batch_with_abort(&inputs, 2, Duration::from_millis(300));
+        assert_eq!(outcomes.len(), 5);
+        assert_echoed(&outcomes, &inputs, &[0, 1, 3, 4]);
+        assert_killed(&outcomes[2], 2);
+        assert!(jobs[2].state.abort_requested());
+        assert_eq!(stats.crashed, 1, "{stats:?}");
+        assert_eq!(stats.started, 2, "the replacement ran the rest: {stats:?}");
+        assert_eq!(
+            stats.requests, 2,
+            "one frame, then one for the rest: {stats:?}"
+        );
+        assert_eq!(stats.tasks_sent, 5 + 2, "{stats:?}");
+    }
+
+    #[test]
+    fn an_abort_of_a_task_waiting_in_the_frame_spares_the_task_running_before_it() {
+        let inputs: [&[u8]; 4] = [b"a", b"S", b"c", b"d"];
+        let (outcomes, _jobs, stats) = batch_with_abort(&inputs, 2, Duration::from_millis(50));
+        assert_eq!(outcomes.len(), 4);
+        assert_echoed(&outcomes, &inputs, &[0, 1, 3]);
+        match &outcomes[2].result {
+            Err(Error::WorkerCrashed { task, reason }) => {
+                assert_eq!(task.index, 2);
+                assert!(reason.contains("aborted"), "{reason}");
+            }
+            other => panic!("expected task 2 to be stopped, got {other:?}"),
+        }
+        assert_eq!(stats.crashed, 1, "{stats:?}");
+        assert_eq!(stats.requests, 2, "{stats:?}");
+    }
 }
