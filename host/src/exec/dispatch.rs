@@ -161,12 +161,28 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn takes_batches(&self) -> bool {
         false
     }
-    /// Runs started jobs in order and returns one outcome per job, in the
-    /// same order. Each job is already marked running; the backend arms its
-    /// abort itself. Must not panic on bad input.
-    fn run_batch(&self, worker: &mut Self::Worker, jobs: &[&Job]) -> Vec<RawOutcome> {
-        jobs.iter().map(|job| self.run(worker, job)).collect()
+    /// Runs queued jobs in order: each one begins through
+    /// [`BatchSink::begin`] when its turn comes (skipped if that says it was
+    /// cancelled) and gets its outcome through [`BatchSink::done`] as soon as
+    /// it has one. The backend arms each job's abort itself. Must not panic
+    /// on bad input.
+    fn run_batch(&self, worker: &mut Self::Worker, jobs: &[&Job], sink: &mut dyn BatchSink) {
+        for (i, job) in jobs.iter().enumerate() {
+            if sink.begin(i) {
+                let outcome = self.run(worker, job);
+                sink.done(i, outcome);
+            }
+        }
     }
+}
+
+/// Where a backend reports the jobs of a batch ([`Backend::run_batch`]).
+pub(crate) trait BatchSink {
+    /// Job `i` begins now (queued → running); false if it was cancelled,
+    /// and then it gets no outcome. True again for a job that has begun.
+    fn begin(&mut self, i: usize) -> bool;
+    /// Job `i`'s outcome, once, after it began.
+    fn done(&mut self, i: usize, outcome: RawOutcome);
 }
 
 /// What a worker takes from the queue in one go: one job, or a batch that
@@ -431,58 +447,83 @@ fn worker_loop<B: Backend>(backend: &B, id: usize, shared: &Shared) {
     }
 }
 
-/// Runs a batch on a backend that takes batches: starts every job that
-/// was not cancelled (with `shutdown(_, cancel_queued = true)` under way,
-/// cancels them instead), hands the started ones over in one call, and
-/// gives each its own outcome.
+/// Runs a batch on a backend that takes batches: hands the jobs over in
+/// one call; each begins when the backend gets to it (a job cancelled
+/// before then, also by `shutdown(_, cancel_queued = true)`, does not run)
+/// and is answered as soon as its outcome is known.
 fn run_batch<B: Backend>(
     backend: &B,
     worker: &mut Option<B::Worker>,
     id: usize,
     shared: &Shared,
-    jobs: Vec<Job>,
+    mut jobs: Vec<Job>,
 ) {
-    let cancelling = shared.cancelling.load(Ordering::Acquire);
-    let started: Vec<Job> = jobs
-        .into_iter()
-        .filter(|job| {
-            if cancelling {
-                job.state.cancel();
-            }
-            // Cancelled while queued: dropping the reply tells the handle.
-            job.state.start()
-        })
-        .collect();
-    if started.is_empty() {
-        return;
-    }
     let began = std::time::Instant::now();
-    let refs: Vec<&Job> = started.iter().collect();
-    let outcomes = match worker.as_mut() {
-        None => refs
-            .iter()
-            .map(|job| worker_failed(job, format!("worker {id} failed to start")))
-            .collect(),
-        Some(w) => match catch_unwind(AssertUnwindSafe(|| backend.run_batch(w, &refs))) {
-            Ok(outcomes) => outcomes,
-            Err(panic) => {
-                let what = panic_message(&*panic);
-                tracing::error!("worker {id} panicked running a batch: {what}");
-                refs.iter()
-                    .map(|job| worker_failed(job, format!("host worker thread panicked: {what}")))
-                    .collect()
-            }
-        },
+    let replies: Vec<Option<Reply>> = jobs
+        .iter_mut()
+        .map(|job| Some(std::mem::replace(&mut job.reply, Box::new(|_| {}))))
+        .collect();
+    let mut sink = DeliverSink {
+        jobs: &jobs,
+        replies,
+        cancelling: &shared.cancelling,
+        delivered: 0,
     };
-    drop(refs);
-    let n = u64::try_from(started.len()).unwrap_or(u64::MAX).max(1);
-    record_cost(shared, began.elapsed(), n);
-    let mut outcomes = outcomes.into_iter();
-    for job in started {
-        let outcome = outcomes
-            .next()
-            .unwrap_or_else(|| worker_failed(&job, "the backend gave no outcome".into()));
-        deliver(job, outcome);
+    let failure = match worker.as_mut() {
+        None => Some(format!("worker {id} failed to start")),
+        Some(w) => {
+            let refs: Vec<&Job> = jobs.iter().collect();
+            match catch_unwind(AssertUnwindSafe(|| backend.run_batch(w, &refs, &mut sink))) {
+                Ok(()) => None,
+                Err(panic) => {
+                    let what = panic_message(&*panic);
+                    tracing::error!("worker {id} panicked running a batch: {what}");
+                    Some(format!("host worker thread panicked: {what}"))
+                }
+            }
+        }
+    };
+    // A job the backend began but did not answer (or never reached, after
+    // a failure) is answered with the failure; a cancelled one is dropped.
+    let reason = failure.unwrap_or_else(|| "the backend gave no outcome".into());
+    for (i, job) in jobs.iter().enumerate() {
+        if sink.replies[i].is_some() && sink.begin(i) {
+            let outcome = worker_failed(job, reason.clone());
+            sink.done(i, outcome);
+        }
+    }
+    let delivered = sink.delivered.max(1);
+    drop(sink);
+    record_cost(shared, began.elapsed(), delivered);
+    drop(jobs);
+}
+
+/// Answers the jobs of a batch as the backend reports them.
+struct DeliverSink<'a> {
+    jobs: &'a [Job],
+    replies: Vec<Option<Reply>>,
+    cancelling: &'a AtomicBool,
+    delivered: u64,
+}
+
+impl BatchSink for DeliverSink<'_> {
+    fn begin(&mut self, i: usize) -> bool {
+        let Some(job) = self.jobs.get(i) else {
+            return false;
+        };
+        if self.cancelling.load(Ordering::Acquire) {
+            job.state.cancel();
+        }
+        job.state.start() || job.state.is_running()
+    }
+    fn done(&mut self, i: usize, outcome: RawOutcome) {
+        let (Some(job), Some(reply)) = (self.jobs.get(i), self.replies.get_mut(i)) else {
+            return;
+        };
+        if let Some(reply) = reply.take() {
+            self.delivered += 1;
+            answer(job, reply, outcome);
+        }
     }
 }
 
@@ -516,18 +557,23 @@ fn record_cost(shared: &Shared, took: std::time::Duration, n: u64) {
     shared.cost_ns.store(avg.max(1), Ordering::Relaxed);
 }
 
-/// Hands a started job's outcome to its reply (an error of an aborted job
-/// is reported as [`Error::Aborted`]), then marks the job finished.
-fn deliver(job: Job, mut outcome: RawOutcome) {
+/// Hands a started job's outcome to its reply.
+fn deliver(mut job: Job, outcome: RawOutcome) {
+    let reply = std::mem::replace(&mut job.reply, Box::new(|_| {}));
+    answer(&job, reply, outcome);
+}
+
+/// Hands a started job's outcome to `reply` (an error of an aborted job is
+/// reported as [`Error::Aborted`]), then marks the job finished.
+fn answer(job: &Job, reply: Reply, mut outcome: RawOutcome) {
     if job.state.abort_requested() && outcome.result.is_err() {
         outcome.result = Err(Error::Aborted {
             task: job.task.clone(),
         });
     }
-    let Job { reply, state, .. } = job;
     // The result is on its way before the handle reports it finished.
     reply(outcome);
-    state.finish();
+    job.state.finish();
 }
 
 /// Runs one job (unless it was cancelled) and hands its outcome to its reply.

@@ -28,7 +28,7 @@ use super::wire::{
 };
 use super::{ProcessOptions, ProcessStats, WorkerStart};
 use crate::error::{Error, TaskRef};
-use crate::exec::dispatch::{AbortGuard, Backend, Job, JobState};
+use crate::exec::dispatch::{AbortGuard, Backend, BatchSink, Job, JobState};
 use crate::limits::Limits;
 use crate::runtime::instance::{RawOutcome, TaskLogs};
 use crate::runtime::module::CompiledModule;
@@ -178,9 +178,9 @@ impl Backend for ProcessBackend {
 
     /// Sends the jobs to the worker process many per request frame
     /// ([`Supervisor::run_batch`]).
-    fn run_batch(&self, slot: &mut Slot, jobs: &[&Job]) -> Vec<RawOutcome> {
+    fn run_batch(&self, slot: &mut Slot, jobs: &[&Job], sink: &mut dyn BatchSink) {
         let inputs: Vec<TaskInput<'_>> = jobs.iter().map(|&job| TaskInput::from(job)).collect();
-        self.sup.run_batch(slot, &inputs)
+        self.sup.run_batch(slot, &inputs, sink);
     }
 }
 
@@ -207,6 +207,26 @@ impl<'a> From<&'a Job> for TaskInput<'a> {
             input: &job.input,
             limits: &job.limits,
             state: Some(&job.state),
+        }
+    }
+}
+
+/// A sink that keeps the outcomes by position (for jobs already started).
+pub(crate) struct Collect(pub Vec<Option<RawOutcome>>);
+
+impl Collect {
+    fn new(n: usize) -> Self {
+        Collect((0..n).map(|_| None).collect())
+    }
+}
+
+impl BatchSink for Collect {
+    fn begin(&mut self, _i: usize) -> bool {
+        true
+    }
+    fn done(&mut self, i: usize, outcome: RawOutcome) {
+        if let Some(slot) = self.0.get_mut(i) {
+            *slot = Some(outcome);
         }
     }
 }
@@ -421,81 +441,92 @@ impl Supervisor {
     /// then starts a replacement, as after a crash).
     fn run(&self, slot: &mut Slot, job: &Job) -> RawOutcome {
         let input = TaskInput::from(job);
-        self.run_batch(slot, &[input])
+        if input.abort_requested() {
+            return crashed(input, "aborted before it reached a worker".into());
+        }
+        let mut sink = Collect::new(1);
+        self.run_batch(slot, &[input], &mut sink);
+        sink.0
             .pop()
+            .flatten()
             .unwrap_or_else(|| crashed(input, "no outcome".into()))
     }
 
     /// Runs `jobs` on the slot's worker process, as many per request frame
     /// as fit (inputs up to [`MAX_INPUT`] in all, and no more than the worker
-    /// may run before it is recycled); returns one outcome per job, in order.
-    /// The worker answers each task as it finishes, so a worker lost in the
-    /// middle of a batch fails only the task it was running
-    /// ([`Error::WorkerCrashed`] on that task); tasks it had answered keep
-    /// their results and tasks it had not started go to a replacement.
+    /// may run before it is recycled), handing each outcome to `sink` as
+    /// soon as the worker answers it. The worker answers each task as it
+    /// finishes, so a worker lost in the middle of a batch fails only the
+    /// task it was running ([`Error::WorkerCrashed`] on that task); tasks it
+    /// had answered keep their results and tasks it had not started go to
+    /// a replacement.
     ///
-    /// While a task is in flight its [`JobState::abort`] kills the worker,
-    /// but only once the worker is on that task: an abort of a task still
-    /// waiting in the frame is carried out when its turn comes (the worker
-    /// is killed then), so the tasks before it keep their results and the
-    /// tasks after it go to a replacement. A task whose abort was asked
-    /// before it was sent is not sent.
-    pub(crate) fn run_batch(&self, slot: &mut Slot, jobs: &[TaskInput<'_>]) -> Vec<RawOutcome> {
-        let mut outcomes: Vec<Option<RawOutcome>> = Vec::with_capacity(jobs.len());
+    /// A task begins ([`BatchSink::begin`]) when the worker gets to it: when
+    /// its frame is sent for the first task of a frame, else when the task
+    /// before it is answered. A task cancelled before its frame is sent is
+    /// not sent; one cancelled while it waited in the frame is run by the
+    /// worker but its answer is dropped (it gets no outcome). While a task
+    /// runs, its [`JobState::abort`] kills the worker; the tasks after it
+    /// in the frame go to a replacement.
+    pub(crate) fn run_batch(
+        &self,
+        slot: &mut Slot,
+        jobs: &[TaskInput<'_>],
+        sink: &mut dyn BatchSink,
+    ) {
         let mut pending = Vec::with_capacity(jobs.len());
         for (i, job) in jobs.iter().enumerate() {
-            if job.abort_requested() {
-                outcomes.push(Some(crashed(
-                    *job,
-                    "aborted before it reached a worker".into(),
-                )));
-            } else if job.input.len() > MAX_INPUT {
+            if job.input.len() > MAX_INPUT {
                 let reason = format!(
                     "input of {} bytes is over the process executor's limit of {MAX_INPUT}",
                     job.input.len()
                 );
-                outcomes.push(Some(RawOutcome {
+                let outcome = RawOutcome {
                     result: Err(Error::Encode {
                         task: job.task.clone(),
                         reason,
                     }),
                     logs: TaskLogs::default(),
-                }));
+                };
+                if sink.begin(i) {
+                    sink.done(i, outcome);
+                }
             } else {
-                outcomes.push(None);
                 pending.push(i);
             }
         }
-        let mut start = 0;
+        let fail = |sink: &mut dyn BatchSink, i: usize, why: &str| {
+            if sink.begin(i) {
+                sink.done(i, crashed(jobs[i], why.to_string()));
+            }
+        };
         let mut undelivered = 0;
-        while start < pending.len() {
+        loop {
+            // Tasks cancelled while they waited are not sent.
+            pending.retain(|&i| !jobs[i].state.is_some_and(JobState::is_cancelled));
+            let Some(&first) = pending.first() else {
+                break;
+            };
             if let Err(why) = self.ensure_ready(slot) {
-                for &i in &pending[start..] {
-                    outcomes[i] = Some(crashed(jobs[i], why.clone()));
+                for &i in &pending {
+                    fail(sink, i, &why);
                 }
                 break;
             }
             let Some(proc) = slot.proc.as_mut() else {
-                for &i in &pending[start..] {
-                    outcomes[i] = Some(crashed(jobs[i], "no worker process".into()));
+                for &i in &pending {
+                    fail(sink, i, "no worker process");
                 }
                 break;
             };
-            if jobs[pending[start]].abort_requested() {
-                let i = pending[start];
-                outcomes[i] = Some(crashed(
-                    jobs[i],
-                    "aborted before it reached a worker".into(),
-                ));
-                start += 1;
-                continue;
+            if !sink.begin(first) {
+                continue; // cancelled just now
             }
-            let end = self.chunk_end(proc, jobs, &pending, start);
-            let chunk = &pending[start..end];
-            match self.call_batch(proc, jobs, chunk, &mut outcomes) {
+            let end = self.chunk_end(proc, jobs, &pending, 0);
+            let chunk: Vec<usize> = pending.drain(..end).collect();
+            match self.call_batch(proc, jobs, &chunk, sink) {
                 Ok(()) => {
                     proc.tasks += chunk.len() as u64;
-                    start = end;
                     undelivered = 0;
                     if self
                         .options
@@ -515,15 +546,17 @@ impl Supervisor {
                     lock(&self.registry).crashed += 1;
                     undelivered += 1;
                     if undelivered >= 2 {
-                        for &i in chunk {
-                            outcomes[i] = Some(crashed(jobs[i], why.clone()));
+                        for &i in &chunk {
+                            fail(sink, i, &why);
                         }
-                        start = end;
                         undelivered = 0;
                         continue;
                     }
-                    let first = &jobs[chunk[0]].task;
-                    tracing::warn!("{why} while idle; {first} goes to a new worker");
+                    tracing::warn!(
+                        "{why} while idle; {} goes to a new worker",
+                        jobs[chunk[0]].task
+                    );
+                    pending.splice(0..0, chunk);
                 }
                 Err((answered, Failure::Lost(why))) => {
                     slot.proc = None;
@@ -536,8 +569,11 @@ impl Supervisor {
                             "{requeued} task(s) the lost worker had not started go to a new worker"
                         );
                     }
-                    outcomes[lost] = Some(crashed(jobs[lost], why));
-                    start += answered + 1;
+                    // A task cancelled while it waited in the frame gets no outcome.
+                    if !jobs[lost].state.is_some_and(JobState::is_cancelled) {
+                        fail(sink, lost, &why);
+                    }
+                    pending.splice(0..0, chunk[answered + 1..].iter().copied());
                     undelivered = 0;
                     self.replace_soon(slot);
                 }
@@ -548,17 +584,12 @@ impl Supervisor {
                         "{why}; the {} task(s) it had not answered go to a new worker",
                         chunk.len() - answered
                     );
-                    start += answered;
+                    pending.splice(0..0, chunk[answered..].iter().copied());
                     undelivered = 0;
                     self.replace_soon(slot);
                 }
             }
         }
-        outcomes
-            .into_iter()
-            .zip(jobs)
-            .map(|(outcome, &job)| outcome.unwrap_or_else(|| crashed(job, "no outcome".into())))
-            .collect()
     }
 
     /// The end of the next chunk of `pending` from `start`: at least one job,
@@ -595,14 +626,16 @@ impl Supervisor {
     }
 
     /// Sends the jobs `chunk` (indices into `jobs`) to the worker in one
-    /// frame and reads their outcomes into `outcomes`, one frame each. On a
-    /// failure, returns how many were answered before it and what happened.
+    /// frame and hands their outcomes to `sink`, one frame each (the first
+    /// task has begun; each later one begins when the one before it is
+    /// answered). On a failure, returns how many were answered before it
+    /// and what happened.
     fn call_batch(
         &self,
         proc: &mut WorkerProc,
         jobs: &[TaskInput<'_>],
         chunk: &[usize],
-        outcomes: &mut [Option<RawOutcome>],
+        sink: &mut dyn BatchSink,
     ) -> Result<(), (usize, Failure)> {
         let first_id = proc.next_id;
         proc.next_id += chunk.len() as u64;
@@ -619,20 +652,25 @@ impl Supervisor {
         if let Err(e) = frame::encode(&requests, &mut proc.buf) {
             let reason = format!("cannot encode the request for the worker: {e}");
             for &i in chunk {
-                outcomes[i] = Some(RawOutcome {
-                    result: Err(Error::Encode {
-                        task: jobs[i].task.clone(),
-                        reason: reason.clone(),
-                    }),
-                    logs: TaskLogs::default(),
-                });
+                if sink.begin(i) {
+                    sink.done(
+                        i,
+                        RawOutcome {
+                            result: Err(Error::Encode {
+                                task: jobs[i].task.clone(),
+                                reason: reason.clone(),
+                            }),
+                            logs: TaskLogs::default(),
+                        },
+                    );
+                }
             }
             return Ok(());
         }
         // Arm every task's abort: it kills the worker only while the worker
         // is on that task (`on_task` is the position in the chunk of the
-        // task whose answer is awaited); an abort asked earlier is carried
-        // out when the task's turn comes, below.
+        // task whose answer is awaited). A task waiting in the frame has not
+        // begun, so its abort cancels it instead.
         let on_task = Arc::new(AtomicUsize::new(0));
         let killed = Arc::new(AtomicBool::new(false));
         let pid = proc.pid as libc::pid_t;
@@ -703,19 +741,12 @@ impl Supervisor {
                 0 => deadline,
                 _ => self.patience(job).map(|p| Instant::now() + p),
             };
-            if answered > 0 {
-                on_task.store(answered, Ordering::SeqCst);
-                if job.abort_requested() {
-                    // Its abort came while it waited in the frame: stop the
-                    // worker now, whether or not it has started the task;
-                    // the tasks after it go to a replacement.
-                    kill();
-                    let why = format!("aborted; {}", proc.describe(true));
-                    return Err((answered, Failure::Lost(why)));
-                }
-            }
+            // Its turn: a task cancelled while it waited has its answer dropped.
+            let wanted = answered == 0 || sink.begin(i);
+            on_task.store(answered, Ordering::SeqCst);
             match self.read_outcome(proc, job, id, deadline) {
-                Ok(outcome) => outcomes[i] = Some(outcome),
+                Ok(outcome) if wanted => sink.done(i, outcome),
+                Ok(_) => {}
                 Err(Failure::Lost(why))
                     if killed.load(Ordering::SeqCst) && !job.abort_requested() =>
                 {
@@ -839,7 +870,9 @@ mod tests {
                 state: None,
             })
             .collect();
-        let outcomes = backend.sup.run_batch(&mut slot, &batch);
+        let mut sink = Collect::new(batch.len());
+        backend.sup.run_batch(&mut slot, &batch, &mut sink);
+        let outcomes: Vec<RawOutcome> = sink.0.into_iter().map(Option::unwrap).collect();
         assert_eq!(outcomes.len(), 5);
         for i in [0, 1, 3, 4] {
             assert_eq!(
@@ -879,14 +912,31 @@ mod tests {
             (i64.or (i64.shl (i64.const 1023) (i64.const 32))
                     (i64.extend_i32_u (i32.add (local.get $len) (i32.const 1))))))"#;
 
-    /// Runs `inputs` as one batch of started jobs on a one-worker backend,
-    /// aborting task `victim` after `after`; returns the outcomes and the
-    /// jobs (to read their states).
+    /// Begins jobs as the dispatcher does (queued → running) and keeps the
+    /// outcomes.
+    struct StartingSink<'a> {
+        jobs: &'a [Job],
+        outcomes: Vec<Option<RawOutcome>>,
+    }
+
+    impl BatchSink for StartingSink<'_> {
+        fn begin(&mut self, i: usize) -> bool {
+            self.jobs[i].state.start() || self.jobs[i].state.is_running()
+        }
+        fn done(&mut self, i: usize, outcome: RawOutcome) {
+            assert!(self.outcomes[i].is_none(), "one outcome per task");
+            self.outcomes[i] = Some(outcome);
+        }
+    }
+
+    /// Runs `inputs` as one batch of queued jobs on a one-worker backend,
+    /// aborting task `victim` after `after`; returns the outcomes (None: no
+    /// outcome, the job was cancelled) and the jobs (to read their states).
     fn batch_with_abort(
         inputs: &[&[u8]],
         victim: usize,
         after: Duration,
-    ) -> (Vec<RawOutcome>, Vec<Job>, ProcessStats) {
+    ) -> (Vec<Option<RawOutcome>>, Vec<Job>, ProcessStats) {
         let program = locate_program(None).unwrap_or_else(|e| {
             panic!("this test runs the `sandpool` binary, which `cargo test` builds: {e}")
         });
@@ -916,35 +966,37 @@ mod tests {
                 )
             })
             .collect();
-        for job in &jobs {
-            assert!(job.state.start(), "the dispatcher starts a batch's jobs");
-        }
         let state = Arc::clone(&jobs[victim].state);
         let aborter = std::thread::spawn(move || {
             std::thread::sleep(after);
-            assert!(state.abort(), "the victim is still running");
+            assert!(state.abort(), "the victim has not finished");
         });
         let refs: Vec<&Job> = jobs.iter().collect();
-        let outcomes = backend.run_batch(&mut slot, &refs);
+        let mut sink = StartingSink {
+            jobs: &jobs,
+            outcomes: (0..jobs.len()).map(|_| None).collect(),
+        };
+        backend.run_batch(&mut slot, &refs, &mut sink);
+        let outcomes = sink.outcomes;
         aborter.join().expect("the aborting thread");
         let stats = backend.sup.stats();
         (outcomes, jobs, stats)
     }
 
-    fn assert_echoed(outcomes: &[RawOutcome], inputs: &[&[u8]], which: &[usize]) {
+    fn assert_echoed(outcomes: &[Option<RawOutcome>], inputs: &[&[u8]], which: &[usize]) {
         for &i in which {
+            let result = outcomes[i].as_ref().map(|o| &o.result);
             assert_eq!(
-                outcomes[i].result.as_deref().ok(),
+                result.and_then(|r| r.as_deref().ok()),
                 Some(inputs[i]),
-                "task {i}: {:?}",
-                outcomes[i].result
+                "task {i}: {result:?}"
             );
         }
     }
 
-    fn assert_killed(outcome: &RawOutcome, index: u64) {
-        match &outcome.result {
-            Err(Error::WorkerCrashed { task, reason }) => {
+    fn assert_killed(outcome: &Option<RawOutcome>, index: u64) {
+        match outcome.as_ref().map(|o| &o.result) {
+            Some(Err(Error::WorkerCrashed { task, reason })) => {
                 assert_eq!(task.index, index);
                 assert!(reason.contains("SIGKILL"), "{reason}");
             }
@@ -970,19 +1022,18 @@ mod tests {
     }
 
     #[test]
-    fn an_abort_of_a_task_waiting_in_the_frame_spares_the_task_running_before_it() {
+    fn an_abort_of_a_task_waiting_in_the_frame_cancels_it_and_spares_the_others() {
         let inputs: [&[u8]; 4] = [b"a", b"S", b"c", b"d"];
-        let (outcomes, _jobs, stats) = batch_with_abort(&inputs, 2, Duration::from_millis(50));
+        let (outcomes, jobs, stats) = batch_with_abort(&inputs, 2, Duration::from_millis(50));
         assert_eq!(outcomes.len(), 4);
         assert_echoed(&outcomes, &inputs, &[0, 1, 3]);
-        match &outcomes[2].result {
-            Err(Error::WorkerCrashed { task, reason }) => {
-                assert_eq!(task.index, 2);
-                assert!(reason.contains("aborted"), "{reason}");
-            }
-            other => panic!("expected task 2 to be stopped, got {other:?}"),
-        }
-        assert_eq!(stats.crashed, 1, "{stats:?}");
-        assert_eq!(stats.requests, 2, "{stats:?}");
+        assert!(
+            outcomes[2].is_none(),
+            "{:?}",
+            outcomes[2].as_ref().map(|o| &o.result)
+        );
+        assert!(jobs[2].state.is_cancelled());
+        assert_eq!(stats.crashed, 0, "{stats:?}");
+        assert_eq!(stats.requests, 1, "{stats:?}");
     }
 }
