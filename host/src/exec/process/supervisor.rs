@@ -522,6 +522,13 @@ impl Supervisor {
             if !sink.begin(first) {
                 continue; // cancelled just now
             }
+            if jobs[first].abort_requested() {
+                // Aborted once it began (or its frame never reached a worker):
+                // it alone fails, without costing a worker.
+                pending.remove(0);
+                fail(sink, first, "aborted before it reached a worker");
+                continue;
+            }
             let end = self.chunk_end(proc, jobs, &pending, 0);
             let chunk: Vec<usize> = pending.drain(..end).collect();
             match self.call_batch(proc, jobs, &chunk, sink) {
@@ -744,6 +751,11 @@ impl Supervisor {
             // Its turn: a task cancelled while it waited has its answer dropped.
             let wanted = answered == 0 || sink.begin(i);
             on_task.store(answered, Ordering::SeqCst);
+            if wanted && job.abort_requested() {
+                // Aborted between its start and `on_task` naming it: the
+                // aborter did not kill, so kill here (SeqCst on both sides).
+                kill();
+            }
             match self.read_outcome(proc, job, id, deadline) {
                 Ok(outcome) if wanted => sink.done(i, outcome),
                 Ok(_) => {}
