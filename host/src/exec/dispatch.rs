@@ -1,7 +1,10 @@
 //! The queue and worker threads every wasm executor shares.
 //!
 //! A [`Backend`] says how one worker runs one encoded task (a fresh wasm
-//! instance in this process, or a request to a worker subprocess); the
+//! instance in this process, or a request to a worker subprocess), and may
+//! take a queued batch whole ([`Backend::run_batch`]: the process level
+//! sends it many tasks per frame, each still begun, cancelled and answered
+//! on its own through a [`BatchSink`]); the
 //! [`Dispatcher`] owns the bounded queue, the worker threads, cancellation
 //! of queued jobs and shutdown. Every job ends in exactly one call of its
 //! reply, or in the reply being dropped, which its handle reports as

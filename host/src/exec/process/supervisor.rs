@@ -1,8 +1,9 @@
 //! The supervisor: a [`Backend`] whose per-thread worker is one
 //! `sandpool worker` subprocess, started, watched, recycled and replaced.
 //!
-//! Each dispatcher thread drives one subprocess: it writes a request frame,
-//! waits for the answer (at most the task's deadline plus a grace period),
+//! Each dispatcher thread drives one subprocess: it writes a request frame
+//! (one task, or up to [`MAX_BATCH`] of a batch the queue handed over),
+//! waits for each answer (at most the task's deadline plus a grace period),
 //! and turns every way the worker can fail into an outcome for that one
 //! task: a death (signal or exit) or a silence past the deadline is
 //! [`Error::WorkerCrashed`] naming the signal, exit status or wait, and the
