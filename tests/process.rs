@@ -760,3 +760,196 @@ fn repeated_random_worker_kills_lose_only_the_tasks_in_flight() {
     pool.shutdown(true, false);
     assert_no_workers_remain();
 }
+
+/// Runs a warm-up map so the pool knows what a task costs and hands later
+/// maps over in batches of several tasks.
+fn warm_up(pool: &Pool<Mode, serde_bytes::ByteBuf>) {
+    for (i, result) in pool.map((0..300).map(Mode::Ok)).enumerate() {
+        assert_eq!(ok_value(&result), i as u64);
+    }
+}
+
+#[test]
+fn a_batched_process_map_keeps_input_order_and_identity_with_per_task_errors() {
+    let _serial = serial();
+    let pool = hostile_builder()
+        .workers(1)
+        .limits(common::fault_limits())
+        .build()
+        .unwrap();
+    warm_up(&pool);
+    let before = pool.process_stats().unwrap();
+    // Faults scattered through 2,000 cheap tasks, so most frames carry a
+    // fault between well-behaved tasks.
+    let inputs: Vec<Mode> = (0..2000u64)
+        .map(|i| match i % 50 {
+            7 => Mode::Trap,
+            23 => Mode::Fail(format!("bad input {i}")),
+            41 => Mode::Panic(format!("boom {i}")),
+            _ => Mode::Ok(i),
+        })
+        .collect();
+    let results: Vec<_> = pool.map(&inputs).collect();
+    assert_eq!(results.len(), inputs.len());
+    for (i, result) in results.iter().enumerate() {
+        let expected = match i % 50 {
+            7 => Some(ErrorKind::Trap),
+            23 => Some(ErrorKind::Guest),
+            41 => Some(ErrorKind::Panic),
+            _ => None,
+        };
+        match expected {
+            None => assert_eq!(ok_value(result), i as u64),
+            Some(kind) => {
+                let err = result.as_ref().expect_err("the fault fails");
+                assert_eq!(err.kind(), kind, "input {i}: {err}");
+                assert_eq!(err.task().map(|t| t.index), Some(i as u64), "{err}");
+                if kind != ErrorKind::Trap {
+                    assert!(err.to_string().contains(&format!(" {i}")), "{err}");
+                }
+            }
+        }
+    }
+    let after = pool.process_stats().unwrap();
+    let frames = after.requests - before.requests;
+    let sent = after.tasks_sent - before.tasks_sent;
+    assert_eq!(sent, inputs.len() as u64, "each task sent once: {after:?}");
+    assert!(
+        frames * 2 <= sent,
+        "the map sent several tasks per frame: {frames} frames for {sent} tasks"
+    );
+    assert_eq!(after.crashed, 0, "{after:?}");
+    pool.shutdown(true, false);
+    assert_no_workers_remain();
+}
+
+#[test]
+fn a_worker_aborting_in_the_middle_of_a_batch_fails_only_the_task_it_was_running() {
+    let _serial = serial();
+    let pool = hostile_builder()
+        .workers(1)
+        .worker_env("SANDPOOL_WORKER_FAULT", format!("abort:{MARKER}"))
+        .build()
+        .unwrap();
+    warm_up(&pool);
+    let before = pool.process_stats().unwrap();
+    // Twenty victims, each crashing its worker wherever it falls in its frame.
+    let victim = |i: usize| i % 100 == 37;
+    let inputs: Vec<Mode> = (0..2000)
+        .map(|i| {
+            if victim(i) {
+                Mode::Print(100)
+            } else {
+                Mode::Ok(i as u64)
+            }
+        })
+        .collect();
+    let results: Vec<_> = pool.map(&inputs).collect();
+    assert_eq!(results.len(), inputs.len());
+    for (i, result) in results.iter().enumerate() {
+        if victim(i) {
+            let err = result.as_ref().expect_err("the aborting task fails");
+            assert_eq!(err.kind(), ErrorKind::WorkerCrashed, "{err}");
+            assert_eq!(err.task().map(|t| t.index), Some(i as u64), "{err}");
+            assert!(err.to_string().contains("signal 6 (SIGABRT"), "{err}");
+        } else {
+            assert_eq!(ok_value(result), i as u64, "input {i}");
+        }
+    }
+    let after = pool.process_stats().unwrap();
+    assert_eq!(after.crashed - before.crashed, 20, "{after:?}");
+    let sent = after.tasks_sent - before.tasks_sent;
+    assert!(
+        sent > inputs.len() as u64,
+        "tasks a crashed worker had not started were sent again: {sent} sent for {} inputs",
+        inputs.len()
+    );
+    pool.shutdown(true, false);
+    assert_no_workers_remain();
+}
+
+#[test]
+fn a_worker_sigkilled_in_the_middle_of_a_batch_fails_only_its_running_task_and_names_it() {
+    let _serial = serial();
+    const VICTIM: usize = 400;
+    let pool = hostile_builder()
+        .workers(1)
+        .limits(Limits::default().timeout(Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    warm_up(&pool);
+    let inputs: Vec<Mode> = (0..800)
+        .map(|i| {
+            if i == VICTIM {
+                Mode::Loop
+            } else {
+                Mode::Ok(i as u64)
+            }
+        })
+        .collect();
+    let mut results = Vec::with_capacity(inputs.len());
+    let mut killed = None;
+    for (i, result) in pool.map(&inputs).enumerate() {
+        results.push(result);
+        if i == VICTIM - 1 {
+            // The one worker is now on the victim, which never ends.
+            std::thread::sleep(Duration::from_millis(200));
+            let pids = pool.process_stats().unwrap().worker_pids;
+            assert_eq!(pids.len(), 1, "{pids:?}");
+            // SAFETY: sending a signal to our own child process.
+            assert_eq!(unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) }, 0);
+            killed = Some(pids[0]);
+        }
+    }
+    let killed = killed.expect("the map got to the victim");
+    assert_eq!(results.len(), inputs.len());
+    for (i, result) in results.iter().enumerate() {
+        if i == VICTIM {
+            let err = result.as_ref().expect_err("the running task fails");
+            assert_eq!(err.kind(), ErrorKind::WorkerCrashed, "{err}");
+            assert_eq!(err.task().map(|t| t.index), Some(VICTIM as u64));
+            let message = err.to_string();
+            assert!(
+                message.contains("SIGKILL") && message.contains(&killed.to_string()),
+                "{message}"
+            );
+        } else {
+            assert_eq!(ok_value(result), i as u64, "input {i}");
+        }
+    }
+    let stats = pool.process_stats().unwrap();
+    assert_eq!(stats.crashed, 1, "{stats:?}");
+    assert!(!stats.worker_pids.contains(&killed));
+    pool.shutdown(true, false);
+    assert_no_workers_remain();
+}
+
+#[test]
+fn tasks_of_a_queued_batch_cancelled_before_a_worker_takes_it_are_never_sent() {
+    let _serial = serial();
+    let pool = hostile_builder().workers(1).build().unwrap();
+    warm_up(&pool);
+    // Keep the one worker busy while a map queues its batches behind it.
+    let busy = pool
+        .submit_with(
+            &Mode::Loop,
+            Limits::default().timeout(Duration::from_millis(500)),
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let before = pool.process_stats().unwrap();
+    let map = pool.map((0..200).map(Mode::Ok));
+    drop(map); // cancels every task that has not started
+    assert_eq!(busy.wait().unwrap_err().kind(), ErrorKind::Timeout);
+    // The worker has taken the cancelled batches by the time the next task runs.
+    let results: Vec<_> = pool.map([Mode::Ok(7)]).collect();
+    assert_eq!(ok_value(&results[0]), 7);
+    let after = pool.process_stats().unwrap();
+    assert_eq!(
+        after.tasks_sent - before.tasks_sent,
+        1,
+        "only the task after the cancelled map reached a worker: {after:?}"
+    );
+    pool.shutdown(true, false);
+    assert_no_workers_remain();
+}

@@ -572,3 +572,61 @@ fn a_slow_task_in_a_batch_does_not_hold_back_the_results_before_it() {
         ErrorKind::Timeout
     );
 }
+
+#[test]
+fn process_shutdown_cancel_queued_also_cancels_unstarted_tasks_of_a_batch_in_a_worker_frame() {
+    let pool: Pool<Mode, serde_bytes::ByteBuf> =
+        Pool::builder(Task::from_file(common::guest("hostile")).unwrap())
+            .isolation(sandpool::Isolation::Process)
+            .workers(1)
+            .window(16)
+            .limits(Limits::default().timeout(Duration::from_millis(300)))
+            .build()
+            .unwrap();
+    // Cheap tasks teach the pool their cost, so the next map hands over
+    // batches, sent to the worker several per frame.
+    for r in pool.map((0..200).map(Mode::Ok)) {
+        r.unwrap();
+    }
+    let inputs = std::iter::once(Mode::Loop).chain((1..16).map(Mode::Ok));
+    let results = pool.map(inputs);
+    std::thread::sleep(Duration::from_millis(50)); // the loop, first of its frame, runs
+    pool.shutdown(false, true);
+    let kinds: Vec<ErrorKind> = results.map(|r| r.unwrap_err().kind()).collect();
+    assert_eq!(kinds[0], ErrorKind::Timeout);
+    assert_eq!(kinds.len(), 16);
+    assert!(
+        kinds[1..].iter().all(|k| *k == ErrorKind::Cancelled),
+        "nothing behind the loop ran, in its frame or after it: {kinds:?}"
+    );
+}
+
+#[test]
+fn process_a_slow_task_in_a_batch_does_not_hold_back_the_results_before_it() {
+    let pool: Pool<Mode, serde_bytes::ByteBuf> =
+        Pool::builder(Task::from_file(common::guest("hostile")).unwrap())
+            .isolation(sandpool::Isolation::Process)
+            .workers(1)
+            .window(16)
+            .limits(Limits::default().timeout(Duration::from_secs(5)))
+            .build()
+            .unwrap();
+    for r in pool.map((0..200).map(Mode::Ok)) {
+        r.unwrap(); // teaches the pool that tasks are cheap: the next map batches
+    }
+    let inputs = [Mode::Ok(0), Mode::Loop]
+        .into_iter()
+        .chain((2..8).map(Mode::Ok));
+    let started = std::time::Instant::now();
+    let mut results = pool.map(inputs);
+    assert_eq!(common::ok_value(&results.next().unwrap()), 0);
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "input 0 came after {:?}, held back by the loop behind it",
+        started.elapsed()
+    );
+    assert_eq!(
+        results.next().unwrap().unwrap_err().kind(),
+        ErrorKind::Timeout
+    );
+}

@@ -1,7 +1,10 @@
 //! The queue and worker threads every wasm executor shares.
 //!
 //! A [`Backend`] says how one worker runs one encoded task (a fresh wasm
-//! instance in this process, or a request to a worker subprocess); the
+//! instance in this process, or a request to a worker subprocess), and may
+//! take a queued batch whole ([`Backend::run_batch`]: the process level
+//! sends it many tasks per frame, each still begun, cancelled and answered
+//! on its own through a [`BatchSink`]); the
 //! [`Dispatcher`] owns the bounded queue, the worker threads, cancellation
 //! of queued jobs and shutdown. Every job ends in exactly one call of its
 //! reply, or in the reply being dropped, which its handle reports as
@@ -85,7 +88,9 @@ impl JobState {
         if self.phase.load(Ordering::Acquire) != RUNNING {
             return false;
         }
-        self.abort.store(true, Ordering::Release);
+        // SeqCst: pairs with a backend that publishes which job it is
+        // running and then checks this flag (process/supervisor.rs).
+        self.abort.store(true, Ordering::SeqCst);
         if let Some(aborter) = lock(&self.aborter).as_ref() {
             aborter();
         }
@@ -93,7 +98,7 @@ impl JobState {
     }
     /// Whether [`abort`](Self::abort) was asked of the running job.
     pub fn abort_requested(&self) -> bool {
-        self.abort.load(Ordering::Acquire)
+        self.abort.load(Ordering::SeqCst)
     }
     /// Registers how to stop this job while the guard lives; runs it at once
     /// if an abort was already requested.
@@ -152,6 +157,35 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn start_worker(&self, id: usize) -> Result<Self::Worker, Error>;
     /// Runs one job to its outcome. Must not panic on bad input.
     fn run(&self, worker: &mut Self::Worker, job: &Job) -> RawOutcome;
+    /// Whether a batch the queue hands over should go to
+    /// [`run_batch`](Self::run_batch) whole (true) or job by job through
+    /// [`run`](Self::run) (false: each job is started, and can be cancelled,
+    /// only when its turn comes).
+    fn takes_batches(&self) -> bool {
+        false
+    }
+    /// Runs queued jobs in order: each one begins through
+    /// [`BatchSink::begin`] when its turn comes (skipped if that says it was
+    /// cancelled) and gets its outcome through [`BatchSink::done`] as soon as
+    /// it has one. The backend arms each job's abort itself. Must not panic
+    /// on bad input.
+    fn run_batch(&self, worker: &mut Self::Worker, jobs: &[&Job], sink: &mut dyn BatchSink) {
+        for (i, job) in jobs.iter().enumerate() {
+            if sink.begin(i) {
+                let outcome = self.run(worker, job);
+                sink.done(i, outcome);
+            }
+        }
+    }
+}
+
+/// Where a backend reports the jobs of a batch ([`Backend::run_batch`]).
+pub(crate) trait BatchSink {
+    /// Job `i` begins now (queued → running); false if it was cancelled,
+    /// and then it gets no outcome. True again for a job that has begun.
+    fn begin(&mut self, i: usize) -> bool;
+    /// Job `i`'s outcome, once, after it began.
+    fn done(&mut self, i: usize, outcome: RawOutcome);
 }
 
 /// What a worker takes from the queue in one go: one job, or a batch that
@@ -399,6 +433,10 @@ fn worker_loop<B: Backend>(backend: &B, id: usize, shared: &Shared) {
                 drop(job.permit.take());
                 run_job(backend, &mut worker, id, shared, job);
             }
+            Work::Many(jobs, permit) if backend.takes_batches() => {
+                drop(permit);
+                run_batch(backend, &mut worker, id, shared, jobs);
+            }
             Work::Many(jobs, permit) => {
                 drop(permit);
                 for job in jobs {
@@ -410,6 +448,135 @@ fn worker_loop<B: Backend>(backend: &B, id: usize, shared: &Shared) {
             }
         }
     }
+}
+
+/// Runs a batch on a backend that takes batches: hands the jobs over in
+/// one call; each begins when the backend gets to it (a job cancelled
+/// before then, also by `shutdown(_, cancel_queued = true)`, does not run)
+/// and is answered as soon as its outcome is known.
+fn run_batch<B: Backend>(
+    backend: &B,
+    worker: &mut Option<B::Worker>,
+    id: usize,
+    shared: &Shared,
+    mut jobs: Vec<Job>,
+) {
+    let began = std::time::Instant::now();
+    let replies: Vec<Option<Reply>> = jobs
+        .iter_mut()
+        .map(|job| Some(std::mem::replace(&mut job.reply, Box::new(|_| {}))))
+        .collect();
+    let mut sink = DeliverSink {
+        jobs: &jobs,
+        replies,
+        cancelling: &shared.cancelling,
+        delivered: 0,
+    };
+    let failure = match worker.as_mut() {
+        None => Some(format!("worker {id} failed to start")),
+        Some(w) => {
+            let refs: Vec<&Job> = jobs.iter().collect();
+            match catch_unwind(AssertUnwindSafe(|| backend.run_batch(w, &refs, &mut sink))) {
+                Ok(()) => None,
+                Err(panic) => {
+                    let what = panic_message(&*panic);
+                    tracing::error!("worker {id} panicked running a batch: {what}");
+                    Some(format!("host worker thread panicked: {what}"))
+                }
+            }
+        }
+    };
+    // A job the backend began but did not answer (or never reached, after
+    // a failure) is answered with the failure; a cancelled one is dropped.
+    let reason = failure.unwrap_or_else(|| "the backend gave no outcome".into());
+    for (i, job) in jobs.iter().enumerate() {
+        if sink.replies[i].is_some() && sink.begin(i) {
+            let outcome = worker_failed(job, reason.clone());
+            sink.done(i, outcome);
+        }
+    }
+    let delivered = sink.delivered.max(1);
+    drop(sink);
+    record_cost(shared, began.elapsed(), delivered);
+    drop(jobs);
+}
+
+/// Answers the jobs of a batch as the backend reports them.
+struct DeliverSink<'a> {
+    jobs: &'a [Job],
+    replies: Vec<Option<Reply>>,
+    cancelling: &'a AtomicBool,
+    delivered: u64,
+}
+
+impl BatchSink for DeliverSink<'_> {
+    fn begin(&mut self, i: usize) -> bool {
+        let Some(job) = self.jobs.get(i) else {
+            return false;
+        };
+        if self.cancelling.load(Ordering::Acquire) {
+            job.state.cancel();
+        }
+        job.state.start() || job.state.is_running()
+    }
+    fn done(&mut self, i: usize, outcome: RawOutcome) {
+        let (Some(job), Some(reply)) = (self.jobs.get(i), self.replies.get_mut(i)) else {
+            return;
+        };
+        if let Some(reply) = reply.take() {
+            self.delivered += 1;
+            answer(job, reply, outcome);
+        }
+    }
+}
+
+fn worker_failed(job: &Job, reason: String) -> RawOutcome {
+    RawOutcome {
+        result: Err(Error::WorkerCrashed {
+            task: job.task.clone(),
+            reason,
+        }),
+        logs: TaskLogs::default(),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Folds `took` for `n` jobs into the moving average of one job's run time.
+fn record_cost(shared: &Shared, took: std::time::Duration, n: u64) {
+    let took = (u64::try_from(took.as_nanos()).unwrap_or(u64::MAX) / n).max(1);
+    let old = shared.cost_ns.load(Ordering::Relaxed);
+    let avg = if old == 0 {
+        took
+    } else {
+        old - old / 8 + took / 8
+    };
+    shared.cost_ns.store(avg.max(1), Ordering::Relaxed);
+}
+
+/// Hands a started job's outcome to its reply.
+fn deliver(mut job: Job, outcome: RawOutcome) {
+    let reply = std::mem::replace(&mut job.reply, Box::new(|_| {}));
+    answer(&job, reply, outcome);
+}
+
+/// Hands a started job's outcome to `reply` (an error of an aborted job is
+/// reported as [`Error::Aborted`]), then marks the job finished.
+fn answer(job: &Job, reply: Reply, mut outcome: RawOutcome) {
+    if job.state.abort_requested() && outcome.result.is_err() {
+        outcome.result = Err(Error::Aborted {
+            task: job.task.clone(),
+        });
+    }
+    // The result is on its way before the handle reports it finished.
+    reply(outcome);
+    job.state.finish();
 }
 
 /// Runs one job (unless it was cancelled) and hands its outcome to its reply.
@@ -424,50 +591,17 @@ fn run_job<B: Backend>(
         return; // cancelled while queued: dropping the reply tells the handle
     }
     let started = std::time::Instant::now();
-    let mut outcome = match worker.as_mut() {
-        None => RawOutcome {
-            result: Err(Error::WorkerCrashed {
-                task: job.task.clone(),
-                reason: format!("worker {id} failed to start"),
-            }),
-            logs: TaskLogs::default(),
-        },
+    let outcome = match worker.as_mut() {
+        None => worker_failed(&job, format!("worker {id} failed to start")),
         Some(w) => match catch_unwind(AssertUnwindSafe(|| backend.run(w, &job))) {
             Ok(outcome) => outcome,
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
+                let what = panic_message(&*panic);
                 tracing::error!("worker {id} panicked running {}: {what}", job.task);
-                RawOutcome {
-                    result: Err(Error::WorkerCrashed {
-                        task: job.task.clone(),
-                        reason: format!("host worker thread panicked: {what}"),
-                    }),
-                    logs: TaskLogs::default(),
-                }
+                worker_failed(&job, format!("host worker thread panicked: {what}"))
             }
         },
     };
-    let took = u64::try_from(started.elapsed().as_nanos())
-        .unwrap_or(u64::MAX)
-        .max(1);
-    let old = shared.cost_ns.load(Ordering::Relaxed);
-    let avg = if old == 0 {
-        took
-    } else {
-        old - old / 8 + took / 8
-    };
-    shared.cost_ns.store(avg.max(1), Ordering::Relaxed);
-    if job.state.abort_requested() && outcome.result.is_err() {
-        outcome.result = Err(Error::Aborted {
-            task: job.task.clone(),
-        });
-    }
-    let Job { reply, state, .. } = job;
-    // The result is on its way before the handle reports it finished.
-    reply(outcome);
-    state.finish();
+    record_cost(shared, started.elapsed(), 1);
+    deliver(job, outcome);
 }

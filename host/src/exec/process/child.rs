@@ -120,6 +120,8 @@ pub(super) struct Registry {
     pub(super) crashed: u64,
     pub(super) recycled: u64,
     pub(super) failed_starts: u64,
+    pub(super) requests: u64,
+    pub(super) tasks_sent: u64,
     pub(super) failed_in_a_row: u32,
     pub(super) gave_up: Option<String>,
     pub(super) last_start: Option<WorkerStart>,

@@ -144,6 +144,12 @@ pub struct ProcessStats {
     pub recycled: u64,
     /// Worker start-ups that failed.
     pub failed_starts: u64,
+    /// Request frames written to workers; each carries one or more tasks.
+    pub requests: u64,
+    /// Tasks written to workers, over all request frames (a task sent
+    /// again to a replacement counts again; a task cancelled or aborted
+    /// before it was sent does not count).
+    pub tasks_sent: u64,
     /// Set when the pool stopped starting workers, with the reason.
     pub gave_up: Option<String>,
     /// How the most recent worker started.

@@ -1,8 +1,9 @@
 //! The supervisor: a [`Backend`] whose per-thread worker is one
 //! `sandpool worker` subprocess, started, watched, recycled and replaced.
 //!
-//! Each dispatcher thread drives one subprocess: it writes a request frame,
-//! waits for the answer (at most the task's deadline plus a grace period),
+//! Each dispatcher thread drives one subprocess: it writes a request frame
+//! (one task, or up to [`MAX_BATCH`] of a batch the queue handed over),
+//! waits for each answer (at most the task's deadline plus a grace period),
 //! and turns every way the worker can fail into an outcome for that one
 //! task: a death (signal or exit) or a silence past the deadline is
 //! [`Error::WorkerCrashed`] naming the signal, exit status or wait, and the
@@ -13,6 +14,7 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,7 +29,7 @@ use super::wire::{
 };
 use super::{ProcessOptions, ProcessStats, WorkerStart};
 use crate::error::{Error, TaskRef};
-use crate::exec::dispatch::{Backend, Job};
+use crate::exec::dispatch::{AbortGuard, Backend, BatchSink, Job, JobState};
 use crate::limits::Limits;
 use crate::runtime::instance::{RawOutcome, TaskLogs};
 use crate::runtime::module::CompiledModule;
@@ -43,6 +45,10 @@ enum Failure {
     NotDelivered(String),
     /// The worker was lost with the task in flight.
     Lost(String),
+    /// The worker was killed to abort an earlier task of the frame, but had
+    /// already answered it: the task it was then on is not at fault and
+    /// goes, with the rest, to a new worker.
+    KilledForAnother(String),
 }
 
 /// The per-thread state: this thread's worker process, if one is running.
@@ -166,6 +172,17 @@ impl Backend for ProcessBackend {
     fn run(&self, slot: &mut Slot, job: &Job) -> RawOutcome {
         self.sup.run(slot, job)
     }
+
+    fn takes_batches(&self) -> bool {
+        true
+    }
+
+    /// Sends the jobs to the worker process many per request frame
+    /// ([`Supervisor::run_batch`]).
+    fn run_batch(&self, slot: &mut Slot, jobs: &[&Job], sink: &mut dyn BatchSink) {
+        let inputs: Vec<TaskInput<'_>> = jobs.iter().map(|&job| TaskInput::from(job)).collect();
+        self.sup.run_batch(slot, &inputs, sink);
+    }
 }
 
 /// One task of a batch: what the supervisor needs of a queued [`Job`].
@@ -174,6 +191,14 @@ pub(crate) struct TaskInput<'a> {
     pub task: &'a TaskRef,
     pub input: &'a [u8],
     pub limits: &'a Limits,
+    /// The job's state, to arm its abort while it is in flight (None: no abort).
+    pub state: Option<&'a JobState>,
+}
+
+impl TaskInput<'_> {
+    fn abort_requested(&self) -> bool {
+        self.state.is_some_and(JobState::abort_requested)
+    }
 }
 
 impl<'a> From<&'a Job> for TaskInput<'a> {
@@ -182,6 +207,27 @@ impl<'a> From<&'a Job> for TaskInput<'a> {
             task: &job.task,
             input: &job.input,
             limits: &job.limits,
+            state: Some(&job.state),
+        }
+    }
+}
+
+/// A sink that keeps the outcomes by position (for jobs already started).
+pub(crate) struct Collect(pub Vec<Option<RawOutcome>>);
+
+impl Collect {
+    fn new(n: usize) -> Self {
+        Collect((0..n).map(|_| None).collect())
+    }
+}
+
+impl BatchSink for Collect {
+    fn begin(&mut self, _i: usize) -> bool {
+        true
+    }
+    fn done(&mut self, i: usize, outcome: RawOutcome) {
+        if let Some(slot) = self.0.get_mut(i) {
+            *slot = Some(outcome);
         }
     }
 }
@@ -206,6 +252,8 @@ impl Supervisor {
             crashed: r.crashed,
             recycled: r.recycled,
             failed_starts: r.failed_starts,
+            requests: r.requests,
+            tasks_sent: r.tasks_sent,
             gave_up: r.gave_up.clone(),
             last_start: r.last_start.clone(),
         }
@@ -394,39 +442,39 @@ impl Supervisor {
     /// then starts a replacement, as after a crash).
     fn run(&self, slot: &mut Slot, job: &Job) -> RawOutcome {
         let input = TaskInput::from(job);
-        if job.state.abort_requested() {
+        if input.abort_requested() {
             return crashed(input, "aborted before it reached a worker".into());
         }
-        if let Err(why) = self.ensure_ready(slot) {
-            return crashed(input, why);
-        }
-        // A zombie cannot be reused, so the pid is only stale in the instant
-        // between reaping and this guard's drop (or when an idle worker died
-        // and the task went to a replacement: then the abort is not delivered
-        // and the task runs to its own limits).
-        let armed = slot.proc.as_ref().map(|proc| {
-            let pid = proc.pid as libc::pid_t;
-            job.state.on_abort(move || {
-                // SAFETY: kill(2) has no memory-safety preconditions.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            })
-        });
-        let mut outcomes = self.run_batch(slot, &[input]);
-        drop(armed);
-        outcomes
+        let mut sink = Collect::new(1);
+        self.run_batch(slot, &[input], &mut sink);
+        sink.0
             .pop()
+            .flatten()
             .unwrap_or_else(|| crashed(input, "no outcome".into()))
     }
 
     /// Runs `jobs` on the slot's worker process, as many per request frame
     /// as fit (inputs up to [`MAX_INPUT`] in all, and no more than the worker
-    /// may run before it is recycled); returns one outcome per job, in order.
-    /// The worker answers each task as it finishes, so a worker lost in the
-    /// middle of a batch fails only the task it was running
-    /// ([`Error::WorkerCrashed`] on that task); tasks it had answered keep
-    /// their results and tasks it had not started go to a replacement.
-    pub(crate) fn run_batch(&self, slot: &mut Slot, jobs: &[TaskInput<'_>]) -> Vec<RawOutcome> {
-        let mut outcomes: Vec<Option<RawOutcome>> = Vec::with_capacity(jobs.len());
+    /// may run before it is recycled), handing each outcome to `sink` as
+    /// soon as the worker answers it. The worker answers each task as it
+    /// finishes, so a worker lost in the middle of a batch fails only the
+    /// task it was running ([`Error::WorkerCrashed`] on that task); tasks it
+    /// had answered keep their results and tasks it had not started go to
+    /// a replacement.
+    ///
+    /// A task begins ([`BatchSink::begin`]) when the worker gets to it: when
+    /// its frame is sent for the first task of a frame, else when the task
+    /// before it is answered. A task cancelled before its frame is sent is
+    /// not sent; one cancelled while it waited in the frame is run by the
+    /// worker but its answer is dropped (it gets no outcome). While a task
+    /// runs, its [`JobState::abort`] kills the worker; the tasks after it
+    /// in the frame go to a replacement.
+    pub(crate) fn run_batch(
+        &self,
+        slot: &mut Slot,
+        jobs: &[TaskInput<'_>],
+        sink: &mut dyn BatchSink,
+    ) {
         let mut pending = Vec::with_capacity(jobs.len());
         for (i, job) in jobs.iter().enumerate() {
             if job.input.len() > MAX_INPUT {
@@ -434,39 +482,59 @@ impl Supervisor {
                     "input of {} bytes is over the process executor's limit of {MAX_INPUT}",
                     job.input.len()
                 );
-                outcomes.push(Some(RawOutcome {
+                let outcome = RawOutcome {
                     result: Err(Error::Encode {
                         task: job.task.clone(),
                         reason,
                     }),
                     logs: TaskLogs::default(),
-                }));
+                };
+                if sink.begin(i) {
+                    sink.done(i, outcome);
+                }
             } else {
-                outcomes.push(None);
                 pending.push(i);
             }
         }
-        let mut start = 0;
+        let fail = |sink: &mut dyn BatchSink, i: usize, why: &str| {
+            if sink.begin(i) {
+                sink.done(i, crashed(jobs[i], why.to_string()));
+            }
+        };
         let mut undelivered = 0;
-        while start < pending.len() {
+        loop {
+            // Tasks cancelled while they waited are not sent.
+            pending.retain(|&i| !jobs[i].state.is_some_and(JobState::is_cancelled));
+            let Some(&first) = pending.first() else {
+                break;
+            };
             if let Err(why) = self.ensure_ready(slot) {
-                for &i in &pending[start..] {
-                    outcomes[i] = Some(crashed(jobs[i], why.clone()));
+                for &i in &pending {
+                    fail(sink, i, &why);
                 }
                 break;
             }
             let Some(proc) = slot.proc.as_mut() else {
-                for &i in &pending[start..] {
-                    outcomes[i] = Some(crashed(jobs[i], "no worker process".into()));
+                for &i in &pending {
+                    fail(sink, i, "no worker process");
                 }
                 break;
             };
-            let end = self.chunk_end(proc, jobs, &pending, start);
-            let chunk = &pending[start..end];
-            match self.call_batch(proc, jobs, chunk, &mut outcomes) {
+            if !sink.begin(first) {
+                continue; // cancelled just now
+            }
+            if jobs[first].abort_requested() {
+                // Aborted once it began (or its frame never reached a worker):
+                // it alone fails, without costing a worker.
+                pending.remove(0);
+                fail(sink, first, "aborted before it reached a worker");
+                continue;
+            }
+            let end = self.chunk_end(proc, jobs, &pending, 0);
+            let chunk: Vec<usize> = pending.drain(..end).collect();
+            match self.call_batch(proc, jobs, &chunk, sink) {
                 Ok(()) => {
                     proc.tasks += chunk.len() as u64;
-                    start = end;
                     undelivered = 0;
                     if self
                         .options
@@ -486,15 +554,17 @@ impl Supervisor {
                     lock(&self.registry).crashed += 1;
                     undelivered += 1;
                     if undelivered >= 2 {
-                        for &i in chunk {
-                            outcomes[i] = Some(crashed(jobs[i], why.clone()));
+                        for &i in &chunk {
+                            fail(sink, i, &why);
                         }
-                        start = end;
                         undelivered = 0;
                         continue;
                     }
-                    let first = &jobs[chunk[0]].task;
-                    tracing::warn!("{why} while idle; {first} goes to a new worker");
+                    tracing::warn!(
+                        "{why} while idle; {} goes to a new worker",
+                        jobs[chunk[0]].task
+                    );
+                    pending.splice(0..0, chunk);
                 }
                 Err((answered, Failure::Lost(why))) => {
                     slot.proc = None;
@@ -507,18 +577,27 @@ impl Supervisor {
                             "{requeued} task(s) the lost worker had not started go to a new worker"
                         );
                     }
-                    outcomes[lost] = Some(crashed(jobs[lost], why));
-                    start += answered + 1;
+                    // A task cancelled while it waited in the frame gets no outcome.
+                    if !jobs[lost].state.is_some_and(JobState::is_cancelled) {
+                        fail(sink, lost, &why);
+                    }
+                    pending.splice(0..0, chunk[answered + 1..].iter().copied());
+                    undelivered = 0;
+                    self.replace_soon(slot);
+                }
+                Err((answered, Failure::KilledForAnother(why))) => {
+                    slot.proc = None;
+                    lock(&self.registry).crashed += 1;
+                    tracing::warn!(
+                        "{why}; the {} task(s) it had not answered go to a new worker",
+                        chunk.len() - answered
+                    );
+                    pending.splice(0..0, chunk[answered..].iter().copied());
                     undelivered = 0;
                     self.replace_soon(slot);
                 }
             }
         }
-        outcomes
-            .into_iter()
-            .zip(jobs)
-            .map(|(outcome, &job)| outcome.unwrap_or_else(|| crashed(job, "no outcome".into())))
-            .collect()
     }
 
     /// The end of the next chunk of `pending` from `start`: at least one job,
@@ -555,14 +634,16 @@ impl Supervisor {
     }
 
     /// Sends the jobs `chunk` (indices into `jobs`) to the worker in one
-    /// frame and reads their outcomes into `outcomes`, one frame each. On a
-    /// failure, returns how many were answered before it and what happened.
+    /// frame and hands their outcomes to `sink`, one frame each (the first
+    /// task has begun; each later one begins when the one before it is
+    /// answered). On a failure, returns how many were answered before it
+    /// and what happened.
     fn call_batch(
         &self,
         proc: &mut WorkerProc,
         jobs: &[TaskInput<'_>],
         chunk: &[usize],
-        outcomes: &mut [Option<RawOutcome>],
+        sink: &mut dyn BatchSink,
     ) -> Result<(), (usize, Failure)> {
         let first_id = proc.next_id;
         proc.next_id += chunk.len() as u64;
@@ -579,16 +660,53 @@ impl Supervisor {
         if let Err(e) = frame::encode(&requests, &mut proc.buf) {
             let reason = format!("cannot encode the request for the worker: {e}");
             for &i in chunk {
-                outcomes[i] = Some(RawOutcome {
-                    result: Err(Error::Encode {
-                        task: jobs[i].task.clone(),
-                        reason: reason.clone(),
-                    }),
-                    logs: TaskLogs::default(),
-                });
+                if sink.begin(i) {
+                    sink.done(
+                        i,
+                        RawOutcome {
+                            result: Err(Error::Encode {
+                                task: jobs[i].task.clone(),
+                                reason: reason.clone(),
+                            }),
+                            logs: TaskLogs::default(),
+                        },
+                    );
+                }
             }
             return Ok(());
         }
+        // Arm every task's abort: it kills the worker only while the worker
+        // is on that task (`on_task` is the position in the chunk of the
+        // task whose answer is awaited). A task waiting in the frame has not
+        // begun, so its abort cancels it instead.
+        let on_task = Arc::new(AtomicUsize::new(0));
+        let killed = Arc::new(AtomicBool::new(false));
+        let pid = proc.pid as libc::pid_t;
+        let kill = {
+            let killed = Arc::clone(&killed);
+            move || {
+                killed.store(true, Ordering::SeqCst);
+                // SAFETY: kill(2) has no memory-safety preconditions. The
+                // worker is not reaped while the guards live, except in the
+                // instant a death is noticed (then the pid is a zombie's or,
+                // at worst, just freed).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        };
+        let _armed: Vec<AbortGuard<'_>> = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(k, &i)| {
+                let state = jobs[i].state?;
+                let on_task = Arc::clone(&on_task);
+                let kill = kill.clone();
+                Some(state.on_abort(move || {
+                    if on_task.load(Ordering::SeqCst) == k {
+                        kill();
+                    }
+                }))
+            })
+            .collect();
         let first = jobs[chunk[0]];
         let patience = self.patience(first);
         let deadline = patience.map(|p| Instant::now() + p);
@@ -596,6 +714,11 @@ impl Supervisor {
             Some(stdin) => write_frame(stdin, &proc.buf, deadline),
             None => Err(FrameError::Eof),
         };
+        if written.is_ok() {
+            let mut r = lock(&self.registry);
+            r.requests += 1;
+            r.tasks_sent += chunk.len() as u64;
+        }
         match written {
             Ok(()) => {}
             Err(FrameError::TimedOut) => {
@@ -626,8 +749,22 @@ impl Supervisor {
                 0 => deadline,
                 _ => self.patience(job).map(|p| Instant::now() + p),
             };
+            // Its turn: a task cancelled while it waited has its answer dropped.
+            let wanted = answered == 0 || sink.begin(i);
+            on_task.store(answered, Ordering::SeqCst);
+            if wanted && job.abort_requested() {
+                // Aborted between its start and `on_task` naming it: the
+                // aborter did not kill, so kill here (SeqCst on both sides).
+                kill();
+            }
             match self.read_outcome(proc, job, id, deadline) {
-                Ok(outcome) => outcomes[i] = Some(outcome),
+                Ok(outcome) if wanted => sink.done(i, outcome),
+                Ok(_) => {}
+                Err(Failure::Lost(why))
+                    if killed.load(Ordering::SeqCst) && !job.abort_requested() =>
+                {
+                    return Err((answered, Failure::KilledForAnother(why)));
+                }
                 Err(failure) => return Err((answered, failure)),
             }
         }
@@ -743,9 +880,12 @@ mod tests {
                 task,
                 input,
                 limits: &limits,
+                state: None,
             })
             .collect();
-        let outcomes = backend.sup.run_batch(&mut slot, &batch);
+        let mut sink = Collect::new(batch.len());
+        backend.sup.run_batch(&mut slot, &batch, &mut sink);
+        let outcomes: Vec<RawOutcome> = sink.0.into_iter().map(Option::unwrap).collect();
         assert_eq!(outcomes.len(), 5);
         for i in [0, 1, 3, 4] {
             assert_eq!(
@@ -763,5 +903,150 @@ mod tests {
             other => panic!("expected the crash on task 2, got {other:?}"),
         }
         assert_eq!(backend.sup.stats().crashed, 1);
+    }
+
+    /// An ABI v1 module: input "L…" spins forever, "S…" spins for a while
+    /// (a second or so), anything else is echoed.
+    const LOOP_OR_ECHO: &str = r#"(module
+        (memory (export "memory") 1)
+        (func (export "sandpool_abi_version") (result i32) i32.const 1)
+        (func (export "sandpool_alloc") (param i32) (result i32) i32.const 1024)
+        (func (export "sandpool_run") (param $ptr i32) (param $len i32) (result i64)
+            (local $n i32)
+            (if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 76))
+                (then (loop $forever (br $forever))))
+            (if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 83))
+                (then
+                    (local.set $n (i32.const 1000000000))
+                    (loop $slow
+                        (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+                        (br_if $slow (i32.ne (local.get $n) (i32.const 0))))))
+            (i32.store8 (i32.const 1023) (i32.const 0))
+            (i64.or (i64.shl (i64.const 1023) (i64.const 32))
+                    (i64.extend_i32_u (i32.add (local.get $len) (i32.const 1))))))"#;
+
+    /// Begins jobs as the dispatcher does (queued → running) and keeps the
+    /// outcomes.
+    struct StartingSink<'a> {
+        jobs: &'a [Job],
+        outcomes: Vec<Option<RawOutcome>>,
+    }
+
+    impl BatchSink for StartingSink<'_> {
+        fn begin(&mut self, i: usize) -> bool {
+            self.jobs[i].state.start() || self.jobs[i].state.is_running()
+        }
+        fn done(&mut self, i: usize, outcome: RawOutcome) {
+            assert!(self.outcomes[i].is_none(), "one outcome per task");
+            self.outcomes[i] = Some(outcome);
+        }
+    }
+
+    /// Runs `inputs` as one batch of queued jobs on a one-worker backend,
+    /// aborting task `victim` after `after`; returns the outcomes (None: no
+    /// outcome, the job was cancelled) and the jobs (to read their states).
+    fn batch_with_abort(
+        inputs: &[&[u8]],
+        victim: usize,
+        after: Duration,
+    ) -> (Vec<Option<RawOutcome>>, Vec<Job>, ProcessStats) {
+        let program = locate_program(None).unwrap_or_else(|e| {
+            panic!("this test runs the `sandpool` binary, which `cargo test` builds: {e}")
+        });
+        let compiled = CompiledModule::compile("loop_or_echo", LOOP_OR_ECHO.as_bytes(), false)
+            .expect("the module loads");
+        let options = ProcessOptions {
+            program: Some(program),
+            ..ProcessOptions::default()
+        };
+        let backend = ProcessBackend::start(
+            "loop_or_echo",
+            &compiled,
+            LOOP_OR_ECHO.as_bytes(),
+            &options,
+            1,
+        )
+        .expect("a worker starts");
+        let mut slot = backend.start_worker(0).expect("a slot");
+        let jobs: Vec<Job> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, input)| {
+                Job::direct(
+                    TaskRef::new("loop_or_echo", i as u64),
+                    input.to_vec(),
+                    Limits::default(),
+                )
+            })
+            .collect();
+        let state = Arc::clone(&jobs[victim].state);
+        let aborter = std::thread::spawn(move || {
+            std::thread::sleep(after);
+            assert!(state.abort(), "the victim has not finished");
+        });
+        let refs: Vec<&Job> = jobs.iter().collect();
+        let mut sink = StartingSink {
+            jobs: &jobs,
+            outcomes: (0..jobs.len()).map(|_| None).collect(),
+        };
+        backend.run_batch(&mut slot, &refs, &mut sink);
+        let outcomes = sink.outcomes;
+        aborter.join().expect("the aborting thread");
+        let stats = backend.sup.stats();
+        (outcomes, jobs, stats)
+    }
+
+    fn assert_echoed(outcomes: &[Option<RawOutcome>], inputs: &[&[u8]], which: &[usize]) {
+        for &i in which {
+            let result = outcomes[i].as_ref().map(|o| &o.result);
+            assert_eq!(
+                result.and_then(|r| r.as_deref().ok()),
+                Some(inputs[i]),
+                "task {i}: {result:?}"
+            );
+        }
+    }
+
+    fn assert_killed(outcome: &Option<RawOutcome>, index: u64) {
+        match outcome.as_ref().map(|o| &o.result) {
+            Some(Err(Error::WorkerCrashed { task, reason })) => {
+                assert_eq!(task.index, index);
+                assert!(reason.contains("SIGKILL"), "{reason}");
+            }
+            other => panic!("expected task {index} to be killed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_abort_of_the_running_task_of_a_batch_kills_only_it_and_the_rest_run() {
+        let inputs: [&[u8]; 5] = [b"a", b"b", b"L", b"c", b"d"];
+        let (outcomes, jobs, stats) = batch_with_abort(&inputs, 2, Duration::from_millis(300));
+        assert_eq!(outcomes.len(), 5);
+        assert_echoed(&outcomes, &inputs, &[0, 1, 3, 4]);
+        assert_killed(&outcomes[2], 2);
+        assert!(jobs[2].state.abort_requested());
+        assert_eq!(stats.crashed, 1, "{stats:?}");
+        assert_eq!(stats.started, 2, "the replacement ran the rest: {stats:?}");
+        assert_eq!(
+            stats.requests, 2,
+            "one frame, then one for the rest: {stats:?}"
+        );
+        assert_eq!(stats.tasks_sent, 5 + 2, "{stats:?}");
+    }
+
+    #[test]
+    fn an_abort_of_a_task_waiting_in_the_frame_cancels_it_and_spares_the_others() {
+        let inputs: [&[u8]; 4] = [b"a", b"S", b"c", b"d"];
+        let (outcomes, jobs, stats) = batch_with_abort(&inputs, 2, Duration::from_millis(50));
+        assert_eq!(outcomes.len(), 4);
+        assert_echoed(&outcomes, &inputs, &[0, 1, 3]);
+        assert!(
+            outcomes[2].is_none(),
+            "{:?}",
+            outcomes[2].as_ref().map(|o| &o.result)
+        );
+        assert!(jobs[2].state.is_cancelled());
+        assert_eq!(stats.crashed, 0, "{stats:?}");
+        assert_eq!(stats.requests, 1, "{stats:?}");
     }
 }
