@@ -90,7 +90,7 @@ where
             timeout: None,
             expired: false,
         };
-        it.fill();
+        it.fill(true);
         it
     }
 
@@ -120,10 +120,20 @@ where
     /// Submits inputs while the window has room for a whole batch (the
     /// batch size follows the workers' recent cost per task, so cheap tasks
     /// travel several per hand-off and the consumer wakes once per batch).
-    fn fill(&mut self) {
+    ///
+    /// With `whole_window` (the call itself) it fills the window to the
+    /// last input, the last batch short if need be, so that every input of
+    /// the first window counts as submitted (a `shutdown` right after the
+    /// call still runs them all).
+    fn fill(&mut self, whole_window: bool) {
         let window = self.pool.window();
-        let batch = self.pool.batch_size().min(window);
-        while !self.exhausted && window - self.pending.len() >= batch {
+        let full_batch = self.pool.batch_size().min(window);
+        while !self.exhausted {
+            let room = window - self.pending.len();
+            if room == 0 || (!whole_window && room < full_batch) {
+                break;
+            }
+            let batch = full_batch.min(room);
             let mut jobs = Vec::with_capacity(batch);
             let first = self.pending.len();
             while jobs.len() < batch {
@@ -233,7 +243,7 @@ where
         if self.expired {
             return None;
         }
-        self.fill();
+        self.fill(false);
         let deadline = self.timeout.and_then(|t| self.started.checked_add(t));
         self.wait_for_front_batch(deadline);
         let mut handle = match self.pending.pop_front()?.state {
@@ -304,7 +314,7 @@ where
             timeout: None,
             expired: false,
         };
-        it.fill();
+        it.fill(true);
         it
     }
 
@@ -327,10 +337,15 @@ where
     }
 
     /// Submits inputs while the window has room for a whole batch (see [`MapIter`]).
-    fn fill(&mut self) {
+    fn fill(&mut self, whole_window: bool) {
         let window = self.pool.window();
-        let batch = self.pool.batch_size().min(window);
-        while !self.exhausted && window - (self.running.len() + self.ready.len()) >= batch {
+        let full_batch = self.pool.batch_size().min(window);
+        while !self.exhausted {
+            let room = window - (self.running.len() + self.ready.len());
+            if room == 0 || (!whole_window && room < full_batch) {
+                break;
+            }
+            let batch = full_batch.min(room);
             let mut jobs = Vec::with_capacity(batch);
             while jobs.len() < batch && !self.exhausted {
                 let Some(input) = self.inputs.next() else {
@@ -409,7 +424,7 @@ where
         if self.expired {
             return None;
         }
-        self.fill();
+        self.fill(false);
         if let Some((index, result)) = self.ready.pop_front() {
             return Some((index as usize, result));
         }
