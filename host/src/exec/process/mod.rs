@@ -47,6 +47,7 @@
 //! # Ok::<(), sandpool::Error>(())
 //! ```
 
+mod calls;
 mod child;
 mod faults;
 pub(crate) mod frame;

@@ -1,7 +1,8 @@
 //! The supervisor: a [`Backend`] whose per-thread worker is one
 //! `sandpool worker` subprocess, started, watched, recycled and replaced.
 //!
-//! Each dispatcher thread drives one subprocess: it writes a request frame
+//! Each dispatcher thread drives one subprocess (the calls themselves are
+//! `calls.rs`): it writes a request frame
 //! (one task, or up to [`MAX_BATCH`] of a batch the queue handed over),
 //! waits for each answer (at most the task's deadline plus a grace period),
 //! and turns every way the worker can fail into an outcome for that one
@@ -14,24 +15,18 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_bytes::ByteBuf;
-
+use super::calls::TaskInput;
 use super::child::{Registry, WorkerProc, locate_program};
 use super::frame::{self, FrameError, FrameReader, set_nonblocking, write_frame};
 use super::handoff::ModuleFiles;
-use super::wire::{
-    FromWorker, Greeting, Handshake, Hello, MAGIC, MAX_BATCH, MAX_HANDSHAKE, MAX_INPUT, PROTOCOL,
-    REQUEST_OVERHEAD, ReadyInfo, Request, VERSION, max_response,
-};
+use super::wire::{Greeting, Handshake, Hello, MAGIC, MAX_HANDSHAKE, PROTOCOL, ReadyInfo, VERSION};
 use super::{ProcessOptions, ProcessStats, WorkerStart};
-use crate::error::{Error, TaskRef};
-use crate::exec::dispatch::{AbortGuard, Backend, BatchSink, Job, JobState};
-use crate::limits::Limits;
-use crate::runtime::instance::{RawOutcome, TaskLogs};
+use crate::error::Error;
+use crate::exec::dispatch::{Backend, BatchSink, Job};
+use crate::runtime::instance::RawOutcome;
 use crate::runtime::module::CompiledModule;
 use crate::sync::lock;
 
@@ -39,32 +34,20 @@ use crate::sync::lock;
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// How a call to a worker failed.
-enum Failure {
-    /// The request never fully reached the worker (it was already gone): safe to retry.
-    NotDelivered(String),
-    /// The worker was lost with the task in flight.
-    Lost(String),
-    /// The worker was killed to abort an earlier task of the frame, but had
-    /// already answered it: the task it was then on is not at fault and
-    /// goes, with the rest, to a new worker.
-    KilledForAnother(String),
-}
-
 /// The per-thread state: this thread's worker process, if one is running.
 pub(crate) struct Slot {
-    id: usize,
-    proc: Option<WorkerProc>,
+    pub(super) id: usize,
+    pub(super) proc: Option<WorkerProc>,
 }
 
 /// Starts and supervises worker processes for one pool.
 pub(crate) struct Supervisor {
     /// Workers started by `build`, taken by their threads.
-    spare: Mutex<Vec<Option<WorkerProc>>>,
-    program: PathBuf,
-    options: ProcessOptions,
-    hello: Vec<u8>,
-    registry: Arc<Mutex<Registry>>,
+    pub(super) spare: Mutex<Vec<Option<WorkerProc>>>,
+    pub(super) program: PathBuf,
+    pub(super) options: ProcessOptions,
+    pub(super) hello: Vec<u8>,
+    pub(super) registry: Arc<Mutex<Registry>>,
     /// Last, so the module files outlive every worker.
     _files: ModuleFiles,
 }
@@ -79,7 +62,7 @@ impl std::fmt::Debug for Supervisor {
 
 /// The process-isolation backend of a pool.
 pub(crate) struct ProcessBackend {
-    sup: Arc<Supervisor>,
+    pub(super) sup: Arc<Supervisor>,
 }
 
 impl ProcessBackend {
@@ -185,63 +168,6 @@ impl Backend for ProcessBackend {
     }
 }
 
-/// One task of a batch: what the supervisor needs of a queued [`Job`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct TaskInput<'a> {
-    pub task: &'a TaskRef,
-    pub input: &'a [u8],
-    pub limits: &'a Limits,
-    /// The job's state, to arm its abort while it is in flight (None: no abort).
-    pub state: Option<&'a JobState>,
-}
-
-impl TaskInput<'_> {
-    fn abort_requested(&self) -> bool {
-        self.state.is_some_and(JobState::abort_requested)
-    }
-}
-
-impl<'a> From<&'a Job> for TaskInput<'a> {
-    fn from(job: &'a Job) -> Self {
-        TaskInput {
-            task: &job.task,
-            input: &job.input,
-            limits: &job.limits,
-            state: Some(&job.state),
-        }
-    }
-}
-
-/// A sink that keeps the outcomes by position (for jobs already started).
-pub(crate) struct Collect(pub Vec<Option<RawOutcome>>);
-
-impl Collect {
-    fn new(n: usize) -> Self {
-        Collect((0..n).map(|_| None).collect())
-    }
-}
-
-impl BatchSink for Collect {
-    fn begin(&mut self, _i: usize) -> bool {
-        true
-    }
-    fn done(&mut self, i: usize, outcome: RawOutcome) {
-        if let Some(slot) = self.0.get_mut(i) {
-            *slot = Some(outcome);
-        }
-    }
-}
-
-fn crashed(job: TaskInput<'_>, reason: String) -> RawOutcome {
-    RawOutcome {
-        result: Err(Error::WorkerCrashed {
-            task: job.task.clone(),
-            reason,
-        }),
-        logs: TaskLogs::default(),
-    }
-}
-
 impl Supervisor {
     /// A snapshot of the statistics.
     pub fn stats(&self) -> ProcessStats {
@@ -259,12 +185,12 @@ impl Supervisor {
         }
     }
 
-    fn gave_up(&self) -> Option<String> {
+    pub(super) fn gave_up(&self) -> Option<String> {
         lock(&self.registry).gave_up.clone()
     }
 
     /// Starts a worker process and sends it the handshake (it answers later).
-    fn spawn(&self) -> Result<WorkerProc, String> {
+    pub(super) fn spawn(&self) -> Result<WorkerProc, String> {
         let mut command = Command::new(&self.program);
         command
             .arg("worker")
@@ -319,7 +245,7 @@ impl Supervisor {
     }
 
     /// Waits for the worker's answer to the handshake.
-    fn handshake(&self, proc: &mut WorkerProc) -> Result<ReadyInfo, String> {
+    pub(super) fn handshake(&self, proc: &mut WorkerProc) -> Result<ReadyInfo, String> {
         let deadline = proc.spawned + self.options.start_timeout;
         let payload = match proc.reader.read_frame(MAX_HANDSHAKE, Some(deadline)) {
             Ok(payload) => payload,
@@ -350,7 +276,7 @@ impl Supervisor {
 
     /// Counts a failed start-up; past the limit, gives up and says why.
     /// Otherwise sleeps a backoff before the caller tries again.
-    fn start_failed(&self, reason: String) -> Result<(), String> {
+    pub(super) fn start_failed(&self, reason: String) -> Result<(), String> {
         let mut r = lock(&self.registry);
         if let Some(why) = &r.gave_up {
             return Err(why.clone());
@@ -375,7 +301,7 @@ impl Supervisor {
         Ok(())
     }
 
-    fn start_succeeded(&self, proc: &WorkerProc, info: ReadyInfo) {
+    pub(super) fn start_succeeded(&self, proc: &WorkerProc, info: ReadyInfo) {
         if let Some(why) = &info.fallback {
             tracing::warn!(
                 "worker process {} compiled the module: the precompiled one was refused ({why})",
@@ -395,7 +321,7 @@ impl Supervisor {
     }
 
     /// Makes sure the slot has a worker that has loaded the module.
-    fn ensure_ready(&self, slot: &mut Slot) -> Result<(), String> {
+    pub(super) fn ensure_ready(&self, slot: &mut Slot) -> Result<(), String> {
         loop {
             if let Some(why) = self.gave_up() {
                 slot.proc = None;
@@ -430,623 +356,10 @@ impl Supervisor {
     }
 
     /// Starts a replacement now, so it loads while the thread hands back the outcome.
-    fn replace_soon(&self, slot: &mut Slot) {
+    pub(super) fn replace_soon(&self, slot: &mut Slot) {
         if slot.proc.is_none() && self.gave_up().is_none() {
             // A failure here is counted when the slot next needs the worker.
             slot.proc = self.spawn().ok();
         }
-    }
-
-    /// Runs one job: a batch of one. [`TaskHandle::abort`](crate::TaskHandle::abort)
-    /// at this level kills the worker process running the task (the slot
-    /// then starts a replacement, as after a crash).
-    fn run(&self, slot: &mut Slot, job: &Job) -> RawOutcome {
-        let input = TaskInput::from(job);
-        if input.abort_requested() {
-            return crashed(input, "aborted before it reached a worker".into());
-        }
-        let mut sink = Collect::new(1);
-        self.run_batch(slot, &[input], &mut sink);
-        sink.0
-            .pop()
-            .flatten()
-            .unwrap_or_else(|| crashed(input, "no outcome".into()))
-    }
-
-    /// Runs `jobs` on the slot's worker process, as many per request frame
-    /// as fit (inputs up to [`MAX_INPUT`] in all, and no more than the worker
-    /// may run before it is recycled), handing each outcome to `sink` as
-    /// soon as the worker answers it. The worker answers each task as it
-    /// finishes, so a worker lost in the middle of a batch fails only the
-    /// task it was running ([`Error::WorkerCrashed`] on that task); tasks it
-    /// had answered keep their results and tasks it had not started go to
-    /// a replacement.
-    ///
-    /// A task begins ([`BatchSink::begin`]) when the worker gets to it: when
-    /// its frame is sent for the first task of a frame, else when the task
-    /// before it is answered. A task cancelled before its frame is sent is
-    /// not sent; one cancelled while it waited in the frame is run by the
-    /// worker but its answer is dropped (it gets no outcome). While a task
-    /// runs, its [`JobState::abort`] kills the worker; the tasks after it
-    /// in the frame go to a replacement.
-    pub(crate) fn run_batch(
-        &self,
-        slot: &mut Slot,
-        jobs: &[TaskInput<'_>],
-        sink: &mut dyn BatchSink,
-    ) {
-        let mut pending = Vec::with_capacity(jobs.len());
-        for (i, job) in jobs.iter().enumerate() {
-            if job.input.len() > MAX_INPUT {
-                let reason = format!(
-                    "input of {} bytes is over the process executor's limit of {MAX_INPUT}",
-                    job.input.len()
-                );
-                let outcome = RawOutcome {
-                    result: Err(Error::Encode {
-                        task: job.task.clone(),
-                        reason,
-                    }),
-                    logs: TaskLogs::default(),
-                };
-                if sink.begin(i) {
-                    sink.done(i, outcome);
-                }
-            } else {
-                pending.push(i);
-            }
-        }
-        let fail = |sink: &mut dyn BatchSink, i: usize, why: &str| {
-            if sink.begin(i) {
-                sink.done(i, crashed(jobs[i], why.to_string()));
-            }
-        };
-        let mut undelivered = 0;
-        loop {
-            // Tasks cancelled while they waited are not sent.
-            pending.retain(|&i| !jobs[i].state.is_some_and(JobState::is_cancelled));
-            let Some(&first) = pending.first() else {
-                break;
-            };
-            if let Err(why) = self.ensure_ready(slot) {
-                for &i in &pending {
-                    fail(sink, i, &why);
-                }
-                break;
-            }
-            let Some(proc) = slot.proc.as_mut() else {
-                for &i in &pending {
-                    fail(sink, i, "no worker process");
-                }
-                break;
-            };
-            if !sink.begin(first) {
-                continue; // cancelled just now
-            }
-            if jobs[first].abort_requested() {
-                // Aborted once it began (or its frame never reached a worker):
-                // it alone fails, without costing a worker.
-                pending.remove(0);
-                fail(sink, first, "aborted before it reached a worker");
-                continue;
-            }
-            let end = self.chunk_end(proc, jobs, &pending, 0);
-            let chunk: Vec<usize> = pending.drain(..end).collect();
-            match self.call_batch(proc, jobs, &chunk, sink) {
-                Ok(()) => {
-                    proc.tasks += chunk.len() as u64;
-                    undelivered = 0;
-                    if self
-                        .options
-                        .max_tasks_per_worker
-                        .is_some_and(|max| proc.tasks >= max)
-                    {
-                        // Recycle: ask it to exit, start the next one.
-                        if let Some(mut old) = slot.proc.take() {
-                            old.reap(false);
-                        }
-                        lock(&self.registry).recycled += 1;
-                        self.replace_soon(slot);
-                    }
-                }
-                Err((_, Failure::NotDelivered(why))) => {
-                    slot.proc = None;
-                    lock(&self.registry).crashed += 1;
-                    undelivered += 1;
-                    if undelivered >= 2 {
-                        for &i in &chunk {
-                            fail(sink, i, &why);
-                        }
-                        undelivered = 0;
-                        continue;
-                    }
-                    tracing::warn!(
-                        "{why} while idle; {} goes to a new worker",
-                        jobs[chunk[0]].task
-                    );
-                    pending.splice(0..0, chunk);
-                }
-                Err((answered, Failure::Lost(why))) => {
-                    slot.proc = None;
-                    lock(&self.registry).crashed += 1;
-                    let lost = chunk[answered];
-                    tracing::warn!("{}: {why}", jobs[lost].task);
-                    let requeued = chunk.len() - answered - 1;
-                    if requeued > 0 {
-                        tracing::warn!(
-                            "{requeued} task(s) the lost worker had not started go to a new worker"
-                        );
-                    }
-                    // A task cancelled while it waited in the frame gets no outcome.
-                    if !jobs[lost].state.is_some_and(JobState::is_cancelled) {
-                        fail(sink, lost, &why);
-                    }
-                    pending.splice(0..0, chunk[answered + 1..].iter().copied());
-                    undelivered = 0;
-                    self.replace_soon(slot);
-                }
-                Err((answered, Failure::KilledForAnother(why))) => {
-                    slot.proc = None;
-                    lock(&self.registry).crashed += 1;
-                    tracing::warn!(
-                        "{why}; the {} task(s) it had not answered go to a new worker",
-                        chunk.len() - answered
-                    );
-                    pending.splice(0..0, chunk[answered..].iter().copied());
-                    undelivered = 0;
-                    self.replace_soon(slot);
-                }
-            }
-        }
-    }
-
-    /// The end of the next chunk of `pending` from `start`: at least one job,
-    /// at most [`MAX_BATCH`], inputs (plus [`REQUEST_OVERHEAD`] each) up to
-    /// [`MAX_INPUT`] in all, within the worker's recycle budget.
-    fn chunk_end(
-        &self,
-        proc: &WorkerProc,
-        jobs: &[TaskInput<'_>],
-        pending: &[usize],
-        start: usize,
-    ) -> usize {
-        let budget = self.options.max_tasks_per_worker.map_or(usize::MAX, |max| {
-            usize::try_from(max.saturating_sub(proc.tasks).max(1)).unwrap_or(usize::MAX)
-        });
-        let mut end = start;
-        let mut bytes = 0usize;
-        while end < pending.len() && end - start < budget.min(MAX_BATCH) {
-            let len = jobs[pending[end]].input.len() + REQUEST_OVERHEAD;
-            if end > start && bytes.saturating_add(len) > MAX_INPUT {
-                break;
-            }
-            bytes = bytes.saturating_add(len);
-            end += 1;
-        }
-        end
-    }
-
-    /// How long the supervisor waits for `job`'s answer: its deadline plus the grace.
-    fn patience(&self, job: TaskInput<'_>) -> Option<Duration> {
-        job.limits
-            .timeout
-            .map(|t| t.saturating_add(self.options.grace))
-    }
-
-    /// Sends the jobs `chunk` (indices into `jobs`) to the worker in one
-    /// frame and hands their outcomes to `sink`, one frame each (the first
-    /// task has begun; each later one begins when the one before it is
-    /// answered). On a failure, returns how many were answered before it
-    /// and what happened.
-    fn call_batch(
-        &self,
-        proc: &mut WorkerProc,
-        jobs: &[TaskInput<'_>],
-        chunk: &[usize],
-        sink: &mut dyn BatchSink,
-    ) -> Result<(), (usize, Failure)> {
-        let first_id = proc.next_id;
-        proc.next_id += chunk.len() as u64;
-        let requests: Vec<Request<&serde_bytes::Bytes>> = chunk
-            .iter()
-            .zip(first_id..)
-            .map(|(&i, id)| Request {
-                id,
-                index: jobs[i].task.index,
-                limits: *jobs[i].limits,
-                input: serde_bytes::Bytes::new(jobs[i].input),
-            })
-            .collect();
-        if let Err(e) = frame::encode(&requests, &mut proc.buf) {
-            let reason = format!("cannot encode the request for the worker: {e}");
-            for &i in chunk {
-                if sink.begin(i) {
-                    sink.done(
-                        i,
-                        RawOutcome {
-                            result: Err(Error::Encode {
-                                task: jobs[i].task.clone(),
-                                reason: reason.clone(),
-                            }),
-                            logs: TaskLogs::default(),
-                        },
-                    );
-                }
-            }
-            return Ok(());
-        }
-        // Arm every task's abort: it kills the worker only while the worker
-        // is on that task (`on_task` is the position in the chunk of the
-        // task whose answer is awaited). A task waiting in the frame has not
-        // begun, so its abort cancels it instead.
-        let on_task = Arc::new(AtomicUsize::new(0));
-        let killed = Arc::new(AtomicBool::new(false));
-        let pid = proc.pid as libc::pid_t;
-        let kill = {
-            let killed = Arc::clone(&killed);
-            move || {
-                killed.store(true, Ordering::SeqCst);
-                // SAFETY: kill(2) has no memory-safety preconditions. The
-                // worker is not reaped while the guards live, except in the
-                // instant a death is noticed (then the pid is a zombie's or,
-                // at worst, just freed).
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        };
-        let _armed: Vec<AbortGuard<'_>> = chunk
-            .iter()
-            .enumerate()
-            .filter_map(|(k, &i)| {
-                let state = jobs[i].state?;
-                let on_task = Arc::clone(&on_task);
-                let kill = kill.clone();
-                Some(state.on_abort(move || {
-                    if on_task.load(Ordering::SeqCst) == k {
-                        kill();
-                    }
-                }))
-            })
-            .collect();
-        let first = jobs[chunk[0]];
-        let patience = self.patience(first);
-        let deadline = patience.map(|p| Instant::now() + p);
-        let written = match proc.stdin.as_mut() {
-            Some(stdin) => write_frame(stdin, &proc.buf, deadline),
-            None => Err(FrameError::Eof),
-        };
-        if written.is_ok() {
-            let mut r = lock(&self.registry);
-            r.requests += 1;
-            r.tasks_sent += chunk.len() as u64;
-        }
-        match written {
-            Ok(()) => {}
-            Err(FrameError::TimedOut) => {
-                let p = patience.unwrap_or_default();
-                return Err((
-                    0,
-                    Failure::Lost(format!(
-                        "{} (it did not read its request within {p:?}; killed it)",
-                        proc.describe(true)
-                    )),
-                ));
-            }
-            Err(e) => {
-                return Err((
-                    0,
-                    Failure::NotDelivered(format!(
-                        "{} (sending the request failed: {e})",
-                        proc.describe(false)
-                    )),
-                ));
-            }
-        }
-        for (answered, (&i, id)) in chunk.iter().zip(first_id..).enumerate() {
-            let job = jobs[i];
-            // The worker runs the batch in order: each task's wait starts
-            // when the one before it was answered.
-            let deadline = match answered {
-                0 => deadline,
-                _ => self.patience(job).map(|p| Instant::now() + p),
-            };
-            // Its turn: a task cancelled while it waited has its answer dropped.
-            let wanted = answered == 0 || sink.begin(i);
-            on_task.store(answered, Ordering::SeqCst);
-            if wanted && job.abort_requested() {
-                // Aborted between its start and `on_task` naming it: the
-                // aborter did not kill, so kill here (SeqCst on both sides).
-                kill();
-            }
-            match self.read_outcome(proc, job, id, deadline) {
-                Ok(outcome) if wanted => sink.done(i, outcome),
-                Ok(_) => {}
-                Err(Failure::Lost(why))
-                    if killed.load(Ordering::SeqCst) && !job.abort_requested() =>
-                {
-                    return Err((answered, Failure::KilledForAnother(why)));
-                }
-                Err(failure) => return Err((answered, failure)),
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads the worker's answer to request `id` (for `job`) by `deadline`.
-    fn read_outcome(
-        &self,
-        proc: &mut WorkerProc,
-        job: TaskInput<'_>,
-        id: u64,
-        deadline: Option<Instant>,
-    ) -> Result<RawOutcome, Failure> {
-        let payload = match proc.reader.read_frame(max_response(job.limits), deadline) {
-            Ok(payload) => payload,
-            Err(FrameError::TimedOut) => {
-                let p = self.patience(job).unwrap_or_default();
-                let t = job.limits.timeout.unwrap_or_default();
-                let g = self.options.grace;
-                let killed = proc.describe(true);
-                return Err(Failure::Lost(format!(
-                    "worker process {} did not answer within {p:?} (the task's deadline {t:?} plus a grace of {g:?}); killed it: {killed}",
-                    proc.pid
-                )));
-            }
-            Err(e @ FrameError::TooLarge { .. }) => {
-                return Err(Failure::Lost(format!(
-                    "worker process {} sent a bad frame ({e}); killed it",
-                    proc.pid
-                )));
-            }
-            Err(_) => {
-                return Err(Failure::Lost(format!(
-                    "{} while running the task",
-                    proc.describe(false)
-                )));
-            }
-        };
-        let bad = |proc: &mut WorkerProc, what: String| {
-            let pid = proc.pid;
-            proc.reap(true);
-            Failure::Lost(format!("worker process {pid} {what}; killed it"))
-        };
-        match frame::decode::<FromWorker>(&payload) {
-            Ok(FromWorker::Done(response)) if response.id == id => Ok(RawOutcome {
-                result: response.result.map(ByteBuf::into_vec).map_err(|mut e| {
-                    if let Some(task) = e.task_mut() {
-                        *task = job.task.clone();
-                    }
-                    e
-                }),
-                logs: response.logs,
-            }),
-            Ok(FromWorker::Done(response)) => Err(bad(
-                proc,
-                format!("answered request {} instead of {id}", response.id),
-            )),
-            Ok(FromWorker::ProtocolError(why)) => {
-                Err(bad(proc, format!("could not read its request: {why}")))
-            }
-            Err(e) => Err(bad(proc, format!("sent a bad frame ({e})"))),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An ABI v1 module that writes its input to stderr and returns it.
-    const STDERR_ECHO: &str = r#"(module
-        (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-        (memory (export "memory") 1)
-        (func (export "sandpool_abi_version") (result i32) i32.const 1)
-        (func (export "sandpool_alloc") (param i32) (result i32) i32.const 1024)
-        (func (export "sandpool_run") (param $ptr i32) (param $len i32) (result i64)
-            (i32.store (i32.const 0) (local.get $ptr))
-            (i32.store (i32.const 4) (local.get $len))
-            (drop (call $w (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
-            (i32.store8 (i32.const 1023) (i32.const 0))
-            (i64.or (i64.shl (i64.const 1023) (i64.const 32))
-                    (i64.extend_i32_u (i32.add (local.get $len) (i32.const 1))))))"#;
-
-    #[test]
-    fn a_worker_lost_mid_batch_fails_only_the_task_it_was_running() {
-        let program = locate_program(None).unwrap_or_else(|e| {
-            panic!("this test runs the `sandpool` binary, which `cargo test` builds: {e}")
-        });
-        let compiled = CompiledModule::compile("stderr_echo", STDERR_ECHO.as_bytes(), false)
-            .expect("the module loads");
-        let options = ProcessOptions {
-            program: Some(program),
-            env: vec![("SANDPOOL_WORKER_FAULT".into(), "abort:CRASH".into())],
-            ..ProcessOptions::default()
-        };
-        let backend = ProcessBackend::start(
-            "stderr_echo",
-            &compiled,
-            STDERR_ECHO.as_bytes(),
-            &options,
-            1,
-        )
-        .expect("a worker starts");
-        let mut slot = backend.start_worker(0).expect("a slot");
-        let limits = Limits::default();
-        let inputs: [&[u8]; 5] = [b"a", b"b", b"CRASH", b"c", b"d"];
-        let tasks: Vec<TaskRef> = (0..5).map(|i| TaskRef::new("stderr_echo", i)).collect();
-        let batch: Vec<TaskInput<'_>> = tasks
-            .iter()
-            .zip(inputs)
-            .map(|(task, input)| TaskInput {
-                task,
-                input,
-                limits: &limits,
-                state: None,
-            })
-            .collect();
-        let mut sink = Collect::new(batch.len());
-        backend.sup.run_batch(&mut slot, &batch, &mut sink);
-        let outcomes: Vec<RawOutcome> = sink.0.into_iter().map(Option::unwrap).collect();
-        assert_eq!(outcomes.len(), 5);
-        for i in [0, 1, 3, 4] {
-            assert_eq!(
-                outcomes[i].result.as_deref().ok(),
-                Some(inputs[i]),
-                "task {i} (a `sandpool` binary built without the test-faults feature \
-                 does not crash on cue: `cargo test` builds it with it)"
-            );
-        }
-        match &outcomes[2].result {
-            Err(Error::WorkerCrashed { task, reason }) => {
-                assert_eq!(task.index, 2);
-                assert!(reason.contains("SIGABRT"), "{reason}");
-            }
-            other => panic!("expected the crash on task 2, got {other:?}"),
-        }
-        assert_eq!(backend.sup.stats().crashed, 1);
-    }
-
-    /// An ABI v1 module: input "L…" spins forever, "S…" spins for a while
-    /// (a second or so), anything else is echoed.
-    const LOOP_OR_ECHO: &str = r#"(module
-        (memory (export "memory") 1)
-        (func (export "sandpool_abi_version") (result i32) i32.const 1)
-        (func (export "sandpool_alloc") (param i32) (result i32) i32.const 1024)
-        (func (export "sandpool_run") (param $ptr i32) (param $len i32) (result i64)
-            (local $n i32)
-            (if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 76))
-                (then (loop $forever (br $forever))))
-            (if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 83))
-                (then
-                    (local.set $n (i32.const 1000000000))
-                    (loop $slow
-                        (local.set $n (i32.sub (local.get $n) (i32.const 1)))
-                        (br_if $slow (i32.ne (local.get $n) (i32.const 0))))))
-            (i32.store8 (i32.const 1023) (i32.const 0))
-            (i64.or (i64.shl (i64.const 1023) (i64.const 32))
-                    (i64.extend_i32_u (i32.add (local.get $len) (i32.const 1))))))"#;
-
-    /// Begins jobs as the dispatcher does (queued → running) and keeps the
-    /// outcomes.
-    struct StartingSink<'a> {
-        jobs: &'a [Job],
-        outcomes: Vec<Option<RawOutcome>>,
-    }
-
-    impl BatchSink for StartingSink<'_> {
-        fn begin(&mut self, i: usize) -> bool {
-            self.jobs[i].state.start() || self.jobs[i].state.is_running()
-        }
-        fn done(&mut self, i: usize, outcome: RawOutcome) {
-            assert!(self.outcomes[i].is_none(), "one outcome per task");
-            self.outcomes[i] = Some(outcome);
-        }
-    }
-
-    /// Runs `inputs` as one batch of queued jobs on a one-worker backend,
-    /// aborting task `victim` after `after`; returns the outcomes (None: no
-    /// outcome, the job was cancelled) and the jobs (to read their states).
-    fn batch_with_abort(
-        inputs: &[&[u8]],
-        victim: usize,
-        after: Duration,
-    ) -> (Vec<Option<RawOutcome>>, Vec<Job>, ProcessStats) {
-        let program = locate_program(None).unwrap_or_else(|e| {
-            panic!("this test runs the `sandpool` binary, which `cargo test` builds: {e}")
-        });
-        let compiled = CompiledModule::compile("loop_or_echo", LOOP_OR_ECHO.as_bytes(), false)
-            .expect("the module loads");
-        let options = ProcessOptions {
-            program: Some(program),
-            ..ProcessOptions::default()
-        };
-        let backend = ProcessBackend::start(
-            "loop_or_echo",
-            &compiled,
-            LOOP_OR_ECHO.as_bytes(),
-            &options,
-            1,
-        )
-        .expect("a worker starts");
-        let mut slot = backend.start_worker(0).expect("a slot");
-        let jobs: Vec<Job> = inputs
-            .iter()
-            .enumerate()
-            .map(|(i, input)| {
-                Job::direct(
-                    TaskRef::new("loop_or_echo", i as u64),
-                    input.to_vec(),
-                    Limits::default(),
-                )
-            })
-            .collect();
-        let state = Arc::clone(&jobs[victim].state);
-        let aborter = std::thread::spawn(move || {
-            std::thread::sleep(after);
-            assert!(state.abort(), "the victim has not finished");
-        });
-        let refs: Vec<&Job> = jobs.iter().collect();
-        let mut sink = StartingSink {
-            jobs: &jobs,
-            outcomes: (0..jobs.len()).map(|_| None).collect(),
-        };
-        backend.run_batch(&mut slot, &refs, &mut sink);
-        let outcomes = sink.outcomes;
-        aborter.join().expect("the aborting thread");
-        let stats = backend.sup.stats();
-        (outcomes, jobs, stats)
-    }
-
-    fn assert_echoed(outcomes: &[Option<RawOutcome>], inputs: &[&[u8]], which: &[usize]) {
-        for &i in which {
-            let result = outcomes[i].as_ref().map(|o| &o.result);
-            assert_eq!(
-                result.and_then(|r| r.as_deref().ok()),
-                Some(inputs[i]),
-                "task {i}: {result:?}"
-            );
-        }
-    }
-
-    fn assert_killed(outcome: &Option<RawOutcome>, index: u64) {
-        match outcome.as_ref().map(|o| &o.result) {
-            Some(Err(Error::WorkerCrashed { task, reason })) => {
-                assert_eq!(task.index, index);
-                assert!(reason.contains("SIGKILL"), "{reason}");
-            }
-            other => panic!("expected task {index} to be killed, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn an_abort_of_the_running_task_of_a_batch_kills_only_it_and_the_rest_run() {
-        let inputs: [&[u8]; 5] = [b"a", b"b", b"L", b"c", b"d"];
-        let (outcomes, jobs, stats) = batch_with_abort(&inputs, 2, Duration::from_millis(300));
-        assert_eq!(outcomes.len(), 5);
-        assert_echoed(&outcomes, &inputs, &[0, 1, 3, 4]);
-        assert_killed(&outcomes[2], 2);
-        assert!(jobs[2].state.abort_requested());
-        assert_eq!(stats.crashed, 1, "{stats:?}");
-        assert_eq!(stats.started, 2, "the replacement ran the rest: {stats:?}");
-        assert_eq!(
-            stats.requests, 2,
-            "one frame, then one for the rest: {stats:?}"
-        );
-        assert_eq!(stats.tasks_sent, 5 + 2, "{stats:?}");
-    }
-
-    #[test]
-    fn an_abort_of_a_task_waiting_in_the_frame_cancels_it_and_spares_the_others() {
-        let inputs: [&[u8]; 4] = [b"a", b"S", b"c", b"d"];
-        let (outcomes, jobs, stats) = batch_with_abort(&inputs, 2, Duration::from_millis(50));
-        assert_eq!(outcomes.len(), 4);
-        assert_echoed(&outcomes, &inputs, &[0, 1, 3]);
-        assert!(
-            outcomes[2].is_none(),
-            "{:?}",
-            outcomes[2].as_ref().map(|o| &o.result)
-        );
-        assert!(jobs[2].state.is_cancelled());
-        assert_eq!(stats.crashed, 0, "{stats:?}");
-        assert_eq!(stats.requests, 1, "{stats:?}");
     }
 }
