@@ -54,7 +54,7 @@
 //!   (`wasi_types.rs`, `errno.rs`) and a granted directory (`grant/`, [`DirAccess`]).
 //! - Process isolation ([`Isolation::Process`], `exec/process/`): supervised `sandpool worker`
 //!   subprocesses, a pipe round trip per request frame of one or more tasks
-//!   ([`process`]: supervisor, worker child, worker, frames, wire messages,
+//!   ([`process`]: supervisor, calls to a worker, worker child, worker, frames, wire messages,
 //!   precompiled-module hand-over, test faults).
 //! - [`Limits`]: deadline, fuel, memory, output and log caps; [`LoadLimits`]
 //!   for loading a module (`load.rs`); the compiled-module cache (`cache.rs`);

@@ -236,8 +236,10 @@ impl Supervisor {
             None => Err(FrameError::Eof),
         };
         if let Err(e) = sent {
+            // The worker is gone (or going) before it read the handshake: the
+            // same failure as one seen while waiting for its answer.
             return Err(format!(
-                "cannot send the handshake ({e}): {}",
+                "{} before it was ready (the handshake could not be sent: {e})",
                 proc.describe(true)
             ));
         }
