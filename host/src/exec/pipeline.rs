@@ -264,10 +264,10 @@ impl Pipeline {
     /// error. Returns a blocking iterator of `(index, write's result)`; use
     /// [`PipelineRun::into_stream`] from async code.
     ///
-    /// ```no_run
+    /// ```
     /// # use sandpool::*;
     /// # let io = IoPool::builder().build()?;
-    /// # let pool = Pool::builder(Task::<u64, u64>::from_file("primes.wasm")?).build()?;
+    /// # let pool = Pool::builder(sandpool::doc_tasks::echo::<u64>()).build()?;
     /// let run = Pipeline::builder(&io).order(Order::Input).build().run(
     ///     0..1000u64,
     ///     |n: &u64| futures::future::ready(Ok(*n)),
@@ -276,6 +276,7 @@ impl Pipeline {
     /// );
     /// for (index, (n, count)) in run {
     ///     assert_eq!(index as u64, n);
+    ///     assert_eq!(count?, n); // the echo task returns its input
     /// }
     /// # Ok::<(), sandpool::Error>(())
     /// ```
@@ -376,10 +377,10 @@ where
 ///
 /// Dropping it stops the pipeline from starting new items.
 ///
-/// ```no_run
+/// ```
 /// # use sandpool::*;
 /// # let io = IoPool::builder().build()?;
-/// # let pool = Pool::builder(Task::<u64, u64>::from_file("primes.wasm")?).build()?;
+/// # let pool = Pool::builder(sandpool::doc_tasks::echo::<u64>()).build()?;
 /// let run: PipelineRun<Result<u64, Error>> = Pipeline::builder(&io).build().run(
 ///     vec![10u64, 100],
 ///     |n: &u64| futures::future::ready(Ok(*n)),
@@ -415,10 +416,20 @@ impl<R> PipelineRun<R> {
 
     /// The pipeline's counters (live).
     ///
-    /// ```no_run
-    /// # fn demo<R>(run: sandpool::PipelineRun<R>) {
-    /// println!("peak in flight: {}", run.stats().peak_in_flight());
-    /// # }
+    /// ```
+    /// # use sandpool::*;
+    /// # let io = IoPool::builder().build()?;
+    /// # let pool = Pool::builder(sandpool::doc_tasks::echo::<u64>()).build()?;
+    /// let run = Pipeline::builder(&io).build().run(
+    ///     0..100u64,
+    ///     |n: &u64| futures::future::ready(Ok(*n)),
+    ///     &pool,
+    ///     |_n: u64, r: Result<u64, Error>| async move { r },
+    /// );
+    /// let stats = run.stats();
+    /// assert_eq!(run.count(), 100);
+    /// assert!(stats.peak_in_flight() >= 1);
+    /// # Ok::<(), sandpool::Error>(())
     /// ```
     pub fn stats(&self) -> Arc<PipelineStats> {
         Arc::clone(&self.stats)
