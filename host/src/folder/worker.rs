@@ -126,7 +126,7 @@ fn process(cx: &Context<'_>, runner: &mut ThreadRunner<'_>, entry: Entry, tmp: &
             failure.to_string()
         } else {
             format!(
-                "{failure} (failed {} times; --retries {retries})",
+                "{failure} (failed {} times: {retries} retries)",
                 retries + 1
             )
         },

@@ -523,7 +523,7 @@ fn compute_line(
     let json = match result {
         Ok(json) => json,
         Err(e) if tries > 0 => {
-            let message = format!("{e} (failed {} times; --retries {tries})", tries + 1);
+            let message = format!("{e} (failed {} times: {tries} retries)", tries + 1);
             return fail(id.as_deref(), e.kind().as_str(), &message);
         }
         Err(e) => return fail(id.as_deref(), e.kind().as_str(), &e.to_string()),
