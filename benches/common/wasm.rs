@@ -101,6 +101,22 @@ pub fn map_cost_us<In: Serialize, Out: DeserializeOwned + Send + 'static>(
     micros_since(t0) / n as f64
 }
 
+/// µs per task of an `as_completed` over `n` copies of `input` through `pool`.
+pub fn completed_cost_us<In: Serialize, Out: DeserializeOwned + Send + 'static>(
+    pool: &Pool<In, Out>,
+    input: &In,
+    n: usize,
+) -> f64 {
+    let t0 = Instant::now();
+    let mut done = 0;
+    for (_, out) in pool.as_completed(std::iter::repeat_n(input, n)) {
+        black_box(out.expect("task succeeds"));
+        done += 1;
+    }
+    assert_eq!(done, n);
+    micros_since(t0) / n as f64
+}
+
 /// The 1 KiB echo per-task costs, one thread, medians over rounds.
 #[derive(Debug, Default)]
 pub struct EchoCosts {
@@ -121,6 +137,10 @@ pub struct EchoCosts {
     pub map_vs_fresh: f64,
     /// One task at a time through the one-worker pool (submit + wait).
     pub round_trip_us: f64,
+    /// `Pool::as_completed`, one worker, wall time per task.
+    pub completed_us: f64,
+    /// `Pool::as_completed` per task / the raw fresh instance, per round.
+    pub completed_vs_fresh: f64,
 }
 
 /// Measures [`EchoCosts`]: `rounds` rounds of `tasks` individually timed
@@ -141,7 +161,7 @@ pub fn echo_costs(rounds: usize, tasks: usize) -> EchoCosts {
         black_box(reused.run(&encoded).expect("reused"));
     }
     map_cost_us(&pool, &bytes, tasks.min(1000));
-    let mut v: [Vec<f64>; 9] = Default::default();
+    let mut v: [Vec<f64>; 11] = Default::default();
     for _ in 0..rounds {
         let n = time_each(tasks, || drop(black_box(echo(black_box(&bytes)))));
         let r = time_each(tasks, || {
@@ -152,6 +172,7 @@ pub fn echo_costs(rounds: usize, tasks: usize) -> EchoCosts {
         });
         let (map, map_cpu) = with_cpu(tasks, || map_cost_us(&pool, &bytes, tasks));
         let rt = round_trip_us(&pool, &bytes, (tasks / 4).max(1));
+        let completed = completed_cost_us(&pool, &bytes, tasks);
         let (nm, rm, fm) = (median_of(&n), median_of(&r), median_of(&f));
         for (into, x) in v.iter_mut().zip([
             nm,
@@ -163,12 +184,14 @@ pub fn echo_costs(rounds: usize, tasks: usize) -> EchoCosts {
             map_cpu * 1e6,
             map / fm,
             rt,
+            completed,
+            completed / fm,
         ]) {
             into.push(x);
         }
     }
     pool.shutdown(true, false);
-    let [a, b, c, d, e, f, g, h, i] = &mut v;
+    let [a, b, c, d, e, f, g, h, i, j, k] = &mut v;
     EchoCosts {
         native_us: median(a),
         reused_us: median(b),
@@ -179,6 +202,8 @@ pub fn echo_costs(rounds: usize, tasks: usize) -> EchoCosts {
         map_cpu_us: median(g),
         map_vs_fresh: median(h),
         round_trip_us: median(i),
+        completed_us: median(j),
+        completed_vs_fresh: median(k),
     }
 }
 

@@ -39,6 +39,7 @@
 //!   in-process level's backend (`in_process.rs`); handles: [`TaskHandle`],
 //!   the [`Handle`] vocabulary and [`AnyHandle`] (`handles.rs`);
 //!   [`as_completed`] over handles (`completed.rs`), [`wait`] (`wait.rs`);
+//!   the batching result queue of [`AsCompleted`] (`inbox.rs`);
 //!   aborting a running task (`abort.rs`); blocking on futures from plain
 //!   threads (`block.rs`); [`IoPool`], native async and blocking I/O tasks
 //!   (`io.rs`, `io_handle.rs`, `io_map.rs`); read → compute → write

@@ -6,6 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Serialize, de::DeserializeOwned};
@@ -14,6 +15,7 @@ use crate::codec;
 use crate::error::{Error, ErrorKind, TaskRef};
 use crate::exec::dispatch::{JobState, Reply};
 use crate::exec::handles::TaskHandle;
+use crate::exec::inbox::Inbox;
 use crate::exec::pool::Pool;
 use crate::runtime::instance::RawOutcome;
 
@@ -283,8 +285,10 @@ pub struct AsCompleted<In, Out, I> {
     inputs: I,
     next: u64,
     running: HashMap<u64, Arc<JobState>>,
-    tx: crossbeam_channel::Sender<Report<Out>>,
-    rx: crossbeam_channel::Receiver<Report<Out>>,
+    inbox: Arc<Inbox<Report<Out>>>,
+    /// Results taken from the inbox, not yet yielded.
+    arrived: VecDeque<Report<Out>>,
+    /// Refused submissions, yielded before anything else.
     ready: VecDeque<Report<Out>>,
     exhausted: bool,
     started: Instant,
@@ -300,14 +304,13 @@ where
     I::Item: std::borrow::Borrow<In>,
 {
     pub(crate) fn new(pool: Pool<In, Out>, inputs: I) -> Self {
-        let (tx, rx) = crossbeam_channel::unbounded();
         let mut it = AsCompleted {
             pool,
             inputs,
             next: 0,
             running: HashMap::new(),
-            tx,
-            rx,
+            inbox: Arc::new(Inbox::new()),
+            arrived: VecDeque::new(),
             ready: VecDeque::new(),
             exhausted: false,
             started: Instant::now(),
@@ -347,6 +350,8 @@ where
             }
             let batch = full_batch.min(room);
             let mut jobs = Vec::with_capacity(batch);
+            // The batch's last index, known once the batch is made up.
+            let batch_last = Arc::new(AtomicU64::new(u64::MAX));
             while jobs.len() < batch && !self.exhausted {
                 let Some(input) = self.inputs.next() else {
                     self.exhausted = true;
@@ -356,7 +361,8 @@ where
                 self.next += 1;
                 let state = Arc::new(JobState::default());
                 let guard = ReplyGuard {
-                    tx: self.tx.clone(),
+                    inbox: Arc::clone(&self.inbox),
+                    batch_last: Arc::clone(&batch_last),
                     task: self.pool.task_ref(index),
                     state: Some(Arc::clone(&state)),
                 };
@@ -380,6 +386,9 @@ where
                 }
             }
             let first = jobs.first().map(|job| job.task.index);
+            if let Some(last) = jobs.last() {
+                batch_last.store(last.task.index, Ordering::Relaxed);
+            }
             let handed = match jobs.len() {
                 0 => Ok(()),
                 1 => jobs.pop().map_or(Ok(()), |job| self.pool.enqueue(job)),
@@ -429,35 +438,46 @@ where
             return Some((index as usize, result));
         }
         let deadline = self.timeout.and_then(|t| self.started.checked_add(t));
-        while !self.running.is_empty() {
-            let got = match deadline {
-                Some(deadline) => self.rx.recv_deadline(deadline).ok(),
-                None => self.rx.recv().ok(),
-            };
-            let Some((index, result)) = got else {
+        loop {
+            while let Some((index, result)) = self.arrived.pop_front() {
+                // Skip reports for inputs already answered (an encode error also drops its guard).
+                if self.running.remove(&index).is_some() {
+                    return Some((index as usize, result));
+                }
+            }
+            if self.running.is_empty() {
+                return None;
+            }
+            // Wake once per batch; a batch that runs late is not waited
+            // for much longer than twice its expected time.
+            let batch = self.pool.batch_size() as u64;
+            let patience = self.pool.batch_time_for(batch).saturating_mul(2);
+            if !self.inbox.take_all(&mut self.arrived, patience, deadline) {
                 return self.expire();
-            };
-            // Skip reports for inputs already answered (an encode error also drops its guard).
-            if self.running.remove(&index).is_some() {
-                return Some((index as usize, result));
             }
         }
-        None
     }
 }
 
 /// Sends a task's result to an `as_completed` iterator exactly once: the
 /// real result, or on drop (job cancelled or pool shut down) the reason.
 struct ReplyGuard<Out> {
-    tx: crossbeam_channel::Sender<Report<Out>>,
+    inbox: Arc<Inbox<Report<Out>>>,
+    batch_last: Arc<AtomicU64>,
     task: TaskRef,
     state: Option<Arc<JobState>>,
 }
 
 impl<Out> ReplyGuard<Out> {
     fn send(mut self, result: Result<Out, Error>) {
-        let _ = self.tx.send((self.task.index, result));
+        self.push(result);
         self.state = None;
+    }
+
+    fn push(&self, result: Result<Out, Error>) {
+        let index = self.task.index;
+        let ends_batch = index == self.batch_last.load(Ordering::Relaxed);
+        self.inbox.push((index, result), ends_batch);
     }
 }
 
@@ -470,7 +490,7 @@ impl<Out> Drop for ReplyGuard<Out> {
             } else {
                 Error::ShutDown { task }
             };
-            let _ = self.tx.send((self.task.index, Err(err)));
+            self.push(Err(err));
         }
     }
 }

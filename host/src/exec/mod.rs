@@ -10,6 +10,7 @@ pub(crate) mod completed;
 pub(crate) mod dispatch;
 pub(crate) mod handles;
 pub(crate) mod in_process;
+pub(crate) mod inbox;
 pub(crate) mod io;
 pub(crate) mod io_handle;
 pub(crate) mod io_map;
