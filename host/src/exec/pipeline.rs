@@ -132,7 +132,7 @@ pub struct PipelineBuilder {
 }
 
 impl PipelineBuilder {
-    /// Reads in flight at once (default 16).
+    /// Reads in flight at once (default 16; 0 counts as 1).
     ///
     /// ```
     /// # let io = sandpool::IoPool::builder().build()?;
@@ -143,7 +143,7 @@ impl PipelineBuilder {
         self.read = n.max(1);
         self
     }
-    /// Compute tasks in flight at once (default 16; a few per wasm worker keeps them busy).
+    /// Compute tasks in flight at once (default 16; a few per wasm worker keeps them busy; 0 counts as 1).
     ///
     /// ```
     /// # let io = sandpool::IoPool::builder().build()?;
@@ -154,7 +154,7 @@ impl PipelineBuilder {
         self.compute = n.max(1);
         self
     }
-    /// Writes in flight at once (default 16).
+    /// Writes in flight at once (default 16; 0 counts as 1).
     ///
     /// ```
     /// # let io = sandpool::IoPool::builder().build()?;
@@ -165,7 +165,7 @@ impl PipelineBuilder {
         self.write = n.max(1);
         self
     }
-    /// Finished results buffered for the consumer (default 16).
+    /// Finished results buffered for the consumer (default 16; 0 counts as 1).
     ///
     /// ```
     /// # let io = sandpool::IoPool::builder().build()?;
