@@ -7,6 +7,7 @@
 //! `walk` (streaming listing and the queue to the workers), `input`
 //! (bounded reads), `runner` (running a task on the calling thread),
 //! `worker` (one input from file to output), `writer` (the output folder),
+//! `output` (output kinds: JSON, raw bytes, named files),
 //! `status` (done / failed / missing against the inputs), `jsonl` (JSON
 //! Lines mode: a line per input, results in input order).
 
@@ -14,6 +15,7 @@ mod input;
 mod jsonl;
 mod lock;
 mod naming;
+mod output;
 mod runner;
 pub(crate) mod status;
 mod walk;
