@@ -11,7 +11,8 @@ use sandpool_guest::output::Output;
 
 fn outputs(input: FileInput) -> Result<Output, String> {
     let text = input.text().into_owned();
-    let mut words = text.split_whitespace();
+    // A JSON Lines input is the line itself: a JSON string, quotes and all.
+    let mut words = text.trim().trim_matches('"').split_whitespace();
     match words.next() {
         Some("bytes") => {
             let ext = words.next().unwrap_or("");

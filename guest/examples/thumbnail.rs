@@ -29,7 +29,11 @@ fn thumbnail(input: FileInput) -> Result<Output, String> {
         .map_err(|e| format!("{name}: cannot read: {e}"))?;
     match reader.format() {
         Some(ImageFormat::Png | ImageFormat::Jpeg) => {}
-        Some(other) => return Err(format!("{name}: {other:?} images are not supported (PNG or JPEG only)")),
+        Some(other) => {
+            return Err(format!(
+                "{name}: {other:?} images are not supported (PNG or JPEG only)"
+            ));
+        }
         None => return Err(format!("{name}: not a PNG or JPEG image (unknown format)")),
     }
     let mut limits = Limits::default();
@@ -37,7 +41,9 @@ fn thumbnail(input: FileInput) -> Result<Output, String> {
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_ALLOC);
     reader.limits(limits);
-    let image = reader.decode().map_err(|e| format!("{name}: cannot decode: {e}"))?;
+    let image = reader
+        .decode()
+        .map_err(|e| format!("{name}: cannot decode: {e}"))?;
     let small = if image.width() <= SIDE && image.height() <= SIDE {
         image
     } else {

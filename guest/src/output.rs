@@ -339,10 +339,7 @@ impl<'a> OutputRef<'a> {
             OutputRef::Json(r.text("the JSON output")?)
         };
         if !r.bytes.is_empty() {
-            return Err(format!(
-                "{} trailing bytes after the value",
-                r.bytes.len()
-            ));
+            return Err(format!("{} trailing bytes after the value", r.bytes.len()));
         }
         Ok(out)
     }
@@ -452,13 +449,25 @@ mod tests {
         assert!(OutputRef::decode(&dup).unwrap_err().contains("two files"));
         assert!(OutputRef::decode(&enc(&Output::bytes("json", vec![]))).is_err());
         assert!(OutputRef::decode(&enc(&Output::bytes("", vec![]))).is_err());
-        assert!(OutputRef::decode(&[MARKER, 9]).unwrap_err().contains("kind 9"));
+        assert!(
+            OutputRef::decode(&[MARKER, 9])
+                .unwrap_err()
+                .contains("kind 9")
+        );
         // A length far past the end is refused before anything is allocated.
         let huge = [MARKER, KIND_BYTES, 1, b'x', 253, 0, 0, 0, 0, 0, 0, 0, 1];
-        assert!(OutputRef::decode(&huge).unwrap_err().contains("past the end"));
+        assert!(
+            OutputRef::decode(&huge)
+                .unwrap_err()
+                .contains("past the end")
+        );
         let mut trailing = enc(&Output::Json("1".into()));
         trailing.push(0);
-        assert!(OutputRef::decode(&trailing).unwrap_err().contains("trailing"));
+        assert!(
+            OutputRef::decode(&trailing)
+                .unwrap_err()
+                .contains("trailing")
+        );
         assert!(OutputRef::decode(&[]).is_err());
     }
 }

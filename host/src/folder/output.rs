@@ -240,7 +240,10 @@ fn fill(dir: &OwnedFd, files: &[(&str, &[u8])]) -> std::io::Result<()> {
             return last_error();
         }
         // SAFETY: a fresh descriptor we own.
-        write_and_close(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }), data)?;
+        write_and_close(
+            std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }),
+            data,
+        )?;
     }
     Ok(())
 }

@@ -16,8 +16,8 @@ use crate::exec::pipeline::CancelToken;
 use crate::limits::Limits;
 
 use super::input::{ByteBudget, ReadError, read_input};
-use super::output;
 use super::naming::{display_name, error_name, folder_id, id_of_bytes, result_name};
+use super::output;
 use super::runner::ThreadRunner;
 use super::walk::{Entry, Feed};
 use super::writer::OutDir;
