@@ -125,13 +125,17 @@ fn photos_get_thumbnails_and_each_damaged_image_fails_alone() {
         .collect();
     damaged.sort();
     assert!(damaged.len() >= 8, "{damaged:?}");
-    for name in &damaged {
+    for (index, name) in damaged.iter().enumerate() {
         let path = out.join(format!("damaged/{name}.error.json"));
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{name}: no error record: {e}"));
         let record: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(record["input"], format!("damaged/{name}"), "{record}");
         let message = record["message"].as_str().unwrap();
         assert!(message.contains(name.as_str()), "{message}");
+        // Inputs are numbered in sorted order (`damaged/` is listed first,
+        // its files by name), whatever order the workers finish in.
+        assert_eq!(record["index"], index, "{record}");
+        assert!(message.contains(&format!("input #{index} ")), "{message}");
         // The guest reports the damage, or the host stops it at the memory cap.
         assert!(
             record["error"] == "guest" || record["error"] == "memory_limit",

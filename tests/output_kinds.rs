@@ -341,3 +341,33 @@ fn json_lines_mode_refuses_a_raw_output_with_an_error_line() {
         );
     }
 }
+
+#[test]
+fn a_guest_refusing_its_input_is_not_a_host_decode_failure() {
+    // `spin` takes a `Spin` struct, not a file: the guest refuses the bytes
+    // (result tag 2), at both isolation levels.
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    write(&inputs.join("a.txt"), "not a Spin");
+    for isolation in ["instance", "process"] {
+        let out = dir.path().join(isolation);
+        let result = sandpool()
+            .arg("run")
+            .arg(common::guest("spin"))
+            .arg(&inputs)
+            .arg("-o")
+            .arg(&out)
+            .args(["--quiet", "--isolation", isolation])
+            .output()
+            .unwrap();
+        assert_eq!(result.status.code(), Some(1), "{}", stderr(&result));
+        let record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("a.txt.error.json")).unwrap()).unwrap();
+        assert_eq!(record["error"], "input_rejected", "{isolation}: {record}");
+        assert!(
+            record["message"].as_str().unwrap().contains("could not decode its input"),
+            "{record}"
+        );
+        assert_eq!(record["index"], 0, "{record}");
+    }
+}

@@ -123,6 +123,7 @@ fn process(cx: &Context<'_>, runner: &mut ThreadRunner<'_>, entry: Entry, tmp: &
     let record = FailureRecord {
         id,
         input,
+        index: entry.index,
         error: failure.kind(),
         message: if retries == 0 {
             failure.to_string()
