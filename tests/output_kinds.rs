@@ -365,7 +365,10 @@ fn a_guest_refusing_its_input_is_not_a_host_decode_failure() {
             serde_json::from_slice(&std::fs::read(out.join("a.txt.error.json")).unwrap()).unwrap();
         assert_eq!(record["error"], "input_rejected", "{isolation}: {record}");
         assert!(
-            record["message"].as_str().unwrap().contains("could not decode its input"),
+            record["message"]
+                .as_str()
+                .unwrap()
+                .contains("could not decode its input"),
             "{record}"
         );
         assert_eq!(record["index"], 0, "{record}");

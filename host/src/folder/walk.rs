@@ -269,8 +269,12 @@ impl Sorted {
         }
         if complete {
             // An error, if any, is the last entry and stays last.
-            let end = buffered.iter().position(Result::is_err).unwrap_or(buffered.len());
-            buffered[..end].sort_by_cached_key(|e| e.as_ref().ok().map(std::fs::DirEntry::file_name));
+            let end = buffered
+                .iter()
+                .position(Result::is_err)
+                .unwrap_or(buffered.len());
+            buffered[..end]
+                .sort_by_cached_key(|e| e.as_ref().ok().map(std::fs::DirEntry::file_name));
         }
         Sorted {
             buffered: buffered.into_iter(),

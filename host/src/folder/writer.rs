@@ -22,7 +22,8 @@ pub(crate) struct OutDir {
     /// to keep, so every check asks the file system.
     existing: Option<Vec<u64>>,
     /// Hashes of the ids that had a raw or multi-file output at the start
-    /// (see `output::owner_of`), sorted; `None` with `existing`.
+    /// (see `output::owner_of`), sorted; `None`: unknown (a folder could
+    /// not be listed, or too many), so every check lists the input's folder.
     owners: Option<Vec<u64>>,
     /// Temporaries removed by the start-up sweep.
     pub swept: u64,
@@ -110,6 +111,7 @@ impl OutDir {
         let mut names = Vec::new();
         let mut owners = Vec::new();
         let mut keep = true;
+        let mut keep_owners = true;
         let mut pending: Vec<Vec<u8>> = vec![Vec::new()];
         while let Some(rel) = pending.pop() {
             let abs = if rel.is_empty() {
@@ -127,13 +129,13 @@ impl OutDir {
                 }
                 // A subfolder we cannot list: we cannot know what it holds.
                 Err(_) => {
-                    keep = false;
+                    (keep, keep_owners) = (false, false);
                     continue;
                 }
             };
             for entry in listing {
                 let Ok(entry) = entry else {
-                    keep = false;
+                    (keep, keep_owners) = (false, false);
                     break;
                 };
                 let name = entry.file_name();
@@ -159,9 +161,13 @@ impl OutDir {
                 }
                 let owner = super::output::owner_of(&path, is_dir);
                 if let Some(owner) = owner
-                    && keep
+                    && keep_owners
                 {
                     owners.push(name_hash(owner));
+                    if owners.len() > MAX_RECORDED_NAMES {
+                        keep_owners = false;
+                        owners = Vec::new();
+                    }
                 }
                 // A multi-file output's folder is not part of the mirrored tree.
                 if is_dir && owner.is_none() {
@@ -176,18 +182,21 @@ impl OutDir {
                 }
                 if keep {
                     names.push(name_hash(&path));
-                    if names.len() + owners.len() > MAX_RECORDED_NAMES {
+                    if names.len() > MAX_RECORDED_NAMES {
                         keep = false;
                         names = Vec::new();
-                        owners = Vec::new();
                     }
                 }
             }
         }
         if keep {
             names.sort_unstable();
-            owners.sort_unstable();
             self.existing = Some(names);
+        }
+        // Kept on their own: a huge folder of JSON results alone still
+        // knows that no input has another kind of output.
+        if keep_owners {
+            owners.sort_unstable();
             self.owners = Some(owners);
         }
         Ok(())
