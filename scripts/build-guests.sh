@@ -41,12 +41,12 @@ export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 guest_flags="-C link-arg=-zstack-size=262144"
 if [ "$mode" = rustup ]; then
     RUSTFLAGS="$guest_flags" \
-    cargo build --release -p sandpool-guest --examples --target wasm32-wasip1 --target-dir target/guest
+    cargo build --release -p sandpool-guest --examples --features images --target wasm32-wasip1 --target-dir target/guest
 else
     RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
     CARGO_TARGET_WASM32_WASIP1_LINKER=wasm-ld-19 \
     RUSTFLAGS="-C link-self-contained=no -L /usr/lib/wasm32-wasi $guest_flags" \
-    cargo build --release -p sandpool-guest --examples \
+    cargo build --release -p sandpool-guest --examples --features images \
         -Zbuild-std=std,panic_abort --target wasm32-wasip1 --target-dir target/guest
 fi
 

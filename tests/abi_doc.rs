@@ -102,7 +102,7 @@ fn the_c_example_compiles_and_counts_words() {
         .wait()
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Decode { what: "input in the guest", reason, .. } if reason == "trailing bytes after the input"),
+        matches!(&err, Error::InputRejected { reason, .. } if reason == "trailing bytes after the input"),
         "{err}"
     );
 }

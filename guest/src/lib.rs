@@ -40,6 +40,7 @@ use std::fmt::Display;
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de::DeserializeOwned};
 
 pub mod abi;
+pub mod output;
 #[cfg(feature = "workloads")]
 pub mod workloads;
 

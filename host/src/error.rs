@@ -182,10 +182,20 @@ pub enum Error {
     Decode {
         /// The failed task.
         task: TaskRef,
-        /// What failed to decode (`output`, `input in the guest`, `frame`).
+        /// What failed to decode (`output`, `output as JSON`, `frame`).
         #[serde(with = "decode_what")]
         what: StaticStr,
         /// The decoder's message.
+        reason: String,
+    },
+    /// The guest could not decode the input it was given (result tag 2):
+    /// the host and the module disagree on the input type. Distinct from
+    /// [`Error::Decode`], the host failing to decode what the guest returned.
+    #[error("{task}: the guest could not decode its input: {reason}")]
+    InputRejected {
+        /// The failed task.
+        task: TaskRef,
+        /// The guest's reason.
         reason: String,
     },
     /// The worker running the task died (process isolation) or was lost.
@@ -268,6 +278,7 @@ macro_rules! task_of {
             | Error::OutputTooLarge { task, .. }
             | Error::Encode { task, .. }
             | Error::Decode { task, .. }
+            | Error::InputRejected { task, .. }
             | Error::WorkerCrashed { task, .. }
             | Error::Cancelled { task }
             | Error::ShutDown { task }

@@ -69,7 +69,9 @@
 //!   lock, the streaming walk, bounded reads, atomic writes; rules in
 //!   `docs/cli.md`). [`run_jsonl`]: a task over the lines of a JSON Lines
 //!   file, results in input order (`folder/jsonl/`). [`folder_status`] and
-//!   [`jsonl_status`]: what is done, failed, missing.
+//!   [`jsonl_status`]: what is done, failed, missing. Output kinds a task
+//!   chooses through `sandpool_guest::output` (JSON, raw bytes `{id}.{ext}`,
+//!   named files `{id}.files/` renamed into place whole): `folder/output.rs`.
 //! - The serialization boundary: `codec.rs` (bincode) and the ABI constants
 //!   in `sandpool_guest::abi`; the contract for non-Rust guests is `docs/abi.md`.
 //! - Shared helpers: `atomic_write.rs` (temporary file, fsync, rename) and

@@ -7,6 +7,7 @@
 //! `walk` (streaming listing and the queue to the workers), `input`
 //! (bounded reads), `runner` (running a task on the calling thread),
 //! `worker` (one input from file to output), `writer` (the output folder),
+//! `output` (output kinds: JSON, raw bytes, named files),
 //! `status` (done / failed / missing against the inputs), `jsonl` (JSON
 //! Lines mode: a line per input, results in input order).
 
@@ -14,6 +15,7 @@ mod input;
 mod jsonl;
 mod lock;
 mod naming;
+mod output;
 mod runner;
 pub(crate) mod status;
 mod walk;
@@ -129,8 +131,9 @@ impl FolderJob {
 ///
 /// ```
 /// let record = sandpool::FailureRecord {
-///     id: "a/b.txt".into(),
-///     input: "a/b.txt".into(),
+///     id: "a/%FF.txt".into(),
+///     input: "a/\u{fffd}.txt".into(),
+///     index: 0,
 ///     error: sandpool::ErrorKind::Trap,
 ///     message: "task `t` input #0 trapped: unreachable".into(),
 /// };
@@ -139,10 +142,16 @@ impl FolderJob {
 #[derive(Debug, Clone, Serialize)]
 pub struct FailureRecord {
     /// The output id of the input (its path in the output folder without
-    /// `.json` or `.error.json`; exact, see [`file_id`]).
+    /// `.json` or `.error.json`; exact, see [`file_id`]). It differs from
+    /// `input` where a name had to be escaped (bytes that are not UTF-8,
+    /// `%`, a leading `.`, ...): only `id` tells such inputs apart.
     pub id: String,
-    /// The input's path relative to the input folder (lossy UTF-8, for reading).
+    /// The input's path relative to the input folder (lossy UTF-8, for
+    /// reading: the name the task was given).
     pub input: String,
+    /// The input's position in the sorted listing: the `N` of `input #N`
+    /// in messages, stable from run to run for an unchanged folder.
+    pub index: u64,
     /// The error variant, e.g. `timeout` (see [`ErrorKind::as_str`]).
     pub error: ErrorKind,
     /// The full error message.
@@ -153,7 +162,7 @@ pub struct FailureRecord {
 /// record could be written.
 ///
 /// ```
-/// # let record = sandpool::FailureRecord { id: "a".into(), input: "a".into(),
+/// # let record = sandpool::FailureRecord { id: "a".into(), input: "a".into(), index: 0,
 /// #     error: sandpool::ErrorKind::Io, message: "m".into() };
 /// let failure = sandpool::Failure { record, error_file: None, not_recorded: Some("disk full".into()) };
 /// assert!(failure.error_file.is_none());

@@ -43,8 +43,9 @@ const LONG_ID_PREFIX: usize = 130;
 ///   of a trailing `.error` (so `a.error`'s result, `a%2Eerror.json`, is
 ///   never `a`'s error record, `a.error.json`);
 /// - in a folder's name (every component but the last), the `.` of a
-///   trailing `.json` becomes `%2E`, so an output folder is never named
-///   like a result or an error record in the same folder;
+///   trailing `.json` or `.files` becomes `%2E`, so an output folder is
+///   never named like a result, an error record or a multi-file output
+///   (`{id}.files/`) in the same folder;
 /// - a component longer than 200 bytes keeps its first ~130 bytes, then
 ///   `%%` and the SHA-256 of the component in hex (`%%` appears in no
 ///   other component).
@@ -62,6 +63,7 @@ const LONG_ID_PREFIX: usize = 130;
 /// assert_eq!(sandpool::file_id(Path::new("a.error")), "a%2Eerror");
 /// assert_eq!(sandpool::file_id(Path::new(".git/HEAD")), "%2Egit/HEAD");
 /// assert_eq!(sandpool::file_id(Path::new("x.json/y")), "x%2Ejson/y");
+/// assert_eq!(sandpool::file_id(Path::new("x.files/y")), "x%2Efiles/y");
 /// let latin1 = std::ffi::OsStr::from_bytes(b"d/\xff.txt");
 /// assert_eq!(sandpool::file_id(Path::new(latin1)), "d/%FF.txt");
 /// ```
@@ -144,7 +146,11 @@ fn component_id(part: &[u8], is_folder: bool) -> String {
             id.replace_range(..1, "%2E");
         }
     }
-    for tail in [".error"].into_iter().chain(is_folder.then_some(".json")) {
+    let folder_tails = [".json", ".files"];
+    let tails = [".error"]
+        .into_iter()
+        .chain(folder_tails.into_iter().filter(|_| is_folder));
+    for tail in tails {
         if id.ends_with(tail) {
             let dot = id.len() - tail.len();
             id.replace_range(dot..dot + 1, "%2E");
@@ -336,6 +342,10 @@ mod tests {
         let record = error_name(&folder_id(b"d"));
         assert_eq!(record, "d.error.json");
         assert_ne!(record, result_name(&id(b"d.error")));
+        // Nor like a multi-file output: input `p` may write `p.files/`
+        // beside input folder `p.files/`.
+        assert_eq!(id(b"p.files/q"), "p%2Efiles/q");
+        assert_eq!(id(b"p.files"), "p.files");
         // Every component is escaped on its own: hidden folders included.
         assert_eq!(id(b".git/x"), "%2Egit/x");
         assert_eq!(id(b"a.error/b.error"), "a%2Eerror/b%2Eerror");

@@ -20,7 +20,8 @@ use super::writer::OutDir;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InputState {
-    /// `{id}.json` holds a JSON document: a run skips it.
+    /// `{id}.json` holds a JSON document, or a raw output `{id}.{ext}` or a
+    /// multi-file output `{id}.files/` exists: a run skips it.
     Done,
     /// `{id}.error.json` exists (and no valid result): the last run failed it.
     Failed,
@@ -81,7 +82,8 @@ impl FolderStatus {
 
 /// Checks every file under `inputs` against `output`, calling `not_done`
 /// for each input that is failed or missing (in listing order) and
-/// returning the counts. Memory is flat in the number of inputs. The
+/// returning the counts. Memory holds 8 bytes per name in the output
+/// tree (to find raw and multi-file outputs without a listing per input). The
 /// output folder is skipped if it lies inside the inputs, as a run does.
 ///
 /// ```
@@ -123,7 +125,10 @@ pub fn folder_status(
             message: "not a folder".into(),
         });
     }
-    let out = OutDir::open(output)?;
+    let mut out = OutDir::open(output)?;
+    // Which inputs have a raw or multi-file output: one listing of the
+    // output tree, kept as 8 bytes per name (nothing is removed).
+    out.scan_tree(walk::DirId::of(inputs).ok(), false)?;
     let mut status = FolderStatus {
         output: output.to_path_buf(),
         ..FolderStatus::default()
@@ -137,7 +142,7 @@ pub fn folder_status(
                 Some(_) => folder_id(&path),
                 None => id_of_bytes(&path),
             };
-            if out.holds_json(&result_name(&id)) {
+            if out.holds_json(&result_name(&id)) || super::output::has_other(&out, &id) {
                 status.done += 1;
                 return true;
             }

@@ -152,7 +152,9 @@ impl DirId {
     }
 }
 
-/// Walks `root` depth-first without following symbolic links, calling
+/// Walks `root` depth-first without following symbolic links, each folder
+/// in name order (bytes; see [`SORT_LIMIT`]), its files before its
+/// subfolders, calling
 /// `found` for every regular file and for every folder that cannot be
 /// listed, `listed` for every other folder below the root, and `skipped`
 /// for a folder that is `skip` (the output folder).
@@ -193,7 +195,8 @@ pub(crate) fn walk(
             path.extend_from_slice(name.as_bytes());
             path
         };
-        for entry in listing {
+        let mut subfolders = Vec::new();
+        for entry in Sorted::new(listing) {
             let entry = match entry {
                 Ok(entry) => entry,
                 Err(e) => {
@@ -230,10 +233,63 @@ pub(crate) fn walk(
                 if is_skipped {
                     skipped(&path);
                 } else {
-                    pending.push(path);
+                    subfolders.push(path);
                 }
             }
         }
+        // Popped from the end: the first subfolder is walked first.
+        pending.extend(subfolders.into_iter().rev());
+    }
+}
+
+/// Entries of one folder sorted by name (bytes), when it has at most
+/// `SORT_LIMIT` of them; a larger folder is listed in the order the file
+/// system gives (stable for an unchanged folder) so memory stays bounded.
+pub(crate) const SORT_LIMIT: usize = 100_000;
+
+struct Sorted {
+    buffered: std::vec::IntoIter<std::io::Result<std::fs::DirEntry>>,
+    rest: Option<std::fs::ReadDir>,
+}
+
+impl Sorted {
+    fn new(mut listing: std::fs::ReadDir) -> Self {
+        let mut buffered = Vec::new();
+        let mut complete = true;
+        for entry in listing.by_ref() {
+            let failed = entry.is_err();
+            buffered.push(entry);
+            if failed {
+                break;
+            }
+            if buffered.len() == SORT_LIMIT {
+                complete = false;
+                break;
+            }
+        }
+        if complete {
+            // An error, if any, is the last entry and stays last.
+            let end = buffered
+                .iter()
+                .position(Result::is_err)
+                .unwrap_or(buffered.len());
+            buffered[..end]
+                .sort_by_cached_key(|e| e.as_ref().ok().map(std::fs::DirEntry::file_name));
+        }
+        Sorted {
+            buffered: buffered.into_iter(),
+            rest: (!complete).then_some(listing),
+        }
+    }
+}
+
+impl Iterator for Sorted {
+    type Item = std::io::Result<std::fs::DirEntry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.buffered
+            .next()
+            .or_else(|| self.rest.as_mut().and_then(Iterator::next))
     }
 }
 
@@ -268,6 +324,29 @@ mod tests {
         files.sort();
         assert_eq!(files, ["a/b/deep.txt", "top.txt"]);
         assert_eq!(skipped, ["out"]);
+    }
+
+    #[test]
+    fn each_folder_is_walked_in_name_order_files_before_subfolders() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for name in ["b/z", "b/a", "a/y/x", "c", "B", "a/m", "é"] {
+            let path = root.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"").unwrap();
+        }
+        let mut files = Vec::new();
+        walk(
+            root,
+            None,
+            |p, _| {
+                files.push(String::from_utf8(p).unwrap());
+                true
+            },
+            |_| {},
+            |_| {},
+        );
+        assert_eq!(files, ["B", "c", "é", "a/m", "a/y/x", "b/a", "b/z"]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use sandpool_guest::FileInput;
+use sandpool_guest::output::OutputRef;
 
 use crate::codec;
 use crate::error::{Error, ErrorKind, TaskRef};
@@ -16,6 +17,7 @@ use crate::limits::Limits;
 
 use super::input::{ByteBudget, ReadError, read_input};
 use super::naming::{display_name, error_name, folder_id, id_of_bytes, result_name};
+use super::output;
 use super::runner::ThreadRunner;
 use super::walk::{Entry, Feed};
 use super::writer::OutDir;
@@ -79,7 +81,9 @@ fn process(cx: &Context<'_>, runner: &mut ThreadRunner<'_>, entry: Entry, tmp: &
     };
     let ok_name = result_name(&id);
     let ok_may_exist = cx.out.may_exist(&ok_name);
-    if !cx.force && ok_may_exist && cx.out.holds_json(&ok_name) {
+    if !cx.force
+        && ((ok_may_exist && cx.out.holds_json(&ok_name)) || output::has_other(cx.out, &id))
+    {
         cx.counters.skipped.fetch_add(1, Ordering::Relaxed);
         return;
     }
@@ -97,30 +101,29 @@ fn process(cx: &Context<'_>, runner: &mut ThreadRunner<'_>, entry: Entry, tmp: &
         }),
         None => compute(cx, runner, &task, &entry.path, &input, &mut retries),
     };
-    let failure = match result {
-        Ok(mut json) => {
-            json.push('\n');
-            *tmp += 1;
-            match cx.out.write_atomic(&ok_name, json.as_bytes(), *tmp) {
-                Ok(()) => {
-                    // An error record from an earlier run is stale now.
-                    if cx.out.may_exist(&err_name) {
-                        let _ = cx.out.remove(&err_name);
-                    }
-                    cx.counters.succeeded.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                Err(e) => Error::io(
-                    format!("cannot write {}", cx.out.path().join(&ok_name).display()),
-                    &e,
-                ),
+    let failure = match result.and_then(|bytes| write_output(cx, &task, &id, &input, &bytes, tmp)) {
+        Ok(written) => {
+            // An error record (or another kind of output) from an earlier run is stale now.
+            if cx.out.may_exist(&err_name) {
+                let _ = cx.out.remove(&err_name);
             }
+            if written != ok_name {
+                if ok_may_exist {
+                    let _ = cx.out.remove(&ok_name);
+                }
+                output::remove_others(cx.out, &id, Some(&written));
+            } else {
+                output::remove_others(cx.out, &id, None);
+            }
+            cx.counters.succeeded.fetch_add(1, Ordering::Relaxed);
+            return;
         }
         Err(e) => e,
     };
     let record = FailureRecord {
         id,
         input,
+        index: entry.index,
         error: failure.kind(),
         message: if retries == 0 {
             failure.to_string()
@@ -135,9 +138,12 @@ fn process(cx: &Context<'_>, runner: &mut ThreadRunner<'_>, entry: Entry, tmp: &
     body.push(b'\n');
     *tmp += 1;
     let written = cx.out.write_atomic(&err_name, &body, *tmp);
-    if written.is_ok() && ok_may_exist {
+    if written.is_ok() {
         // A result from an earlier run (invalid, or redone by --force) is stale now.
-        let _ = cx.out.remove(&ok_name);
+        if ok_may_exist {
+            let _ = cx.out.remove(&ok_name);
+        }
+        output::remove_others(cx.out, &record.id, None);
     }
     cx.counters.failed.fetch_add(1, Ordering::Relaxed);
     let failure = match written {
@@ -226,7 +232,47 @@ fn run_with_retries(
     result
 }
 
-/// Reads the input, runs the task on it, and checks the output is JSON.
+/// Checks the task's output and writes it as its kind says; returns the
+/// name written (`{id}.json`, `{id}.{ext}` or `{id}.files`).
+fn write_output(
+    cx: &Context<'_>,
+    task: &TaskRef,
+    id: &str,
+    input: &str,
+    bytes: &[u8],
+    tmp: &mut u64,
+) -> Result<String, Error> {
+    *tmp += 1;
+    let (name, written) = match output::decode(bytes, task, input)? {
+        OutputRef::Json(json) => {
+            let mut text = Vec::with_capacity(json.len() + 1);
+            text.extend_from_slice(json.as_bytes());
+            text.push(b'\n');
+            let name = result_name(id);
+            let written = cx.out.write_atomic(&name, &text, *tmp);
+            (name, written)
+        }
+        OutputRef::Bytes { ext, data } => {
+            let name = output::bytes_name(id, ext);
+            let written = cx.out.write_atomic(&name, data, *tmp);
+            (name, written)
+        }
+        OutputRef::Files(files) => {
+            let name = output::files_name(id);
+            let written = output::write_files(cx.out, &name, &files, *tmp);
+            (name, written)
+        }
+    };
+    written.map_err(|e| {
+        Error::io(
+            format!("cannot write {}", cx.out.path().join(&name).display()),
+            &e,
+        )
+    })?;
+    Ok(name)
+}
+
+/// Reads the input and runs the task on it; returns the output value's bytes.
 fn compute(
     cx: &Context<'_>,
     runner: &mut ThreadRunner<'_>,
@@ -234,7 +280,7 @@ fn compute(
     path: &[u8],
     input: &str,
     retries: &mut u32,
-) -> Result<String, Error> {
+) -> Result<Vec<u8>, Error> {
     let (data, reserved) =
         read_input(cx.root, path, cx.max_input, cx.budget).map_err(|e| match e {
             ReadError::TooLarge { size, limit } => Error::Encode {
@@ -259,13 +305,5 @@ fn compute(
     )?;
     let output = run_with_retries(cx, runner, task, encoded, path, input, retries);
     drop(reserved);
-    let json: String = codec::decode(&output?, task)?;
-    if let Err(e) = serde_json::from_str::<&serde_json::value::RawValue>(&json) {
-        return Err(Error::Decode {
-            task: task.clone(),
-            what: "output as JSON",
-            reason: format!("the task's output for {input} is not a JSON document: {e}"),
-        });
-    }
-    Ok(json)
+    output
 }

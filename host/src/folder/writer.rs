@@ -21,6 +21,10 @@ pub(crate) struct OutDir {
     /// Hashes of the names present at the start, sorted; `None`: too many
     /// to keep, so every check asks the file system.
     existing: Option<Vec<u64>>,
+    /// Hashes of the ids that had a raw or multi-file output at the start
+    /// (see `output::owner_of`), sorted; `None`: unknown (a folder could
+    /// not be listed, or too many), so every check lists the input's folder.
+    owners: Option<Vec<u64>>,
     /// Temporaries removed by the start-up sweep.
     pub swept: u64,
     /// Distinguishes this run's temporary names (the pid, computed once).
@@ -63,6 +67,7 @@ impl OutDir {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
             path: path.to_path_buf(),
             existing: None,
+            owners: None,
             swept: 0,
             run: std::process::id(),
         })
@@ -92,9 +97,21 @@ impl OutDir {
     /// relative paths present. Does not follow symbolic links and does not
     /// enter `skip` (the input folder, if it lies inside the output).
     pub(crate) fn scan(&mut self, skip: Option<super::walk::DirId>) -> Result<(), Error> {
+        self.scan_tree(skip, true)
+    }
+
+    /// [`scan`](Self::scan) without removing anything (`sweep` false:
+    /// `sandpool status`, which does not hold the lock).
+    pub(crate) fn scan_tree(
+        &mut self,
+        skip: Option<super::walk::DirId>,
+        sweep: bool,
+    ) -> Result<(), Error> {
         use std::os::unix::ffi::OsStrExt;
         let mut names = Vec::new();
+        let mut owners = Vec::new();
         let mut keep = true;
+        let mut keep_owners = true;
         let mut pending: Vec<Vec<u8>> = vec![Vec::new()];
         while let Some(rel) = pending.pop() {
             let abs = if rel.is_empty() {
@@ -112,13 +129,13 @@ impl OutDir {
                 }
                 // A subfolder we cannot list: we cannot know what it holds.
                 Err(_) => {
-                    keep = false;
+                    (keep, keep_owners) = (false, false);
                     continue;
                 }
             };
             for entry in listing {
                 let Ok(entry) = entry else {
-                    keep = false;
+                    (keep, keep_owners) = (false, false);
                     break;
                 };
                 let name = entry.file_name();
@@ -127,9 +144,13 @@ impl OutDir {
                     path.push(b'/');
                 }
                 path.extend_from_slice(name.as_bytes());
+                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
                 if name.as_bytes().starts_with(TMP_PREFIX.as_bytes()) {
-                    if let Ok(text) = std::str::from_utf8(&path)
-                        && self.remove(text).is_ok()
+                    // A temporary file, or the folder of a multi-file output
+                    // that was never renamed into place.
+                    if sweep
+                        && let Ok(text) = std::str::from_utf8(&path)
+                        && self.remove_any(text, is_dir).is_ok()
                     {
                         self.swept += 1;
                     }
@@ -138,7 +159,18 @@ impl OutDir {
                 if rel.is_empty() && name.as_bytes() == LOCK_NAME.as_bytes() {
                     continue;
                 }
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                let owner = super::output::owner_of(&path, is_dir);
+                if let Some(owner) = owner
+                    && keep_owners
+                {
+                    owners.push(name_hash(owner));
+                    if owners.len() > MAX_RECORDED_NAMES {
+                        keep_owners = false;
+                        owners = Vec::new();
+                    }
+                }
+                // A multi-file output's folder is not part of the mirrored tree.
+                if is_dir && owner.is_none() {
                     let skipped = skip.is_some_and(|skip| {
                         entry
                             .metadata()
@@ -161,7 +193,47 @@ impl OutDir {
             names.sort_unstable();
             self.existing = Some(names);
         }
+        // Kept on their own: a huge folder of JSON results alone still
+        // knows that no input has another kind of output.
+        if keep_owners {
+            owners.sort_unstable();
+            self.owners = Some(owners);
+        }
         Ok(())
+    }
+
+    /// Whether input `id` may have a raw or multi-file output: false only
+    /// when it certainly has none (a lookup in the start-up record, no
+    /// syscall).
+    pub(crate) fn may_have_other(&self, id: &str) -> bool {
+        match &self.owners {
+            Some(owners) => owners.binary_search(&name_hash(id.as_bytes())).is_ok(),
+            None => true,
+        }
+    }
+
+    /// The descriptor of the output folder (for `output`'s writes).
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// A temporary name beside `name`, unique in this run by `tmp`.
+    pub(crate) fn tmp_name(&self, name: &str, tmp: u64) -> String {
+        match name.rfind('/') {
+            Some(slash) => format!("{}/{TMP_PREFIX}{}-{tmp}", &name[..slash], self.run),
+            None => format!("{TMP_PREFIX}{}-{tmp}", self.run),
+        }
+    }
+
+    /// Removes `name`, a file or (`is_dir`) a whole folder; missing is not an error.
+    pub(crate) fn remove_any(&self, name: &str, is_dir: bool) -> std::io::Result<()> {
+        if !is_dir {
+            return self.remove(name);
+        }
+        match std::fs::remove_dir_all(self.path.join(name)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
     }
 
     /// Whether `name` may exist: false only when it certainly does not
@@ -204,10 +276,7 @@ impl OutDir {
     /// its name unique in this run), then a rename. On any failure the
     /// temporary file is removed.
     pub(crate) fn write_atomic(&self, name: &str, bytes: &[u8], tmp: u64) -> std::io::Result<()> {
-        let tmp_name = match name.rfind('/') {
-            Some(slash) => format!("{}/{TMP_PREFIX}{}-{tmp}", &name[..slash], self.run),
-            None => format!("{TMP_PREFIX}{}-{tmp}", self.run),
-        };
+        let tmp_name = self.tmp_name(name, tmp);
         match self.write_atomic_as(&tmp_name, name, bytes) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && name.contains('/') => {
                 // The first output of this folder: create the folders, then again.
@@ -219,7 +288,7 @@ impl OutDir {
     }
 
     /// Creates the folders above `name` (relative), each one as needed.
-    fn create_parents(&self, name: &str) -> std::io::Result<()> {
+    pub(crate) fn create_parents(&self, name: &str) -> std::io::Result<()> {
         let mut end = 0;
         while let Some(slash) = name[end..].find('/') {
             end += slash;
@@ -280,7 +349,7 @@ impl OutDir {
 
 /// Writes everything, then closes, reporting a failed close (NFS and full
 /// disks can report a lost write only there).
-fn write_and_close(mut file: std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_and_close(mut file: std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)?;
     let fd: OwnedFd = file.into();
     let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
@@ -291,7 +360,7 @@ fn write_and_close(mut file: std::fs::File, bytes: &[u8]) -> std::io::Result<()>
     Ok(())
 }
 
-fn unlink(dir: RawFd, name: &std::ffi::CStr) -> std::io::Result<()> {
+pub(crate) fn unlink(dir: RawFd, name: &std::ffi::CStr) -> std::io::Result<()> {
     // SAFETY: valid descriptor and NUL-terminated name; the result is checked.
     if unsafe { libc::unlinkat(dir, name.as_ptr(), 0) } == 0 {
         Ok(())

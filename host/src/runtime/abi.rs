@@ -246,9 +246,8 @@ pub(crate) fn decode_tagged(task: &TaskRef, output: &[u8]) -> Result<Vec<u8>, Er
             task: task.clone(),
             message: message(),
         }),
-        abi::TAG_INPUT_ERROR => Err(Error::Decode {
+        abi::TAG_INPUT_ERROR => Err(Error::InputRejected {
             task: task.clone(),
-            what: "input in the guest",
             reason: message(),
         }),
         other => Err(Error::Decode {

@@ -518,7 +518,9 @@ fn compute_line(
             retries.fetch_add(errors.len() as u64, Ordering::Relaxed);
         }
         tries = errors.len();
-        codec::decode::<String>(&result?, &task)
+        let bytes = result?;
+        crate::folder::output::decode_json(&bytes, &task, &format!("line {number}"))
+            .map(str::to_string)
     });
     let json = match result {
         Ok(json) => json,
