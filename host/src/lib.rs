@@ -78,6 +78,7 @@
 //!   tests turn them on).
 
 mod cache;
+mod capability;
 mod codec;
 #[doc(hidden)]
 pub mod doc_tasks;
