@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use serde::{Serialize, de::DeserializeOwned};
 
-pub(crate) use declared::{SECTION, declared_names};
+pub(crate) use declared::declared_names;
 
 /// A handler erased to bytes: the encoded request in, the encoded response
 /// (or the reason it failed) out.
@@ -80,10 +80,6 @@ pub(crate) fn valid_name(name: &str) -> bool {
 pub(crate) const MAX_NAME: usize = 128;
 
 impl Capabilities {
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Adds (or replaces) `name`, typed: the request is decoded as `Req`,
     /// the response encoded from `Resp`.
     pub fn insert<Req, Resp, E, F>(&mut self, name: &str, mode: Mode, handler: F)
@@ -113,13 +109,6 @@ impl Capabilities {
     pub fn insert_raw(&mut self, name: &str, mode: Mode, handler: Arc<RawHandler>) {
         self.entries
             .insert(name.to_string(), Arc::new(Entry { handler, mode }));
-    }
-
-    /// The names, sorted.
-    pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.entries.keys().cloned().collect();
-        names.sort();
-        names
     }
 
     /// The first invalid name, if any.
