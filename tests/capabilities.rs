@@ -355,3 +355,226 @@ fn inspect_lists_the_declared_capabilities() {
     let report = sandpool::inspect_module("upper_c", &wasm).unwrap();
     assert_eq!(report.capabilities, ["text.upper"]);
 }
+
+#[path = "../host/examples/enrich.rs"]
+#[allow(dead_code)] // the example's `main` is not run here
+mod enrich_example;
+
+#[test]
+fn the_enrich_example_looks_records_up_in_sqlite_and_labels_them_with_one_model_session() {
+    use enrich_example::{Customer, MODEL_LOADS, create_db, enrich, sample_records};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("customers.db");
+    create_db(&db).unwrap();
+    let wasm = common::guest("enrich");
+    let records = sample_records();
+    for level in LEVELS {
+        let loads_before = MODEL_LOADS.load(Ordering::SeqCst);
+        let results = enrich(&wasm, &db, level, &records).unwrap();
+        assert_eq!(
+            MODEL_LOADS.load(Ordering::SeqCst),
+            loads_before + 1,
+            "one model session for the whole pool, {level:?}"
+        );
+        assert_eq!(results.len(), records.len());
+        for (record, result) in records.iter().zip(results) {
+            let e = result.unwrap_or_else(|e| panic!("{level:?}: {e}"));
+            assert_eq!(e.id, record.id);
+            let want = match record.customer_id {
+                1 => Some(("Ada", "London")),
+                2 => Some(("Grace", "New York")),
+                3 => Some(("Linus", "Helsinki")),
+                4 => Some(("Barbara", "Boston")),
+                _ => None,
+            }
+            .map(|(n, c)| Customer {
+                name: n.into(),
+                city: c.into(),
+            });
+            assert_eq!(e.customer, want, "record {}", record.id);
+            let label = match record.id % 4 {
+                0 => "praise",
+                1 => "complaint",
+                2 => "question",
+                _ => "other",
+            };
+            assert_eq!(e.label.label, label, "record {}: {:?}", record.id, e.label);
+        }
+    }
+    // The database was opened read-only and is unchanged.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM customers", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 4);
+}
+
+/// Runs `sandpool ARGS...`.
+fn sandpool_cli(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sandpool"))
+        .args(args)
+        .output()
+        .expect("the sandpool binary runs")
+}
+
+#[test]
+fn sandpool_run_sqlite_grants_a_read_only_sql_capability_at_both_levels() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("customers.db");
+    enrich_example::create_db(&db).unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs).unwrap();
+    for id in [1, 3, 9] {
+        std::fs::write(inputs.join(format!("c{id}.txt")), id.to_string()).unwrap();
+    }
+    let wasm = common::guest("sql_lookup");
+    for level in ["instance", "process"] {
+        let out = dir.path().join(format!("out-{level}"));
+        let db_arg = format!("{}:ro", db.display());
+        let output = sandpool_cli(&[
+            "run".as_ref(),
+            wasm.as_os_str(),
+            inputs.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            "--sqlite".as_ref(),
+            db_arg.as_ref(),
+            "--isolation".as_ref(),
+            level.as_ref(),
+            "--quiet".as_ref(),
+        ]);
+        assert!(
+            output.status.success(),
+            "{level}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let read = |name: &str| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(out.join(name)).unwrap()).unwrap()
+        };
+        assert_eq!(
+            read("c1.txt.json"),
+            serde_json::json!({"id": 1, "name": "Ada", "city": "London"})
+        );
+        assert_eq!(
+            read("c3.txt.json"),
+            serde_json::json!({"id": 3, "name": "Linus", "city": "Helsinki"})
+        );
+        assert_eq!(
+            read("c9.txt.json"),
+            serde_json::json!({"id": 9, "name": null, "city": null})
+        );
+    }
+    // Without --sqlite the module, which declares `sql.query`, is refused, naming it.
+    let output = sandpool_cli(&[
+        "run".as_ref(),
+        wasm.as_os_str(),
+        inputs.as_os_str(),
+        "-o".as_ref(),
+        dir.path().join("denied").as_os_str(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`sql.query`"), "{stderr}");
+    // A writable database is refused at the flag.
+    let output = sandpool_cli(&[
+        "run".as_ref(),
+        wasm.as_os_str(),
+        inputs.as_os_str(),
+        "--sqlite".as_ref(),
+        format!("{}:rw", db.display()).as_ref(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+/// A WAT task that declares `name` and sends its input payload as the
+/// request to capability `call_name` (at `name_ptr`, `name_len` given), returning the response.
+fn forwarder(declared: &str, call_name: &str, name_ptr: Option<u32>) -> Vec<u8> {
+    let ptr = name_ptr.unwrap_or(0);
+    format!(
+        r#"(module
+  (@custom "sandpool.capabilities" "{declared}\n")
+  (import "sandpool_v1" "call" (func $call (param i32 i32 i32 i32) (result i64)))
+  (import "sandpool_v1" "call_result" (func $result (param i32 i32) (result i32)))
+  (memory (export "memory") 32)
+  (data (i32.const 0) "{call_name}")
+  (func (export "sandpool_abi_version") (result i32) i32.const 1)
+  (func (export "sandpool_alloc") (param i32) (result i32) i32.const 1024)
+  (func (export "sandpool_run") (param $ptr i32) (param $len i32) (result i64)
+    (local $n i64)
+    (local.set $n (call $call (i32.const {ptr}) (i32.const {len}) (local.get $ptr) (local.get $len)))
+    (i32.store8 (i32.const 65536) (i32.const 0))
+    (drop (call $result (i32.const 65537) (i32.wrap_i64 (local.get $n))))
+    (i64.or (i64.shl (i64.const 65536) (i64.const 32)) (i64.add (local.get $n) (i64.const 1)))))"#,
+        len = call_name.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn the_sql_capability_answers_reads_and_refuses_statements_that_write() {
+    use sandpool::sqlite::{SqlQuery, SqlValue};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("customers.db");
+    enrich_example::create_db(&db).unwrap();
+    let caps = sandpool::sqlite_query(&db).unwrap();
+    let task: Task<SqlQuery, Vec<Vec<SqlValue>>> =
+        Task::from_bytes("sql", forwarder("sql.query", "sql.query", None)).unwrap();
+    let pool = Pool::builder(task)
+        .workers(1)
+        .capabilities(&caps)
+        .build()
+        .unwrap();
+    let read = SqlQuery {
+        sql: "SELECT name FROM customers WHERE id > ? ORDER BY id".into(),
+        params: vec![SqlValue::Integer(2)],
+    };
+    assert_eq!(
+        pool.submit(&read).unwrap().wait().unwrap(),
+        vec![
+            vec![SqlValue::Text("Linus".into())],
+            vec![SqlValue::Text("Barbara".into())]
+        ]
+    );
+    for sql in [
+        "DELETE FROM customers",
+        "INSERT INTO customers VALUES (9, 'x', 'y')",
+        "DROP TABLE customers",
+    ] {
+        let write = SqlQuery {
+            sql: sql.into(),
+            params: vec![],
+        };
+        let err = pool.submit(&write).unwrap().wait().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Capability, "{sql}: {err}");
+        assert!(err.to_string().contains("`sql.query`"), "{err}");
+    }
+    let n: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM customers", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 4, "the database is unchanged");
+}
+
+#[test]
+fn a_name_pointer_outside_linear_memory_fails_the_task_not_the_host() {
+    let wasm = forwarder("test.echo", "test.echo", Some(0xffff_fff0));
+    let task: Task<ByteBuf, ByteBuf> = Task::from_bytes("bad_pointer", wasm).unwrap();
+    let pool = Pool::builder(task)
+        .workers(1)
+        .capability("test.echo", |b: ByteBuf| Ok::<_, String>(b))
+        .build()
+        .unwrap();
+    let err = pool.submit(&ByteBuf::new()).unwrap().wait().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Capability, "{err}");
+    assert!(err.to_string().contains("outside linear memory"), "{err}");
+    // The same module with a good pointer works on the same kind of pool.
+    let task: Task<ByteBuf, ByteBuf> =
+        Task::from_bytes("good_pointer", forwarder("test.echo", "test.echo", None)).unwrap();
+    let pool = Pool::builder(task)
+        .workers(1)
+        .capability("test.echo", |b: ByteBuf| Ok::<_, String>(b))
+        .build()
+        .unwrap();
+    let input = ByteBuf::from(b"fine".to_vec());
+    assert_eq!(pool.submit(&input).unwrap().wait().unwrap(), input);
+}

@@ -102,6 +102,14 @@ mod atomic_write;
 mod sync;
 
 pub use cache::default_cache_dir;
+pub use capability::Capabilities;
+/// The built-in read-only SQL capability (`sandpool run --sqlite`; feature `cli`).
+#[cfg(feature = "cli")]
+pub mod sqlite {
+    pub use crate::capability::{MAX_ROWS, SQL_QUERY, SqlQuery, SqlValue};
+}
+#[cfg(feature = "cli")]
+pub use capability::sqlite_query;
 pub use error::{Error, ErrorKind, Result, TaskRef};
 pub use exec::builder::{Isolation, PoolBuilder};
 pub use exec::completed::{Completed, as_completed};

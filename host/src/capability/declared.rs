@@ -72,7 +72,7 @@ mod tests {
     fn names_are_read_from_every_section_sorted_and_deduplicated() {
         let wat = r#"(module
             (@custom "sandpool.capabilities" "model.classify\n")
-            (@custom "sandpool.capabilities" "db.lookup\n\0model.classify\n"))"#;
+            (@custom "sandpool.capabilities" "db.lookup\n\00model.classify\n"))"#;
         assert_eq!(
             declared_names(wat.as_bytes()).unwrap(),
             ["db.lookup", "model.classify"]

@@ -16,7 +16,12 @@
 
 mod declared;
 pub(crate) mod imports;
+#[cfg(feature = "cli")]
+mod sqlite;
 mod threads;
+
+#[cfg(feature = "cli")]
+pub use sqlite::{MAX_ROWS, SQL_QUERY, SqlQuery, SqlValue, sqlite_query};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -45,15 +50,22 @@ pub(crate) struct Entry {
     pub mode: Mode,
 }
 
-/// The capabilities a pool grants, by name.
-///
-/// Built by [`PoolBuilder::capability`](crate::PoolBuilder::capability) and
-/// [`PoolBuilder::capability_inline`](crate::PoolBuilder::capability_inline);
-/// shared by every task of the pool (and, at
+/// The capabilities a pool (or a folder run) grants, by name: a set of
+/// typed host handlers, shared by every task (and, at
 /// [`Isolation::Process`](crate::Isolation::Process), answered in this
-/// process for every worker).
+/// process for every worker). [`PoolBuilder::capability`](crate::PoolBuilder::capability)
+/// adds to the pool's own set; this type carries one to
+/// [`PoolBuilder::capabilities`](crate::PoolBuilder::capabilities) or
+/// [`FolderJob::capabilities`](crate::FolderJob::capabilities).
+///
+/// ```
+/// let caps = sandpool::Capabilities::new()
+///     .capability("math.double", |x: u64| Ok::<_, String>(x * 2))
+///     .capability_inline("math.neg", |x: i64| Ok::<_, String>(-x));
+/// assert_eq!(caps.names(), ["math.double", "math.neg"]);
+/// ```
 #[derive(Clone, Default)]
-pub(crate) struct Capabilities {
+pub struct Capabilities {
     entries: HashMap<String, Arc<Entry>>,
 }
 
@@ -80,9 +92,73 @@ pub(crate) fn valid_name(name: &str) -> bool {
 pub(crate) const MAX_NAME: usize = 128;
 
 impl Capabilities {
+    /// An empty set: nothing granted.
+    ///
+    /// ```
+    /// assert!(sandpool::Capabilities::new().names().is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Grants `name`, its handler run on a capability thread (see
+    /// [`PoolBuilder::capability`](crate::PoolBuilder::capability)).
+    ///
+    /// ```
+    /// let caps = sandpool::Capabilities::new().capability("id", |x: u8| Ok::<_, String>(x));
+    /// assert_eq!(caps.names(), ["id"]);
+    /// ```
+    pub fn capability<Req, Resp, E, F>(mut self, name: &str, handler: F) -> Self
+    where
+        Req: DeserializeOwned,
+        Resp: Serialize,
+        E: fmt::Display,
+        F: Fn(Req) -> Result<Resp, E> + Send + Sync + 'static,
+    {
+        self.insert(name, Mode::Threaded, handler);
+        self
+    }
+
+    /// Grants `name`, its handler run on the task's own thread (see
+    /// [`PoolBuilder::capability_inline`](crate::PoolBuilder::capability_inline)).
+    ///
+    /// ```
+    /// let caps = sandpool::Capabilities::new().capability_inline("id", |x: u8| Ok::<_, String>(x));
+    /// assert_eq!(caps.names(), ["id"]);
+    /// ```
+    pub fn capability_inline<Req, Resp, E, F>(mut self, name: &str, handler: F) -> Self
+    where
+        Req: DeserializeOwned,
+        Resp: Serialize,
+        E: fmt::Display,
+        F: Fn(Req) -> Result<Resp, E> + Send + Sync + 'static,
+    {
+        self.insert(name, Mode::Inline, handler);
+        self
+    }
+
+    /// The granted names, sorted.
+    ///
+    /// ```
+    /// let caps = sandpool::Capabilities::new().capability("b", |x: u8| Ok::<_, String>(x));
+    /// assert_eq!(caps.names(), ["b"]);
+    /// ```
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.entries.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Adds every capability of `other` (replacing those of the same name).
+    pub(crate) fn extend(&mut self, other: &Capabilities) {
+        for (name, entry) in &other.entries {
+            self.entries.insert(name.clone(), Arc::clone(entry));
+        }
+    }
+
     /// Adds (or replaces) `name`, typed: the request is decoded as `Req`,
     /// the response encoded from `Resp`.
-    pub fn insert<Req, Resp, E, F>(&mut self, name: &str, mode: Mode, handler: F)
+    pub(crate) fn insert<Req, Resp, E, F>(&mut self, name: &str, mode: Mode, handler: F)
     where
         Req: DeserializeOwned,
         Resp: Serialize,
@@ -106,13 +182,13 @@ impl Capabilities {
     }
 
     /// Adds (or replaces) `name` with a handler on bytes.
-    pub fn insert_raw(&mut self, name: &str, mode: Mode, handler: Arc<RawHandler>) {
+    pub(crate) fn insert_raw(&mut self, name: &str, mode: Mode, handler: Arc<RawHandler>) {
         self.entries
             .insert(name.to_string(), Arc::new(Entry { handler, mode }));
     }
 
     /// The first invalid name, if any.
-    pub fn invalid_name(&self) -> Option<&str> {
+    pub(crate) fn invalid_name(&self) -> Option<&str> {
         self.entries
             .keys()
             .map(String::as_str)
@@ -122,7 +198,7 @@ impl Capabilities {
     /// What module `module` (its wasm bytes) may call: the capabilities it
     /// declares, each of which must be granted. A module that declares none
     /// gets none (and loads unchanged).
-    pub fn session_for(
+    pub(crate) fn session_for(
         &self,
         module: &str,
         wasm: &[u8],

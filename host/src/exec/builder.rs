@@ -418,6 +418,20 @@ impl<In, Out> PoolBuilder<In, Out> {
         self
     }
 
+    /// Grants every capability of `capabilities` (added to those granted
+    /// one by one; a name granted twice keeps the later handler).
+    ///
+    /// ```
+    /// # let task = sandpool::doc_tasks::echo::<u64>();
+    /// let caps = sandpool::Capabilities::new().capability("math.double", |x: u64| Ok::<_, String>(x * 2));
+    /// let pool = sandpool::Pool::builder(task).capabilities(&caps).build()?;
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub fn capabilities(mut self, capabilities: &Capabilities) -> Self {
+        self.capabilities.extend(capabilities);
+        self
+    }
+
     /// [`capability`](Self::capability) for a handler that never blocks (an
     /// in-memory lookup, a small model): it runs on the task's own thread,
     /// with no hand-off (well under a microsecond per small call). Its time

@@ -141,18 +141,8 @@ impl CompiledModule {
         run_fresh(self, limits, task, input, None, None)
     }
 
-    /// [`run_task`](Self::run_task) with the pool's granted directory, if any, visible to the guest.
-    pub fn run_task_granted(
-        &self,
-        limits: &Limits,
-        task: &TaskRef,
-        input: &[u8],
-        grant: Option<&Arc<GrantRoot>>,
-    ) -> RawOutcome {
-        run_fresh(self, limits, task, input, grant, None)
-    }
-
-    /// [`run_task_granted`](Self::run_task_granted) whose capability calls `calls` answers.
+    /// [`run_task`](Self::run_task) with the pool's granted directory, if any, visible to the
+    /// guest, and its capability calls answered by `calls`.
     pub fn run_task_calling(
         &self,
         limits: &Limits,
