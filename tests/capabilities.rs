@@ -128,8 +128,7 @@ fn a_module_declaring_an_ungranted_capability_is_refused_at_build_naming_it() {
             .isolation(level)
             .capability("test.echo", |b: ByteBuf| Ok::<_, String>(b))
             .build()
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert_eq!(err.kind(), ErrorKind::CapabilityDenied, "{err}");
         assert!(err.to_string().contains("`test.block`"), "{err}");
         assert!(err.to_string().contains("caller"), "{err}");
@@ -293,7 +292,7 @@ fn a_call_loop_past_the_cap_fails_the_task() {
 
 #[test]
 fn a_pool_without_grants_refuses_a_module_that_declares_capabilities() {
-    let err = Pool::builder(caller()).build().err().expect("refused");
+    let err = Pool::builder(caller()).build().expect_err("refused");
     assert_eq!(err.kind(), ErrorKind::CapabilityDenied, "{err}");
 }
 
@@ -302,8 +301,7 @@ fn an_invalid_capability_name_is_a_config_error() {
     let err = granted(Isolation::Instance, Arc::default())
         .capability("has space", |b: ByteBuf| Ok::<_, String>(b))
         .build()
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
     assert!(err.to_string().contains("`has space`"), "{err}");
 }

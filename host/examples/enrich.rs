@@ -24,30 +24,40 @@ use sandpool::{Isolation, Pool, Task};
 /// One raw record (the guest's input).
 #[derive(Serialize, Debug, Clone)]
 pub struct Record {
+    /// The record's id.
     pub id: u64,
+    /// The customer it is about (a row of `customers`, or none).
     pub customer_id: i64,
+    /// Free text to classify.
     pub note: String,
 }
 
 /// A customer row (`db.customer`'s response).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Customer {
+    /// The customer's name.
     pub name: String,
+    /// Where the customer lives.
     pub city: String,
 }
 
 /// The model's answer (`model.classify`'s response).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Label {
+    /// The winning label (`other` when no keyword matched).
     pub label: String,
+    /// Its share of the matched weight, 0 to 1.
     pub score: f32,
 }
 
 /// An enriched record (the guest's output).
 #[derive(Deserialize, Debug, Clone, PartialEq)]
 pub struct Enriched {
+    /// The record's id.
     pub id: u64,
+    /// The customer row, if the id is in the database.
     pub customer: Option<Customer>,
+    /// The model's label for the note.
     pub label: Label,
 }
 
@@ -60,6 +70,7 @@ pub struct Model {
 }
 
 impl Model {
+    /// Loads the model (counted in [`MODEL_LOADS`]).
     pub fn load() -> Model {
         MODEL_LOADS.fetch_add(1, Ordering::SeqCst);
         let table = [

@@ -56,6 +56,12 @@
 //!   subprocesses, a pipe round trip per request frame of one or more tasks
 //!   ([`process`]: supervisor, calls to a worker, worker child, worker, frames, wire messages,
 //!   precompiled-module hand-over, test faults).
+//! - `capability/`: host capabilities, typed host functions a task may call
+//!   ([`PoolBuilder::capability`], [`Capabilities`]): the registry (`mod.rs`),
+//!   the names a module declares (`declared.rs`), the `sandpool_v1.call`
+//!   imports and per-task caps (`imports.rs`), the handler threads that let a
+//!   call be abandoned at the deadline (`threads.rs`), the built-in read-only
+//!   SQL capability (`sqlite.rs`, feature `cli`); contract in `docs/abi.md`.
 //! - [`Limits`]: deadline, fuel, memory, output and log caps; [`LoadLimits`]
 //!   for loading a module (`load.rs`); the compiled-module cache (`cache.rs`);
 //!   [`inspect_module`] (`inspect.rs`).

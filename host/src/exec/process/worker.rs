@@ -381,7 +381,7 @@ mod tests {
     /// Runs `serve` on the given request bytes; returns its result and the frames it wrote.
     fn serve_bytes(bytes: Vec<u8>) -> (Result<(), String>, Vec<FromWorker>) {
         let (req_r, mut req_w) = pipe().unwrap();
-        let (resp_r, mut resp_w) = pipe().unwrap();
+        let (resp_r, resp_w) = pipe().unwrap();
         let writer = std::thread::spawn(move || {
             let _ = req_w.write_all(&bytes);
         });
