@@ -237,6 +237,32 @@ fn a_handler_that_blocks_forever_fails_its_task_at_the_deadline_and_others_go_on
 }
 
 #[test]
+fn aborting_a_task_blocked_in_a_handler_ends_it_promptly_and_abandons_the_call() {
+    for level in LEVELS {
+        let pool = granted(level, Arc::default())
+            .limits(Limits::default().no_timeout())
+            .build()
+            .unwrap();
+        let blocked = pool.submit(&Plan::Block).unwrap();
+        while !blocked.is_running() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        assert!(blocked.abort(), "{level:?}");
+        let err = blocked.wait().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Aborted, "{level:?}: {err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{level:?}: {:?}",
+            started.elapsed()
+        );
+        let after = pool.submit(&Plan::Echo(ByteBuf::from(vec![3]))).unwrap();
+        assert_eq!(after.wait().unwrap(), Answer::Bytes(ByteBuf::from(vec![3])));
+    }
+}
+
+#[test]
 fn an_oversized_request_fails_the_task_before_the_handler_runs() {
     for level in LEVELS {
         let calls = Arc::new(AtomicU64::new(0));
