@@ -542,3 +542,57 @@ fn the_runtime_corpus_fails_the_same_way_under_process_isolation() {
         "no worker died"
     );
 }
+
+/// A pool of corpus module `name` granting `host.echo` (bytes in, bytes out).
+fn echo_granted<In, Out>(name: &str, isolation: Isolation, limits: Limits) -> Pool<In, Out>
+where
+    In: serde::Serialize,
+    Out: serde::de::DeserializeOwned + Send + 'static,
+{
+    Pool::builder(load::<In, Out>(name))
+        .workers(1)
+        .isolation(isolation)
+        .limits(limits)
+        .capability("host.echo", |b: serde_bytes::ByteBuf| Ok::<_, String>(b))
+        .build()
+        .expect("pool starts")
+}
+
+#[test]
+fn a_capability_call_flood_stops_at_the_call_cap_at_both_levels() {
+    for level in [Isolation::Instance, Isolation::Process] {
+        let pool = echo_granted::<(), ()>(
+            "capability_call_flood",
+            level,
+            Limits::default().max_calls(1000),
+        );
+        let err = pool.submit(&()).unwrap().wait().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Capability, "{level:?}: {err}");
+        assert!(err.to_string().contains("`host.echo`"), "{err}");
+        assert!(err.to_string().contains("1000 calls"), "{err}");
+    }
+}
+
+#[test]
+fn a_module_declaring_an_ungranted_capability_never_runs() {
+    let err = Pool::builder(load::<(), ()>("capability_ungranted"))
+        .capability("host.echo", |b: serde_bytes::ByteBuf| Ok::<_, String>(b))
+        .build()
+        .expect_err("refused at load");
+    assert_eq!(err.kind(), ErrorKind::CapabilityDenied, "{err}");
+    assert!(err.to_string().contains("`host.secret`"), "{err}");
+}
+
+#[test]
+fn misusing_call_result_fails_or_is_refused_without_harm_to_the_host() {
+    for level in [Isolation::Instance, Isolation::Process] {
+        let pool = echo_granted::<u8, [u8; 4]>("capability_bad_result", level, Limits::default());
+        let err = pool.submit(&0).unwrap().wait().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Capability, "{level:?}: {err}");
+        assert!(err.to_string().contains("outside linear memory"), "{err}");
+        // The guest returns `call_result`'s status as four little-endian bytes.
+        let status = |mode: u8| i32::from_le_bytes(pool.submit(&mode).unwrap().wait().unwrap());
+        assert_eq!(status(1), -2, "buffer too small, {level:?}");
+        assert_eq!(status(2), -1, "no response waiting, {level:?}");
+    }
+}

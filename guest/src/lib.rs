@@ -41,6 +41,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de::DeserializeOwn
 
 pub mod abi;
 pub mod output;
+pub mod call;
+pub use call::{CallError, call}; // host capabilities (issue 12)
 #[cfg(feature = "workloads")]
 pub mod workloads;
 

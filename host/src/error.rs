@@ -229,6 +229,29 @@ pub enum Error {
         /// The OS error.
         message: String,
     },
+    /// A module declares a capability the pool does not grant (deny by
+    /// default: see [`PoolBuilder::capability`](crate::PoolBuilder::capability)).
+    #[error(
+        "module `{module}` needs the capability `{capability}`, which this pool does not grant"
+    )]
+    CapabilityDenied {
+        /// The module's name.
+        module: String,
+        /// The capability it declares and the pool does not grant.
+        capability: String,
+    },
+    /// A capability call failed the task: the handler returned an error,
+    /// panicked or ran past the task's deadline, the request could not be
+    /// decoded, the name was not granted, or a per-task call cap was reached.
+    #[error("{task}: capability `{capability}` failed: {reason}")]
+    Capability {
+        /// The failed task.
+        task: TaskRef,
+        /// The capability's name.
+        capability: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The task was stopped while running by [`TaskHandle::abort`](crate::TaskHandle::abort)
     /// (in process: at its next epoch check; process isolation: its worker was killed).
     #[error("{task} was aborted while running")]
@@ -283,6 +306,7 @@ macro_rules! task_of {
             | Error::Cancelled { task }
             | Error::ShutDown { task }
             | Error::Aborted { task }
+            | Error::Capability { task, .. }
             | Error::DeadlineExceeded { task, .. } => Some(task),
             _ => None,
         }

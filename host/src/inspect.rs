@@ -45,6 +45,15 @@ pub struct ModuleReport {
     pub abi_version: Option<u32>,
     /// Why sandpool cannot run it as a task; `None` for a valid task.
     pub problem: Option<String>,
+    /// The host capabilities it declares it calls (custom section
+    /// `sandpool.capabilities`); a pool must grant each of them.
+    ///
+    /// ```
+    /// let wat = br#"(module (@custom "sandpool.capabilities" "db.lookup\n"))"#;
+    /// assert_eq!(sandpool::inspect_module("m", wat)?.capabilities, ["db.lookup"]);
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub capabilities: Vec<String>,
 }
 
 fn describe(ty: &wasmtime::ExternType) -> String {
@@ -96,6 +105,10 @@ pub fn inspect_module(name: &str, wasm: &[u8]) -> Result<ModuleReport, Error> {
             ty: describe(&e.ty()),
         })
         .collect();
+    let (capabilities, declared_problem) = match crate::capability::declared_names(wasm) {
+        Ok(names) => (names, None),
+        Err(e) => (Vec::new(), Some(format!("invalid module `{name}`: {e}"))),
+    };
     let (abi_version, problem) = match CompiledModule::from_module(name, engine, module, false) {
         Ok(_) => (Some(sandpool_guest::abi::ABI_VERSION), None),
         Err(e) => {
@@ -112,6 +125,7 @@ pub fn inspect_module(name: &str, wasm: &[u8]) -> Result<ModuleReport, Error> {
         imports,
         exports,
         abi_version,
-        problem,
+        problem: problem.or(declared_problem),
+        capabilities,
     })
 }

@@ -57,6 +57,12 @@
 //!   subprocesses, a pipe round trip per request frame of one or more tasks
 //!   ([`process`]: supervisor, calls to a worker, worker child, worker, frames, wire messages,
 //!   precompiled-module hand-over, test faults).
+//! - `capability/`: host capabilities, typed host functions a task may call
+//!   ([`PoolBuilder::capability`], [`Capabilities`]): the registry (`mod.rs`),
+//!   the names a module declares (`declared.rs`), the `sandpool_v1.call`
+//!   imports and per-task caps (`imports.rs`), the handler threads that let a
+//!   call be abandoned at the deadline (`threads.rs`), the built-in read-only
+//!   SQL capability (`sqlite.rs`, feature `cli`); contract in `docs/abi.md`.
 //! - [`Limits`]: deadline, fuel, memory, output and log caps; [`LoadLimits`]
 //!   for loading a module (`load.rs`); the compiled-module cache (`cache.rs`);
 //!   [`inspect_module`] (`inspect.rs`).
@@ -81,6 +87,7 @@
 //!   tests turn them on).
 
 mod cache;
+mod capability;
 mod codec;
 #[doc(hidden)]
 pub mod doc_tasks;
@@ -104,6 +111,14 @@ mod atomic_write;
 mod sync;
 
 pub use cache::default_cache_dir;
+pub use capability::Capabilities;
+/// The built-in read-only SQL capability (`sandpool run --sqlite`; feature `cli`).
+#[cfg(feature = "cli")]
+pub mod sqlite {
+    pub use crate::capability::{MAX_ROWS, SQL_QUERY, SqlQuery, SqlValue};
+}
+#[cfg(feature = "cli")]
+pub use capability::sqlite_query;
 pub use error::{Error, ErrorKind, Result, TaskRef};
 pub use exec::builder::{Isolation, PoolBuilder};
 pub use exec::completed::{Completed, as_completed};

@@ -29,6 +29,31 @@ pub struct Limits {
     /// Cap on captured stdout and on captured stderr per task, in bytes;
     /// the rest is counted and dropped. Default: 64 KiB.
     pub max_log: usize,
+    /// Cap on a task's capability calls (`PoolBuilder::capability`); the
+    /// call past it fails the task with [`Error::Capability`](crate::Error::Capability).
+    /// Default: 10,000.
+    #[serde(default = "default_max_calls")]
+    pub max_calls: u32,
+    /// Cap on the request bytes a task sends to capabilities, all calls
+    /// together. Default: 16 MiB.
+    #[serde(default = "default_max_call_request")]
+    pub max_call_request: u64,
+    /// Cap on the response bytes a task receives from capabilities, all
+    /// calls together. Default: 64 MiB.
+    #[serde(default = "default_max_call_response")]
+    pub max_call_response: u64,
+}
+
+fn default_max_calls() -> u32 {
+    10_000
+}
+
+fn default_max_call_request() -> u64 {
+    16 << 20
+}
+
+fn default_max_call_response() -> u64 {
+    64 << 20
 }
 
 impl Default for Limits {
@@ -39,6 +64,9 @@ impl Default for Limits {
             memory: 256 << 20,
             max_output: 64 << 20,
             max_log: 64 << 10,
+            max_calls: default_max_calls(),
+            max_call_request: default_max_call_request(),
+            max_call_response: default_max_call_response(),
         }
     }
 }
@@ -102,6 +130,36 @@ impl Limits {
     /// ```
     pub fn max_log(mut self, bytes: usize) -> Self {
         self.max_log = bytes;
+        self
+    }
+
+    /// Sets the cap on capability calls per task.
+    ///
+    /// ```
+    /// assert_eq!(sandpool::Limits::default().max_calls(3).max_calls, 3);
+    /// ```
+    pub fn max_calls(mut self, calls: u32) -> Self {
+        self.max_calls = calls;
+        self
+    }
+
+    /// Sets the cap on capability request bytes per task (all calls together).
+    ///
+    /// ```
+    /// assert_eq!(sandpool::Limits::default().max_call_request(10).max_call_request, 10);
+    /// ```
+    pub fn max_call_request(mut self, bytes: u64) -> Self {
+        self.max_call_request = bytes;
+        self
+    }
+
+    /// Sets the cap on capability response bytes per task (all calls together).
+    ///
+    /// ```
+    /// assert_eq!(sandpool::Limits::default().max_call_response(10).max_call_response, 10);
+    /// ```
+    pub fn max_call_response(mut self, bytes: u64) -> Self {
+        self.max_call_response = bytes;
         self
     }
 }

@@ -69,3 +69,10 @@ pub(crate) fn arm(store: &mut Store<HostState>, limits: &Limits) {
         Ok(UpdateDeadline::Continue(step))
     });
 }
+
+/// The abort flag of the job this thread runs, if any, for host code that
+/// waits inside a task (a threaded capability call polls it).
+pub(crate) fn current_abort_flag() -> Option<Box<dyn Fn() -> bool + Send>> {
+    let job = CURRENT.with(|c| c.borrow().clone())?;
+    Some(Box::new(move || job.abort_requested()))
+}

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::{Serialize, de::DeserializeOwned};
 
+use crate::capability::Capabilities;
+use crate::capability::imports::CallBackend;
 use crate::error::Error;
 use crate::exec::dispatch::Dispatcher;
 use crate::exec::in_process::InstanceBackend;
@@ -77,6 +79,8 @@ pub struct PoolBuilder<In, Out> {
     // Isolation::Instance only.
     grants: Vec<(PathBuf, String, DirAccess)>,
     max_file_writes: Option<u64>,
+    // Both levels.
+    capabilities: Capabilities,
 }
 
 impl<In, Out> PoolBuilder<In, Out> {
@@ -101,6 +105,7 @@ impl<In, Out> PoolBuilder<In, Out> {
             precompiled_module: None,
             grants: Vec::new(),
             max_file_writes: None,
+            capabilities: Capabilities::default(),
         }
     }
 
@@ -369,6 +374,92 @@ impl<In, Out> PoolBuilder<In, Out> {
     }
 }
 
+/// Host capabilities (both levels; see `capability/` and `docs/abi.md`).
+impl<In, Out> PoolBuilder<In, Out> {
+    /// Grants the pool's tasks the capability `name`: a host function
+    /// typed like a task, `Req` in, `Resp` out (bincode), that may hold an
+    /// `Arc` of a session (a database connection, a loaded model). A guest
+    /// calls it with `sandpool_guest::call::<Req, Resp>(name, &req)`, once
+    /// its module declares the name (`sandpool_guest::capabilities!`); a
+    /// module that declares a name the pool does not grant is refused by
+    /// `build` with [`Error::CapabilityDenied`]. At
+    /// [`Isolation::Process`] the calls of every worker are answered here,
+    /// in this process, by this one handler.
+    ///
+    /// The handler runs on a capability thread; the task waits for it at
+    /// most until the task's deadline ([`Limits::timeout`]), then fails with
+    /// [`Error::Capability`] and the call is abandoned (the handler runs on
+    /// until it returns; its answer is dropped). Its error, a panic, or a
+    /// request that does not decode as `Req` fail that task alone with
+    /// [`Error::Capability`], naming the task, input and capability. Calls
+    /// per task and their bytes are capped by [`Limits::max_calls`],
+    /// [`Limits::max_call_request`] and [`Limits::max_call_response`].
+    ///
+    /// ```
+    /// # let task = sandpool::doc_tasks::echo::<u64>();
+    /// use std::sync::Arc;
+    /// let prices = Arc::new(std::collections::HashMap::from([("tea".to_string(), 3u32)]));
+    /// let pool = sandpool::Pool::builder(task)
+    ///     .capability("price.lookup", move |item: String| {
+    ///         prices.get(&item).copied().ok_or(format!("no price for {item}"))
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub fn capability<Req, Resp, E, F>(mut self, name: &str, handler: F) -> Self
+    where
+        Req: DeserializeOwned,
+        Resp: Serialize,
+        E: std::fmt::Display,
+        F: Fn(Req) -> Result<Resp, E> + Send + Sync + 'static,
+    {
+        self.capabilities
+            .insert(name, crate::capability::Mode::Threaded, handler);
+        self
+    }
+
+    /// Grants every capability of `capabilities` (added to those granted
+    /// one by one; a name granted twice keeps the later handler).
+    ///
+    /// ```
+    /// # let task = sandpool::doc_tasks::echo::<u64>();
+    /// let caps = sandpool::Capabilities::new().capability("math.double", |x: u64| Ok::<_, String>(x * 2));
+    /// let pool = sandpool::Pool::builder(task).capabilities(&caps).build()?;
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub fn capabilities(mut self, capabilities: &Capabilities) -> Self {
+        self.capabilities.extend(capabilities);
+        self
+    }
+
+    /// [`capability`](Self::capability) for a handler that never blocks (an
+    /// in-memory lookup, a small model): it runs on the task's own thread,
+    /// with no hand-off (well under a microsecond per small call). Its time
+    /// still counts against the task's deadline (a call that returns past
+    /// it fails the task), but a handler that blocks forever would hold the
+    /// task's worker thread with it: use [`capability`](Self::capability)
+    /// for anything that waits on I/O or a lock.
+    ///
+    /// ```
+    /// # let task = sandpool::doc_tasks::echo::<u64>();
+    /// let pool = sandpool::Pool::builder(task)
+    ///     .capability_inline("math.double", |x: u64| Ok::<_, String>(x * 2))
+    ///     .build()?;
+    /// # Ok::<(), sandpool::Error>(())
+    /// ```
+    pub fn capability_inline<Req, Resp, E, F>(mut self, name: &str, handler: F) -> Self
+    where
+        Req: DeserializeOwned,
+        Resp: Serialize,
+        E: std::fmt::Display,
+        F: Fn(Req) -> Result<Resp, E> + Send + Sync + 'static,
+    {
+        self.capabilities
+            .insert(name, crate::capability::Mode::Inline, handler);
+        self
+    }
+}
+
 impl<In: Serialize, Out: DeserializeOwned + Send + 'static> PoolBuilder<In, Out> {
     /// Checks the options together, then starts the workers.
     ///
@@ -386,17 +477,22 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> PoolBuilder<In, Out>
         let fuel = self.fuel_metering || self.limits.fuel.is_some();
         let compiled = self.task.module.compiled(fuel)?;
         let name = &self.task.module.name;
+        let session = self
+            .capabilities
+            .session_for(name, &self.task.module.wasm)?;
         let (dispatcher, process) = match self.isolation {
             Isolation::Instance => {
                 let grant = self.grant_options().open()?;
                 let backend = Arc::new(InstanceBackend {
                     module: compiled,
                     grant,
+                    calls: Some(CallBackend::Local(session)),
                 });
                 (Dispatcher::start(backend, self.workers, queue, name)?, None)
             }
             Isolation::Process => {
-                let options = self.process_options();
+                let mut options = self.process_options();
+                options.capabilities = Some(session);
                 let backend = ProcessBackend::start(
                     name,
                     &compiled,
@@ -457,6 +553,11 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> PoolBuilder<In, Out>
                 self.isolation
             ));
         }
+        if let Some(name) = self.capabilities.invalid_name() {
+            return fail(format!(
+                "`{name}` is not a capability name (1 to 128 ASCII letters, digits, `_`, `.`, `:` or `-`)"
+            ));
+        }
         if self.max_file_writes.is_some()
             && !self.grants.iter().any(|g| g.2 == DirAccess::ReadWrite)
         {
@@ -502,6 +603,7 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> PoolBuilder<In, Out>
             start_timeout: self.worker_start_timeout.unwrap_or(d.start_timeout),
             max_failed_starts: self.max_failed_starts.unwrap_or(d.max_failed_starts),
             precompiled: self.precompiled_module.unwrap_or(d.precompiled),
+            capabilities: None,
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::capability::imports::CallBackend;
 use crate::error::Error;
 use crate::exec::dispatch::{Backend, Job};
 use crate::runtime::instance::RawOutcome;
@@ -14,6 +15,8 @@ use crate::sandbox::grant::GrantRoot;
 pub(crate) struct InstanceBackend {
     pub module: Arc<CompiledModule>,
     pub grant: Option<Arc<GrantRoot>>,
+    /// Who answers the tasks' capability calls.
+    pub calls: Option<CallBackend>,
 }
 
 impl Backend for InstanceBackend {
@@ -23,8 +26,13 @@ impl Backend for InstanceBackend {
     }
     fn run(&self, _worker: &mut (), job: &Job) -> RawOutcome {
         crate::exec::abort::with_job(&job.state, || {
-            self.module
-                .run_task_granted(&job.limits, &job.task, &job.input, self.grant.as_ref())
+            self.module.run_task_calling(
+                &job.limits,
+                &job.task,
+                &job.input,
+                self.grant.as_ref(),
+                self.calls.as_ref(),
+            )
         })
     }
 }

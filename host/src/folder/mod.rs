@@ -85,6 +85,9 @@ pub struct FolderJob {
     pub limits: Limits,
     /// A host directory every task may use (instance isolation only).
     pub grant: Option<DirGrant>,
+    /// Host capabilities every task may call (both isolation levels; a
+    /// module that declares one not granted here is refused).
+    pub capabilities: crate::capability::Capabilities,
     /// Extra attempts per input after a transient failure (a deadline or a
     /// worker crash; never a guest's own error, a trap, fuel or memory).
     pub retries: u32,
@@ -112,6 +115,7 @@ impl FolderJob {
             isolation: Isolation::default(),
             limits: Limits::default(),
             grant: None,
+            capabilities: Default::default(),
             retries: 0,
         }
     }
@@ -415,6 +419,7 @@ pub fn run_folder(
         job.isolation,
         &job.limits,
         job.grant.as_ref(),
+        &job.capabilities,
         job.workers,
     )?;
 

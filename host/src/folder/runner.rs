@@ -7,10 +7,12 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+use crate::capability::Capabilities;
+use crate::capability::imports::CallBackend;
 use crate::error::{Error, TaskRef};
 use crate::exec::builder::Isolation;
 use crate::exec::dispatch::{Backend, Job};
-use crate::exec::process::ProcessBackend;
+use crate::exec::process::{ProcessBackend, ProcessOptions};
 use crate::limits::Limits;
 use crate::runtime::instance::{RawOutcome, TaskLogs};
 use crate::runtime::module::CompiledModule;
@@ -23,6 +25,7 @@ pub(crate) enum SharedRunner {
     Instance {
         module: Arc<CompiledModule>,
         grant: Option<Arc<GrantRoot>>,
+        calls: CallBackend,
     },
     /// One worker subprocess per thread.
     Process(ProcessBackend),
@@ -56,12 +59,17 @@ impl SharedRunner {
         isolation: Isolation,
         limits: &Limits,
         grant: Option<&DirGrant>,
+        capabilities: &Capabilities,
         workers: usize,
     ) -> Result<Self, Error> {
         if limits.memory == 0 {
             return Err(Error::Config("the memory limit must be above 0".into()));
         }
         let module = task.module.compiled(limits.fuel.is_some())?;
+        if let Some(name) = capabilities.invalid_name() {
+            return Err(Error::Config(format!("`{name}` is not a capability name")));
+        }
+        let session = capabilities.session_for(&task.module.name, &task.module.wasm)?;
         match isolation {
             Isolation::Instance => {
                 let grant = match grant {
@@ -72,7 +80,11 @@ impl SharedRunner {
                     }
                     .open()?,
                 };
-                Ok(SharedRunner::Instance { module, grant })
+                Ok(SharedRunner::Instance {
+                    module,
+                    grant,
+                    calls: CallBackend::Local(session),
+                })
             }
             Isolation::Process => {
                 if grant.is_some() {
@@ -84,7 +96,10 @@ impl SharedRunner {
                     &task.module.name,
                     &module,
                     &task.module.wasm,
-                    &Default::default(),
+                    &ProcessOptions {
+                        capabilities: Some(session),
+                        ..Default::default()
+                    },
                     workers,
                 )?;
                 Ok(SharedRunner::Process(backend))
@@ -120,9 +135,11 @@ impl ThreadRunner<'_> {
         let shared = self.shared;
         let slot = &mut self.slot;
         let ran = catch_unwind(AssertUnwindSafe(|| match shared {
-            SharedRunner::Instance { module, grant } => {
-                module.run_task_granted(limits, task, &input, grant.as_ref())
-            }
+            SharedRunner::Instance {
+                module,
+                grant,
+                calls,
+            } => module.run_task_calling(limits, task, &input, grant.as_ref(), Some(calls)),
             SharedRunner::Process(backend) => match slot.as_mut() {
                 Some(slot) => backend.run(slot, &Job::direct(task.clone(), input, *limits)),
                 None => RawOutcome {

@@ -16,6 +16,7 @@ use super::abi;
 use super::module::CompiledModule;
 use super::store::new_store;
 use super::trap::classify;
+use crate::capability::imports::{CallBackend, CallState};
 use crate::error::{Error, TaskRef};
 use crate::limits::Limits;
 use crate::sandbox::CapturedStream;
@@ -64,6 +65,7 @@ pub(crate) fn run_fresh(
     task: &TaskRef,
     input: &[u8],
     grant: Option<&Arc<GrantRoot>>,
+    calls: Option<&CallBackend>,
 ) -> RawOutcome {
     let started = Instant::now();
     let failed = |error: Error| RawOutcome {
@@ -84,6 +86,9 @@ pub(crate) fn run_fresh(
     };
     if let Some(root) = grant {
         store.data_mut().files = Some(Box::new(FileTable::new(Arc::clone(root))));
+    }
+    if let Some(backend) = calls {
+        store.data_mut().calls = Some(CallState::new(backend.clone(), limits));
     }
     let result = match module.instantiate(&mut store) {
         Ok(exports) => abi::call(&mut store, &exports, limits, task, input),

@@ -13,6 +13,7 @@ use super::abi::{Exports, abi_error, check_interface, invalid};
 use super::engine::engine;
 use super::instance::{RawOutcome, run_fresh};
 use super::store::new_store;
+use crate::capability::imports::CallBackend;
 use crate::error::{Error, TaskRef};
 use crate::limits::Limits;
 use crate::sandbox::grant::GrantRoot;
@@ -66,6 +67,8 @@ impl CompiledModule {
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker)
             .map_err(|e| Error::Pool(format!("cannot set up WASI: {e:#}")))?;
+        crate::capability::imports::add_to_linker(&mut linker)
+            .map_err(|e| Error::Pool(format!("cannot set up capabilities: {e:#}")))?;
         let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| invalid(name, format!("{e:#}")))?;
@@ -95,6 +98,7 @@ impl CompiledModule {
             memory: 64 << 20,
             max_output: 0,
             max_log: 4096,
+            ..Limits::default()
         };
         let mut store = new_store(self, &limits)?;
         let instance = self
@@ -134,17 +138,19 @@ impl CompiledModule {
 
     /// Runs one task on `input` (already encoded) in a fresh instance.
     pub fn run_task(&self, limits: &Limits, task: &TaskRef, input: &[u8]) -> RawOutcome {
-        run_fresh(self, limits, task, input, None)
+        run_fresh(self, limits, task, input, None, None)
     }
 
-    /// [`run_task`](Self::run_task) with the pool's granted directory, if any, visible to the guest.
-    pub fn run_task_granted(
+    /// [`run_task`](Self::run_task) with the pool's granted directory, if any, visible to the
+    /// guest, and its capability calls answered by `calls`.
+    pub fn run_task_calling(
         &self,
         limits: &Limits,
         task: &TaskRef,
         input: &[u8],
         grant: Option<&Arc<GrantRoot>>,
+        calls: Option<&CallBackend>,
     ) -> RawOutcome {
-        run_fresh(self, limits, task, input, grant)
+        run_fresh(self, limits, task, input, grant, calls)
     }
 }

@@ -32,6 +32,13 @@ pub(crate) fn classify(
             limit: limits.fuel.unwrap_or(u64::MAX),
         };
     }
+    if let Some(failure) = err.downcast_ref::<crate::capability::imports::CallFailure>() {
+        return Error::Capability {
+            task,
+            capability: failure.capability.clone(),
+            reason: failure.reason.clone(),
+        };
+    }
     let state = store.data_mut();
     if state.memory_denied {
         return Error::MemoryLimit {

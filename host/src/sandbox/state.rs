@@ -79,6 +79,8 @@ pub(crate) struct HostState {
     pub started: Instant,
     /// The task's view of the pool's granted directory, if any (`grant/`).
     pub files: Option<Box<FileTable>>,
+    /// The task's capability calls, if its pool grants any (`capability/`).
+    pub calls: Option<Box<crate::capability::imports::CallState>>,
 }
 
 impl HostState {
@@ -92,6 +94,7 @@ impl HostState {
             panic: None,
             started: Instant::now(),
             files: None,
+            calls: None,
         }
     }
 }

@@ -22,6 +22,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once per process; boxing buys nothing
 pub enum Command {
     /// Run a task module on every file of a folder.
     Run(RunArgs),
@@ -212,6 +213,28 @@ pub struct RunArgs {
     /// file at all. Instance isolation only.
     #[arg(long, value_name = "HOST[:GUEST][:ro|rw]", value_parser = parse_dir)]
     pub dir: Option<DirArg>,
+    /// Grant every task the read-only SQL capability `sql.query` over the
+    /// SQLite database PATH (opened once, read-only; only read-only
+    /// statements run). A task declares `sql.query` and calls it with
+    /// `{sql, params}`; see docs/cli.md. Both isolation levels.
+    #[arg(long, value_name = "PATH[:ro]", value_parser = parse_sqlite)]
+    pub sqlite: Option<PathBuf>,
+}
+
+/// Parses `PATH[:ro]`: the database is always opened read-only; `:rw` is refused.
+pub fn parse_sqlite(text: &str) -> Result<PathBuf, String> {
+    if text.ends_with(":rw") {
+        return Err(format!(
+            "`{text}`: the SQL capability is read-only (PATH or PATH:ro)"
+        ));
+    }
+    let path = text.strip_suffix(":ro").unwrap_or(text);
+    if path.is_empty() {
+        return Err(format!(
+            "`{text}`: the database path is missing (PATH[:ro])"
+        ));
+    }
+    Ok(PathBuf::from(path))
 }
 
 /// Which inputs of INPUTS are done, failed or missing in OUT.

@@ -42,6 +42,10 @@ pub fn main(args: InspectArgs) -> ExitCode {
         for e in &report.exports {
             println!("  {}  {}", e.name, e.ty);
         }
+        println!("capabilities:");
+        for c in &report.capabilities {
+            println!("  {c}");
+        }
         match &report.problem {
             None => println!("valid sandpool task: yes"),
             Some(p) => println!("valid sandpool task: no: {p}"),

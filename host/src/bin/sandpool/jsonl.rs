@@ -19,6 +19,10 @@ pub fn main(args: &RunArgs, task: &Task<FileInput, String>, load_time: Duration)
     job.max_input = args.max_input.map(|s| s.0);
     job.isolation = args.isolation;
     job.limits = limits(args);
+    match crate::run::capabilities(args) {
+        Ok(caps) => job.capabilities = caps,
+        Err(message) => return setup_error(message),
+    }
     job.retries = args.retries;
     if let Some(jobs) = args.jobs {
         job.workers = jobs;

@@ -154,6 +154,14 @@ pub fn load_task(args: &RunArgs) -> Result<(Task<FileInput, String>, Duration), 
     }
 }
 
+/// The capabilities the flags grant (`--sqlite`).
+pub fn capabilities(args: &RunArgs) -> Result<sandpool::Capabilities, String> {
+    match &args.sqlite {
+        None => Ok(sandpool::Capabilities::new()),
+        Some(path) => sandpool::sqlite_query(path).map_err(|e| e.to_string()),
+    }
+}
+
 /// The limits the flags ask for.
 pub fn limits(args: &RunArgs) -> Limits {
     Limits {
@@ -188,6 +196,10 @@ pub fn main(args: RunArgs) -> ExitCode {
         job.workers = jobs;
     }
     job.limits = limits(&args);
+    match capabilities(&args) {
+        Ok(caps) => job.capabilities = caps,
+        Err(message) => return setup_error(message),
+    }
     job.grant = args.dir.as_ref().map(|d| DirGrant {
         host: d.host.clone(),
         guest: d.guest.clone(),

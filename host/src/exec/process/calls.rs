@@ -13,12 +13,21 @@ use serde_bytes::ByteBuf;
 use super::child::WorkerProc;
 use super::frame::{self, FrameError, write_frame};
 use super::supervisor::{Slot, Supervisor};
-use super::wire::{FromWorker, MAX_BATCH, MAX_INPUT, REQUEST_OVERHEAD, Request, max_response};
+use super::wire::{
+    CallReply, CallRequest, FromWorker, MAX_BATCH, MAX_INPUT, REQUEST_OVERHEAD, Request,
+    max_response,
+};
 use crate::error::{Error, TaskRef};
 use crate::exec::dispatch::{AbortGuard, BatchSink, Job, JobState};
 use crate::limits::Limits;
 use crate::runtime::instance::{RawOutcome, TaskLogs};
 use crate::sync::lock;
+
+/// What a worker sent about the task it runs.
+enum Answer {
+    Outcome(RawOutcome),
+    Call(CallRequest),
+}
 
 /// How a call to a worker failed.
 enum Failure {
@@ -432,6 +441,71 @@ impl Supervisor {
         id: u64,
         deadline: Option<Instant>,
     ) -> Result<RawOutcome, Failure> {
+        loop {
+            match self.read_answer(proc, job, id, deadline)? {
+                Answer::Outcome(outcome) => return Ok(outcome),
+                Answer::Call(call) => self.answer_call(proc, job, id, call)?,
+            }
+        }
+    }
+
+    /// Answers a capability call of the task `job` (request `id`) that the
+    /// worker forwarded: the pool's handler runs here, in this process, and
+    /// its answer (or why it failed) goes back to the worker. The worker
+    /// has already counted the call against the task's caps; the handler
+    /// gets only a request that decodes as its type, so nothing a worker
+    /// sends can reach the session but a well-formed request.
+    fn answer_call(
+        &self,
+        proc: &mut WorkerProc,
+        job: TaskInput<'_>,
+        id: u64,
+        call: CallRequest,
+    ) -> Result<(), Failure> {
+        if call.id != id {
+            let pid = proc.pid;
+            proc.reap(true);
+            return Err(Failure::Lost(format!(
+                "worker process {pid} made a call for request {} while running {id}; killed it",
+                call.id
+            )));
+        }
+        // The task's time left, as the worker counts it, never more than its whole deadline.
+        let remaining = match (call.remaining, job.limits.timeout) {
+            (Some(r), Some(t)) => Some(r.min(t)),
+            (r, t) => r.or(t),
+        };
+        let deadline = remaining.map(|r| Instant::now() + r);
+        let result = match &self.options.capabilities {
+            Some(session) => session.call(&call.name, call.request.into_vec(), deadline, &|| {
+                job.abort_requested()
+            }),
+            None => Err("this pool grants no capabilities (PoolBuilder::capability)".into()),
+        };
+        let reply = CallReply {
+            id,
+            result: result.map(ByteBuf::from),
+        };
+        let sent = frame::encode(&reply, &mut proc.buf).and_then(|()| match proc.stdin.as_mut() {
+            Some(stdin) => write_frame(stdin, &proc.buf, deadline.map(|d| d + self.options.grace)),
+            None => Err(FrameError::Eof),
+        });
+        sent.map_err(|e| {
+            Failure::Lost(format!(
+                "{} (answering its capability call failed: {e})",
+                proc.describe(false)
+            ))
+        })
+    }
+
+    /// Reads the worker's next frame about request `id`: the task's outcome, or a call it makes.
+    fn read_answer(
+        &self,
+        proc: &mut WorkerProc,
+        job: TaskInput<'_>,
+        id: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Answer, Failure> {
         let payload = match proc.reader.read_frame(max_response(job.limits), deadline) {
             Ok(payload) => payload,
             Err(FrameError::TimedOut) => {
@@ -463,15 +537,18 @@ impl Supervisor {
             Failure::Lost(format!("worker process {pid} {what}; killed it"))
         };
         match frame::decode::<FromWorker>(&payload) {
-            Ok(FromWorker::Done(response)) if response.id == id => Ok(RawOutcome {
-                result: response.result.map(ByteBuf::into_vec).map_err(|mut e| {
-                    if let Some(task) = e.task_mut() {
-                        *task = job.task.clone();
-                    }
-                    e
-                }),
-                logs: response.logs,
-            }),
+            Ok(FromWorker::Call(call)) => Ok(Answer::Call(call)),
+            Ok(FromWorker::Done(response)) if response.id == id => {
+                Ok(Answer::Outcome(RawOutcome {
+                    result: response.result.map(ByteBuf::into_vec).map_err(|mut e| {
+                        if let Some(task) = e.task_mut() {
+                            *task = job.task.clone();
+                        }
+                        e
+                    }),
+                    logs: response.logs,
+                }))
+            }
             Ok(FromWorker::Done(response)) => Err(bad(
                 proc,
                 format!("answered request {} instead of {id}", response.id),

@@ -58,6 +58,7 @@ mod worker;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use supervisor::{ProcessBackend, Supervisor};
@@ -81,6 +82,8 @@ pub(crate) struct ProcessOptions {
     pub start_timeout: Duration,
     pub max_failed_starts: u32,
     pub precompiled: bool,
+    /// The capabilities the workers' tasks may call, answered in this process.
+    pub capabilities: Option<Arc<crate::capability::Session>>,
 }
 
 impl Default for ProcessOptions {
@@ -93,6 +96,7 @@ impl Default for ProcessOptions {
             start_timeout: Duration::from_secs(60),
             max_failed_starts: 5,
             precompiled: true,
+            capabilities: None,
         }
     }
 }

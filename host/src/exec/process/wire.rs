@@ -9,6 +9,9 @@
 //!                                      ─▶   each in order: fresh instance, run under its limits
 //!                                      ◀─   Done(Response { id, result, logs }) per task, as it
 //!                                           finishes | ProtocolError(why)
+//!                                           while a task runs, per capability call:
+//!                                      ◀─   Call(CallRequest { id, name, request, remaining })
+//!   CallReply { id, result }           ─▶   (the handler ran in the supervisor's process)
 //!   (stdin closed)                     ─▶   exit 0
 //! ```
 //!
@@ -136,6 +139,27 @@ pub(crate) enum FromWorker {
     Done(Response),
     /// The worker could not read a request; it exits after sending this.
     ProtocolError(String),
+    /// The running task calls a host capability; the supervisor answers
+    /// with a [`CallReply`] frame on the worker's stdin (`capability/`).
+    Call(CallRequest),
+}
+
+/// Worker → supervisor: one capability call of the task of request `id`.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct CallRequest {
+    pub id: u64,
+    pub name: String,
+    pub request: ByteBuf,
+    /// The task's time left (its deadline, as the worker counts it).
+    pub remaining: Option<Duration>,
+}
+
+/// Supervisor → worker: the answer to the [`CallRequest`] of request `id`:
+/// the response bytes, or why the call failed (the task then fails).
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct CallReply {
+    pub id: u64,
+    pub result: Result<ByteBuf, String>,
 }
 
 /// One task's outcome.

@@ -14,8 +14,9 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_bytes::ByteBuf;
 use wasmtime::Module;
@@ -24,12 +25,14 @@ use super::faults::Faults;
 use super::frame::{self, FrameError, FrameReader, write_frame};
 use super::handoff;
 use super::wire::{
-    FromWorker, Greeting, Handshake, Hello, MAGIC, MAX_HANDSHAKE, MAX_REQUEST, PROTOCOL, ReadyInfo,
-    Request, Response, VERSION,
+    CallReply, CallRequest, FromWorker, Greeting, Handshake, Hello, MAGIC, MAX_HANDSHAKE,
+    MAX_REQUEST, PROTOCOL, ReadyInfo, Request, Response, VERSION,
 };
+use crate::capability::imports::{CallBackend, Forward};
 use crate::error::{Error, TaskRef};
 use crate::runtime::engine;
 use crate::runtime::module::CompiledModule;
+use crate::sync::lock;
 
 /// Why the worker stopped early.
 struct Fatal {
@@ -57,7 +60,7 @@ fn run() -> Result<(), Fatal> {
     let mut input = FrameReader::new(input);
     let faults = Faults::from_env();
     let module = handshake(&mut input, &mut output, &faults)?;
-    serve(&mut input, &mut output, &module, &faults)
+    serve(input, output, &module, &faults)
 }
 
 /// Moves the protocol to private descriptors; fd 0 becomes /dev/null, fd 1 a copy of stderr.
@@ -190,17 +193,90 @@ fn load_precompiled(
         .map_err(|e| e.to_string())
 }
 
+/// The protocol channel, shared by the request loop and the tasks'
+/// capability calls (which send a `Call` frame and read the `CallReply`).
+struct Channel<R, W> {
+    input: FrameReader<R>,
+    output: W,
+    buf: Vec<u8>,
+}
+
+/// Forwards a task's capability calls to the supervisor (`capability/`).
+struct ForwardCalls<R, W> {
+    channel: Arc<Mutex<Channel<R, W>>>,
+    /// The request id of the task running now.
+    current: AtomicU64,
+    /// The channel broke during a call: the worker must stop after the task.
+    broken: AtomicBool,
+}
+
+impl<R, W> Forward for ForwardCalls<R, W>
+where
+    R: Read + AsFd + Send + 'static,
+    W: Write + AsFd + Send + 'static,
+{
+    fn call(
+        &self,
+        name: &str,
+        request: &[u8],
+        remaining: Option<Duration>,
+    ) -> Result<Vec<u8>, String> {
+        let id = self.current.load(Ordering::Relaxed);
+        let mut guard = lock(&self.channel);
+        let channel = &mut *guard;
+        let message = FromWorker::Call(CallRequest {
+            id,
+            name: name.to_string(),
+            request: ByteBuf::from(request.to_vec()),
+            remaining,
+        });
+        let broken = |e: String| {
+            self.broken.store(true, Ordering::Relaxed);
+            Err(format!("the call could not be forwarded to the pool: {e}"))
+        };
+        if let Err(e) = send(&mut channel.output, &message, &mut channel.buf) {
+            return broken(e.to_string());
+        }
+        let reply = channel
+            .input
+            .read_frame(MAX_REQUEST, None)
+            .and_then(|payload| frame::decode::<CallReply>(&payload));
+        match reply {
+            Ok(CallReply { id: got, result }) if got == id => result.map(ByteBuf::into_vec),
+            Ok(CallReply { id: got, .. }) => broken(format!("a reply to request {got}, not {id}")),
+            Err(e) => broken(e.to_string()),
+        }
+    }
+}
+
 /// Serves requests until stdin closes.
-fn serve<R: Read + AsFd, W: Write + AsFd>(
-    input: &mut FrameReader<R>,
-    output: &mut W,
+fn serve<R, W>(
+    input: FrameReader<R>,
+    output: W,
     module: &CompiledModule,
     faults: &Faults,
-) -> Result<(), Fatal> {
+) -> Result<(), Fatal>
+where
+    R: Read + AsFd + Send + 'static,
+    W: Write + AsFd + Send + 'static,
+{
     let name: Arc<str> = Arc::clone(&module.name);
-    let mut buf = Vec::new();
+    let channel = Arc::new(Mutex::new(Channel {
+        input,
+        output,
+        buf: Vec::new(),
+    }));
+    let forward = Arc::new(ForwardCalls {
+        channel: Arc::clone(&channel),
+        current: AtomicU64::new(0),
+        broken: AtomicBool::new(false),
+    });
+    let calls = CallBackend::Forward(Arc::clone(&forward) as Arc<dyn Forward>);
     loop {
-        let batch = input
+        let mut guard = lock(&channel);
+        let ch = &mut *guard;
+        let batch = ch
+            .input
             .read_frame(MAX_REQUEST, None)
             .and_then(|payload| frame::decode::<Vec<Request<ByteBuf>>>(&payload));
         let batch = match batch {
@@ -209,13 +285,14 @@ fn serve<R: Read + AsFd, W: Write + AsFd>(
             Err(e) => {
                 let message = format!("bad request: {e}");
                 let _ = send(
-                    output,
+                    &mut ch.output,
                     &FromWorker::ProtocolError(message.clone()),
-                    &mut buf,
+                    &mut ch.buf,
                 );
                 return Err(Fatal { code: 3, message });
             }
         };
+        drop(guard);
         // One answer per task, sent as soon as it is done: if this process
         // dies, the supervisor knows which tasks finished and which did not.
         for request in batch {
@@ -223,14 +300,19 @@ fn serve<R: Read + AsFd, W: Write + AsFd>(
                 task: Arc::clone(&name),
                 index: request.index,
             };
-            let outcome = module.run_task(&request.limits, &task, &request.input);
+            forward.current.store(request.id, Ordering::Relaxed);
+            let outcome =
+                module.run_task_calling(&request.limits, &task, &request.input, None, Some(&calls));
             faults.after_task(&outcome.logs);
             let response = Response {
                 id: request.id,
                 result: outcome.result.map(ByteBuf::from),
                 logs: outcome.logs,
             };
-            let sent = match send(output, &FromWorker::Done(response), &mut buf) {
+            let mut guard = lock(&channel);
+            let ch = &mut *guard;
+            let (output, buf) = (&mut ch.output, &mut ch.buf);
+            let sent = match send(output, &FromWorker::Done(response), buf) {
                 Err(FrameError::TooLarge { len, max }) => {
                     let error = Error::Pool(format!(
                         "the task's response of {len} bytes is over the frame limit of {max}"
@@ -240,7 +322,7 @@ fn serve<R: Read + AsFd, W: Write + AsFd>(
                         result: Err(error),
                         logs: Default::default(),
                     };
-                    send(output, &FromWorker::Done(response), &mut buf)
+                    send(output, &FromWorker::Done(response), buf)
                 }
                 other => other,
             };
@@ -248,6 +330,12 @@ fn serve<R: Read + AsFd, W: Write + AsFd>(
                 code: 3,
                 message: format!("cannot send a response: {e}"),
             })?;
+            if forward.broken.load(Ordering::Relaxed) {
+                return Err(Fatal {
+                    code: 3,
+                    message: "the protocol channel broke during a capability call".into(),
+                });
+            }
         }
     }
 }
@@ -255,7 +343,6 @@ fn serve<R: Read + AsFd, W: Write + AsFd>(
 #[cfg(test)]
 mod tests {
     use std::io::pipe;
-    use std::time::Duration;
 
     use super::super::wire::max_response;
     use super::*;
@@ -294,18 +381,12 @@ mod tests {
     /// Runs `serve` on the given request bytes; returns its result and the frames it wrote.
     fn serve_bytes(bytes: Vec<u8>) -> (Result<(), String>, Vec<FromWorker>) {
         let (req_r, mut req_w) = pipe().unwrap();
-        let (resp_r, mut resp_w) = pipe().unwrap();
+        let (resp_r, resp_w) = pipe().unwrap();
         let writer = std::thread::spawn(move || {
             let _ = req_w.write_all(&bytes);
         });
         let module = echo();
-        let served = serve(
-            &mut FrameReader::new(req_r),
-            &mut resp_w,
-            &module,
-            &Faults::default(),
-        );
-        drop(resp_w);
+        let served = serve(FrameReader::new(req_r), resp_w, &module, &Faults::default());
         writer.join().unwrap();
         let mut reader = FrameReader::new(resp_r);
         let mut frames = Vec::new();

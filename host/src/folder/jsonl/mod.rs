@@ -64,6 +64,8 @@ pub struct JsonlJob {
     pub limits: Limits,
     /// Extra attempts per line after a transient failure (deadline, worker crash).
     pub retries: u32,
+    /// Host capabilities every task may call (see [`FolderJob::capabilities`](crate::FolderJob::capabilities)).
+    pub capabilities: crate::capability::Capabilities,
     /// Lines read but not yet written at most (the reorder window).
     pub window: usize,
 }
@@ -89,6 +91,7 @@ impl JsonlJob {
             isolation: Isolation::default(),
             limits: Limits::default(),
             retries: 0,
+            capabilities: Default::default(),
             window: 1024,
         }
     }
@@ -240,7 +243,14 @@ pub fn run_jsonl(
         (Box::new(file), done, torn)
     };
     let max_input = job.max_input.unwrap_or(job.limits.memory / 2);
-    let shared = SharedRunner::start(task, job.isolation, &job.limits, None, job.workers)?;
+    let shared = SharedRunner::start(
+        task,
+        job.isolation,
+        &job.limits,
+        None,
+        &job.capabilities,
+        job.workers,
+    )?;
     let budget = ByteBudget::new(max_input.saturating_mul(2).max(64 << 20));
     let task_name = Arc::clone(&task.module.name);
     let (retried, retries) = (AtomicU64::new(0), AtomicU64::new(0));
