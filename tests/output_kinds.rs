@@ -122,9 +122,16 @@ fn each_output_kind_is_written_under_its_mirrored_name() {
     assert_complete(&out.join("pages/c.pdf.files"), 3, 10);
     // A refused output is the host's decode failure, named as such.
     for (name, says) in [("e.txt", "reserved"), ("f.txt", "tar.gz")] {
-        let record: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join(format!("{name}.error.json"))).unwrap())
-                .unwrap();
+        let bytes = std::fs::read(out.join(format!("{name}.error.json"))).unwrap();
+        assert!(
+            bytes.ends_with(b"}\n"),
+            "a record ends with a newline, as a result does"
+        );
+        let record: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            (&record["input"], &record["id"]),
+            (&name.into(), &name.into())
+        );
         assert_eq!(record["error"], "decode", "{record}");
         assert!(
             record["message"].as_str().unwrap().contains(says),
@@ -306,8 +313,24 @@ fn killed_at_any_moment_a_run_leaves_only_whole_multi_file_outputs() {
     assert_eq!(files(&out).len(), 200 * n, "no temporaries left");
 }
 
+/// Files under `dir` now, while a run renames folders in it (what vanishes
+/// mid-count is skipped).
 fn files_count(dir: &Path) -> usize {
-    if dir.is_dir() { files(dir).len() } else { 0 }
+    let mut count = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        let Ok(listing) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for e in listing.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => pending.push(e.path()),
+                Ok(_) => count += 1,
+                Err(_) => {}
+            }
+        }
+    }
+    count
 }
 
 #[test]
