@@ -397,3 +397,38 @@ fn a_guest_refusing_its_input_is_not_a_host_decode_failure() {
         assert_eq!(record["index"], 0, "{record}");
     }
 }
+
+/// A guest written from docs/abi.md alone, in WAT: its output is tag 0 and
+/// the documented raw-bytes encoding `FF 01 len ext len data`, a constant
+/// (so it does not need the Rust SDK at all).
+#[test]
+fn a_guest_without_the_sdk_writes_raw_bytes_by_the_documented_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inputs, out) = (dir.path().join("in"), dir.path().join("out"));
+    write(&inputs.join("a.txt"), "anything");
+    let wat = dir.path().join("raw.wat");
+    std::fs::write(
+        &wat,
+        r#"(module
+  (memory (export "memory") 1)
+  ;; tag 0, FF 01, ext "csv", data "a,b\n"
+  (data (i32.const 16) "\00\ff\01\03csv\04a,b\0a")
+  (func (export "sandpool_abi_version") (result i32) (i32.const 1))
+  (func (export "sandpool_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "sandpool_run") (param i32 i32) (result i64)
+    (i64.or (i64.shl (i64.const 16) (i64.const 32)) (i64.const 12))))"#,
+    )
+    .unwrap();
+    let result = sandpool()
+        .arg("run")
+        .arg(&wat)
+        .arg(&inputs)
+        .arg("-o")
+        .arg(&out)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    assert_eq!(result.status.code(), Some(0), "{}", stderr(&result));
+    assert_eq!(files(&out), ["a.txt.csv"]);
+    assert_eq!(std::fs::read(out.join("a.txt.csv")).unwrap(), b"a,b\n");
+}
