@@ -435,6 +435,36 @@ fn inspect_tells_a_valid_task_from_an_invalid_one() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("valid sandpool task: no"));
 }
 
+/// The exit codes docs/abi.md documents for a module that is not a task:
+/// `inspect` reports it (1), `run` refuses it before any input (2), and a
+/// file that is not WebAssembly at all is 2 for both.
+#[test]
+fn inspect_and_run_exit_codes_for_a_module_that_is_not_a_task_are_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let wat = dir.path().join("bare.wat");
+    std::fs::write(&wat, r#"(module (memory (export "memory") 1))"#).unwrap();
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, "not wasm").unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs).unwrap();
+    std::fs::write(inputs.join("a.txt"), "a").unwrap();
+    let code = |args: &[&std::ffi::OsStr]| sandpool().args(args).output().unwrap().status.code();
+    assert_eq!(code(&["inspect".as_ref(), wat.as_os_str()]), Some(1));
+    assert_eq!(code(&["inspect".as_ref(), junk.as_os_str()]), Some(2));
+    let out = dir.path().join("out");
+    for module in [&wat, &junk] {
+        let run = [
+            "run".as_ref(),
+            module.as_os_str(),
+            inputs.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+        ];
+        assert_eq!(code(&run), Some(2), "{}", module.display());
+    }
+    assert!(!out.join("a.txt.json").exists() && !out.join("a.txt.error.json").exists());
+}
+
 #[test]
 fn help_reads_like_a_manual() {
     let out = sandpool().args(["run", "--help"]).output().unwrap();

@@ -122,9 +122,16 @@ fn each_output_kind_is_written_under_its_mirrored_name() {
     assert_complete(&out.join("pages/c.pdf.files"), 3, 10);
     // A refused output is the host's decode failure, named as such.
     for (name, says) in [("e.txt", "reserved"), ("f.txt", "tar.gz")] {
-        let record: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join(format!("{name}.error.json"))).unwrap())
-                .unwrap();
+        let bytes = std::fs::read(out.join(format!("{name}.error.json"))).unwrap();
+        assert!(
+            bytes.ends_with(b"}\n"),
+            "a record ends with a newline, as a result does"
+        );
+        let record: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            (&record["input"], &record["id"]),
+            (&name.into(), &name.into())
+        );
         assert_eq!(record["error"], "decode", "{record}");
         assert!(
             record["message"].as_str().unwrap().contains(says),
@@ -306,8 +313,24 @@ fn killed_at_any_moment_a_run_leaves_only_whole_multi_file_outputs() {
     assert_eq!(files(&out).len(), 200 * n, "no temporaries left");
 }
 
+/// Files under `dir` now, while a run renames folders in it (what vanishes
+/// mid-count is skipped).
 fn files_count(dir: &Path) -> usize {
-    if dir.is_dir() { files(dir).len() } else { 0 }
+    let mut count = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        let Ok(listing) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for e in listing.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => pending.push(e.path()),
+                Ok(_) => count += 1,
+                Err(_) => {}
+            }
+        }
+    }
+    count
 }
 
 #[test]
@@ -373,4 +396,39 @@ fn a_guest_refusing_its_input_is_not_a_host_decode_failure() {
         );
         assert_eq!(record["index"], 0, "{record}");
     }
+}
+
+/// A guest written from docs/abi.md alone, in WAT: its output is tag 0 and
+/// the documented raw-bytes encoding `FF 01 len ext len data`, a constant
+/// (so it does not need the Rust SDK at all).
+#[test]
+fn a_guest_without_the_sdk_writes_raw_bytes_by_the_documented_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inputs, out) = (dir.path().join("in"), dir.path().join("out"));
+    write(&inputs.join("a.txt"), "anything");
+    let wat = dir.path().join("raw.wat");
+    std::fs::write(
+        &wat,
+        r#"(module
+  (memory (export "memory") 1)
+  ;; tag 0, FF 01, ext "csv", data "a,b\n"
+  (data (i32.const 16) "\00\ff\01\03csv\04a,b\0a")
+  (func (export "sandpool_abi_version") (result i32) (i32.const 1))
+  (func (export "sandpool_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "sandpool_run") (param i32 i32) (result i64)
+    (i64.or (i64.shl (i64.const 16) (i64.const 32)) (i64.const 12))))"#,
+    )
+    .unwrap();
+    let result = sandpool()
+        .arg("run")
+        .arg(&wat)
+        .arg(&inputs)
+        .arg("-o")
+        .arg(&out)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    assert_eq!(result.status.code(), Some(0), "{}", stderr(&result));
+    assert_eq!(files(&out), ["a.txt.csv"]);
+    assert_eq!(std::fs::read(out.join("a.txt.csv")).unwrap(), b"a,b\n");
 }

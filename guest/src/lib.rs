@@ -76,7 +76,8 @@ impl FileInput {
 /// A value that crosses the boundary as a JSON document (a string).
 ///
 /// `sandpool run` writes each task's output to `{id}.json`, so a task used
-/// from the command line returns `Json<T>`. On the host, `Json<T>` decodes
+/// from the command line returns `Json<T>` (or [`output::Output`] to write
+/// raw bytes or several files instead). On the host, `Json<T>` decodes
 /// the same bytes back into `T`, or `Json<serde_json::Value>` into any JSON.
 ///
 /// ```

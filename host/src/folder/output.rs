@@ -266,6 +266,12 @@ fn rename_into_place(out: &OutDir, tmp_name: &str, name: &str) -> std::io::Resul
         return Ok(());
     }
     let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EINVAL) {
+        // A file system without renameat2's flags (some network and FUSE
+        // ones): move the old output aside first. Between the two renames
+        // neither exists, which resume reads as not done: never as half.
+        return rename_aside(out, tmp_name, name);
+    }
     if e.kind() != std::io::ErrorKind::AlreadyExists {
         return Err(e);
     }
@@ -286,6 +292,27 @@ fn rename_into_place(out: &OutDir, tmp_name: &str, name: &str) -> std::io::Resul
     // output named like a folder) is removed as a file.
     if out.remove_any(tmp_name, true).is_err() {
         let _ = unlink(out.fd(), &from);
+    }
+    Ok(())
+}
+
+/// [`rename_into_place`] with plain renames.
+fn rename_aside(out: &OutDir, tmp_name: &str, name: &str) -> std::io::Result<()> {
+    let old_name = format!("{tmp_name}-old");
+    let (from, to, old) = (cstr(tmp_name)?, cstr(name)?, cstr(&old_name)?);
+    // SAFETY: valid descriptors and NUL-terminated names; results are checked.
+    if unsafe { libc::renameat(out.fd(), to.as_ptr(), out.fd(), old.as_ptr()) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(e);
+        }
+    }
+    // SAFETY: as above.
+    if unsafe { libc::renameat(out.fd(), from.as_ptr(), out.fd(), to.as_ptr()) } != 0 {
+        return last_error();
+    }
+    if out.remove_any(&old_name, true).is_err() {
+        let _ = out.remove(&old_name);
     }
     Ok(())
 }
