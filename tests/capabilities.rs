@@ -499,6 +499,10 @@ fn sandpool_run_sqlite_grants_a_read_only_sql_capability_at_both_levels() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("`sql.query`"), "{stderr}");
+    // `sandpool inspect` lists what the module declares.
+    let output = sandpool_cli(&["inspect".as_ref(), wasm.as_os_str()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("capabilities:\n  sql.query\n"), "{stdout}");
     // A writable database is refused at the flag.
     let output = sandpool_cli(&[
         "run".as_ref(),

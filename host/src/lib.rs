@@ -55,7 +55,8 @@
 //!   (`wasi_types.rs`, `errno.rs`) and a granted directory (`grant/`, [`DirAccess`]).
 //! - Process isolation ([`Isolation::Process`], `exec/process/`): supervised `sandpool worker`
 //!   subprocesses, a pipe round trip per request frame of one or more tasks
-//!   ([`process`]: supervisor, calls to a worker, worker child, worker, frames, wire messages,
+//!   ([`process`]: supervisor, calls to a worker, forwarded capability calls
+//!   (`forward.rs`), worker child, worker, frames, wire messages,
 //!   precompiled-module hand-over, test faults).
 //! - `capability/`: host capabilities, typed host functions a task may call
 //!   ([`PoolBuilder::capability`], [`Capabilities`]): the registry (`mod.rs`),

@@ -14,8 +14,7 @@ use super::child::WorkerProc;
 use super::frame::{self, FrameError, write_frame};
 use super::supervisor::{Slot, Supervisor};
 use super::wire::{
-    CallReply, CallRequest, FromWorker, MAX_BATCH, MAX_INPUT, REQUEST_OVERHEAD, Request,
-    max_response,
+    CallRequest, FromWorker, MAX_BATCH, MAX_INPUT, REQUEST_OVERHEAD, Request, max_response,
 };
 use crate::error::{Error, TaskRef};
 use crate::exec::dispatch::{AbortGuard, BatchSink, Job, JobState};
@@ -30,7 +29,7 @@ enum Answer {
 }
 
 /// How a call to a worker failed.
-enum Failure {
+pub(super) enum Failure {
     /// The request never fully reached the worker (it was already gone): safe to retry.
     NotDelivered(String),
     /// The worker was lost with the task in flight.
@@ -52,7 +51,7 @@ pub(crate) struct TaskInput<'a> {
 }
 
 impl TaskInput<'_> {
-    fn abort_requested(&self) -> bool {
+    pub(super) fn abort_requested(&self) -> bool {
         self.state.is_some_and(JobState::abort_requested)
     }
 }
@@ -441,61 +440,13 @@ impl Supervisor {
         id: u64,
         deadline: Option<Instant>,
     ) -> Result<RawOutcome, Failure> {
+        let mut used = super::forward::CallsUsed::default();
         loop {
             match self.read_answer(proc, job, id, deadline)? {
                 Answer::Outcome(outcome) => return Ok(outcome),
-                Answer::Call(call) => self.answer_call(proc, job, id, call)?,
+                Answer::Call(call) => self.answer_call(proc, job, id, call, &mut used)?,
             }
         }
-    }
-
-    /// Answers a capability call of the task `job` (request `id`) that the
-    /// worker forwarded: the pool's handler runs here, in this process, and
-    /// its answer (or why it failed) goes back to the worker. The worker
-    /// has already counted the call against the task's caps; the handler
-    /// gets only a request that decodes as its type, so nothing a worker
-    /// sends can reach the session but a well-formed request.
-    fn answer_call(
-        &self,
-        proc: &mut WorkerProc,
-        job: TaskInput<'_>,
-        id: u64,
-        call: CallRequest,
-    ) -> Result<(), Failure> {
-        if call.id != id {
-            let pid = proc.pid;
-            proc.reap(true);
-            return Err(Failure::Lost(format!(
-                "worker process {pid} made a call for request {} while running {id}; killed it",
-                call.id
-            )));
-        }
-        // The task's time left, as the worker counts it, never more than its whole deadline.
-        let remaining = match (call.remaining, job.limits.timeout) {
-            (Some(r), Some(t)) => Some(r.min(t)),
-            (r, t) => r.or(t),
-        };
-        let deadline = remaining.map(|r| Instant::now() + r);
-        let result = match &self.options.capabilities {
-            Some(session) => session.call(&call.name, call.request.into_vec(), deadline, &|| {
-                job.abort_requested()
-            }),
-            None => Err("this pool grants no capabilities (PoolBuilder::capability)".into()),
-        };
-        let reply = CallReply {
-            id,
-            result: result.map(ByteBuf::from),
-        };
-        let sent = frame::encode(&reply, &mut proc.buf).and_then(|()| match proc.stdin.as_mut() {
-            Some(stdin) => write_frame(stdin, &proc.buf, deadline.map(|d| d + self.options.grace)),
-            None => Err(FrameError::Eof),
-        });
-        sent.map_err(|e| {
-            Failure::Lost(format!(
-                "{} (answering its capability call failed: {e})",
-                proc.describe(false)
-            ))
-        })
     }
 
     /// Reads the worker's next frame about request `id`: the task's outcome, or a call it makes.

@@ -50,6 +50,7 @@
 mod calls;
 mod child;
 mod faults;
+mod forward;
 pub(crate) mod frame;
 mod handoff;
 mod supervisor;

@@ -203,6 +203,15 @@ mod tests {
                 size: 10,
                 limit: 4,
             },
+            Error::Capability {
+                task: here.clone(),
+                capability: "db.lookup".into(),
+                reason: "the handler failed: gone".into(),
+            },
+            Error::CapabilityDenied {
+                module: "m".into(),
+                capability: "db.lookup".into(),
+            },
             Error::Config("fuel".into()),
             Error::AbiMismatch {
                 module: "m".into(),
@@ -253,13 +262,42 @@ mod tests {
     }
 
     #[test]
+    fn capability_calls_and_replies_round_trip() {
+        let call = FromWorker::Call(CallRequest {
+            id: 7,
+            name: "db.lookup".into(),
+            request: ByteBuf::from(vec![1, 2, 3]),
+            remaining: Some(Duration::from_millis(250)),
+        });
+        match round_trip(&call) {
+            FromWorker::Call(c) => {
+                assert_eq!((c.id, c.name.as_str()), (7, "db.lookup"));
+                assert_eq!(c.request.as_slice(), [1, 2, 3]);
+                assert_eq!(c.remaining, Some(Duration::from_millis(250)));
+            }
+            other => panic!("{other:?}"),
+        }
+        let reply = round_trip(&CallReply {
+            id: 7,
+            result: Err("refused".into()),
+        });
+        assert_eq!(
+            (reply.id, reply.result.unwrap_err().as_str()),
+            (7, "refused")
+        );
+    }
+
+    #[test]
     fn limits_and_logs_round_trip() {
         let l = Limits::default()
             .timeout(Duration::from_millis(3))
             .fuel(5)
             .memory(6)
             .max_output(7)
-            .max_log(8);
+            .max_log(8)
+            .max_calls(9)
+            .max_call_request(10)
+            .max_call_response(11);
         assert_eq!(round_trip(&l), l);
         let logs = TaskLogs {
             stdout: CapturedStream {

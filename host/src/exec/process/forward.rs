@@ -1,0 +1,89 @@
+//! Capability calls a worker forwards while it runs a task: the supervisor
+//! answers each with the pool's one session, in this process (`capability/`),
+//! counting the task's calls against its caps a second time.
+
+use std::time::Instant;
+
+use serde_bytes::ByteBuf;
+
+use super::calls::{Failure, TaskInput};
+use super::child::WorkerProc;
+use super::frame::{self, FrameError, write_frame};
+use super::supervisor::Supervisor;
+use super::wire::{CallReply, CallRequest};
+
+/// The capability calls a task has made, as the supervisor counts them.
+#[derive(Default)]
+pub(super) struct CallsUsed {
+    calls: u32,
+    request_bytes: u64,
+}
+
+impl Supervisor {
+    /// Answers a capability call of the task `job` (request `id`) that the
+    /// worker forwarded: the pool's handler runs here, in this process, and
+    /// its answer (or why it failed) goes back to the worker. The worker
+    /// has already counted the call against the task's caps; the handler
+    /// gets only a request that decodes as its type, so nothing a worker
+    /// sends can reach the session but a well-formed request, and the
+    /// supervisor counts the calls and request bytes against the caps too.
+    pub(super) fn answer_call(
+        &self,
+        proc: &mut WorkerProc,
+        job: TaskInput<'_>,
+        id: u64,
+        call: CallRequest,
+        used: &mut CallsUsed,
+    ) -> Result<(), Failure> {
+        if call.id != id {
+            let pid = proc.pid;
+            proc.reap(true);
+            return Err(Failure::Lost(format!(
+                "worker process {pid} made a call for request {} while running {id}; killed it",
+                call.id
+            )));
+        }
+        // The task's time left, as the worker counts it, never more than its whole deadline.
+        let remaining = match (call.remaining, job.limits.timeout) {
+            (Some(r), Some(t)) => Some(r.min(t)),
+            (r, t) => r.or(t),
+        };
+        let deadline = remaining.map(|r| Instant::now() + r);
+        // The worker counts the task's calls against its caps; count again
+        // here, so even a subverted worker cannot get past them.
+        used.calls = used.calls.saturating_add(1);
+        used.request_bytes = used.request_bytes.saturating_add(call.request.len() as u64);
+        let over = if used.calls > job.limits.max_calls {
+            Some("the task made more calls than Limits::max_calls (counted by the pool)")
+        } else if used.request_bytes > job.limits.max_call_request {
+            Some("the task's requests are over Limits::max_call_request (counted by the pool)")
+        } else {
+            None
+        };
+        let result = match (over, &self.options.capabilities) {
+            (Some(why), _) => Err(why.to_string()),
+            (None, Some(session)) => {
+                session.call(&call.name, call.request.into_vec(), deadline, &|| {
+                    job.abort_requested()
+                })
+            }
+            (None, None) => {
+                Err("this pool grants no capabilities (PoolBuilder::capability)".into())
+            }
+        };
+        let reply = CallReply {
+            id,
+            result: result.map(ByteBuf::from),
+        };
+        let sent = frame::encode(&reply, &mut proc.buf).and_then(|()| match proc.stdin.as_mut() {
+            Some(stdin) => write_frame(stdin, &proc.buf, deadline.map(|d| d + self.options.grace)),
+            None => Err(FrameError::Eof),
+        });
+        sent.map_err(|e| {
+            Failure::Lost(format!(
+                "{} (answering its capability call failed: {e})",
+                proc.describe(false)
+            ))
+        })
+    }
+}
