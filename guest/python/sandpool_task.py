@@ -25,7 +25,8 @@ import traceback
 from typing import Any, Callable, NamedTuple
 
 __all__ = [
-    "Reader", "Writer", "FileInput", "file_input", "json_value", "u64", "text", "task",
+    "Reader", "Writer", "FileInput", "file_input", "json_value", "u64", "text", "encode_text",
+    "encode_u64", "task",
 ]
 
 
@@ -144,6 +145,11 @@ def json_value(value: Any) -> bytes:
     """Encodes an output for the host's `Json<T>`: a string holding compact JSON."""
     doc = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return bytes(Writer().str(doc).out)
+
+
+def encode_text(value: str) -> bytes:
+    """Encodes a `String` output."""
+    return bytes(Writer().str(value).out)
 
 
 def encode_u64(value: int) -> bytes:

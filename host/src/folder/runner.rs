@@ -13,7 +13,7 @@ use crate::exec::dispatch::{Backend, Job};
 use crate::exec::process::ProcessBackend;
 use crate::limits::Limits;
 use crate::runtime::instance::{RawOutcome, TaskLogs};
-use crate::runtime::module::CompiledModule;
+use crate::runtime::compiled::Compiled;
 use crate::sandbox::grant::{GrantOptions, GrantRoot};
 use crate::task::Task;
 
@@ -21,7 +21,7 @@ use crate::task::Task;
 pub(crate) enum SharedRunner {
     /// Fresh instances of this module, in this process.
     Instance {
-        module: Arc<CompiledModule>,
+        module: Compiled,
         grant: Option<Arc<GrantRoot>>,
     },
     /// One worker subprocess per thread.
@@ -61,7 +61,7 @@ impl SharedRunner {
         if limits.memory == 0 {
             return Err(Error::Config("the memory limit must be above 0".into()));
         }
-        let module = task.module.compiled(limits.fuel.is_some())?;
+        let module = task.module.compiled_task(limits.fuel.is_some())?;
         match isolation {
             Isolation::Instance => {
                 let grant = match grant {

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_bytes::ByteBuf;
-use wasmtime::Module;
 
 use super::faults::Faults;
 use super::frame::{self, FrameError, FrameReader, write_frame};
@@ -28,8 +27,7 @@ use super::wire::{
     Request, Response, VERSION,
 };
 use crate::error::{Error, TaskRef};
-use crate::runtime::engine;
-use crate::runtime::module::CompiledModule;
+use crate::runtime::compiled::Compiled;
 
 /// Why the worker stopped early.
 struct Fatal {
@@ -91,7 +89,7 @@ fn handshake<R: Read + AsFd, W: Write + AsFd>(
     input: &mut FrameReader<R>,
     output: &mut W,
     faults: &Faults,
-) -> Result<CompiledModule, Fatal> {
+) -> Result<Compiled, Fatal> {
     let mut buf = Vec::new();
     let mut refuse = |output: &mut W, message: String| {
         let _ = send(output, &Handshake::Refused(message.clone()), &mut buf);
@@ -142,12 +140,11 @@ fn handshake<R: Read + AsFd, W: Write + AsFd>(
 }
 
 /// Loads the module: the precompiled one when it checks out, else compiled from wasm.
-fn load(hello: &Hello) -> Result<(CompiledModule, ReadyInfo), String> {
+fn load(hello: &Hello) -> Result<(Compiled, ReadyInfo), String> {
     let started = Instant::now();
-    let engine = engine::engine(hello.fuel).map_err(|e| e.to_string())?;
     let mut fallback = None;
     if let Some(pre) = &hello.precompiled {
-        match load_precompiled(&engine, pre, hello) {
+        match load_precompiled(pre, hello) {
             Ok(module) => {
                 let info = ReadyInfo {
                     pid: std::process::id(),
@@ -162,7 +159,7 @@ fn load(hello: &Hello) -> Result<(CompiledModule, ReadyInfo), String> {
     }
     let wasm = handoff::read_wasm(&hello.wasm)?;
     let module =
-        CompiledModule::compile(&hello.name, &wasm, hello.fuel).map_err(|e| e.to_string())?;
+        Compiled::compile(&hello.name, &wasm, hello.fuel).map_err(|e| e.to_string())?;
     let info = ReadyInfo {
         pid: std::process::id(),
         precompiled: false,
@@ -173,31 +170,28 @@ fn load(hello: &Hello) -> Result<(CompiledModule, ReadyInfo), String> {
 }
 
 fn load_precompiled(
-    engine: &wasmtime::Engine,
     pre: &super::wire::FileRef,
     hello: &Hello,
-) -> Result<CompiledModule, String> {
+) -> Result<Compiled, String> {
     let bytes = handoff::read_checked(pre)?;
     let payload = handoff::verify_precompiled(&bytes, hello.fuel, &pre.sha256)?;
     // SAFETY: wasmtime requires deserialized bytes to come from `Module::serialize`
-    // and to be unmodified. The header says this sandpool version wrote them for
+    // (`Component::serialize`: `Compiled::serialize`) and to be unmodified. The header says this sandpool version wrote them for
     // this engine (fuel flag), the handshake proved the supervisor is this same
     // version, and their SHA-256 matches the hash that supervisor sent over this
     // process's private stdin pipe: they are exactly the bytes it serialized.
     // Engine compatibility itself is checked by `deserialize`.
-    let module = unsafe { Module::deserialize(engine, payload) }.map_err(|e| format!("{e:#}"))?;
-    CompiledModule::from_module(&hello.name, engine.clone(), module, hello.fuel)
-        .map_err(|e| e.to_string())
+    unsafe { Compiled::deserialize(&hello.name, payload, hello.fuel) }
 }
 
 /// Serves requests until stdin closes.
 fn serve<R: Read + AsFd, W: Write + AsFd>(
     input: &mut FrameReader<R>,
     output: &mut W,
-    module: &CompiledModule,
+    module: &Compiled,
     faults: &Faults,
 ) -> Result<(), Fatal> {
-    let name: Arc<str> = Arc::clone(&module.name);
+    let name: Arc<str> = Arc::clone(module.name());
     let mut buf = Vec::new();
     loop {
         let batch = input
@@ -271,8 +265,8 @@ mod tests {
             (i64.or (i64.shl (i64.const 1023) (i64.const 32))
                     (i64.extend_i32_u (i32.add (local.get $len) (i32.const 1))))))"#;
 
-    fn echo() -> CompiledModule {
-        CompiledModule::compile("echo", ECHO_WAT.as_bytes(), false).unwrap()
+    fn echo() -> Compiled {
+        Compiled::compile("echo", ECHO_WAT.as_bytes(), false).unwrap()
     }
 
     fn request(id: u64, input: &[u8]) -> Vec<u8> {
