@@ -303,7 +303,7 @@ impl LoadLimits {
                 )));
             }
         }
-        let world = crate::component::world::read(bytes).map_err(|e| refuse(e))?;
+        let world = crate::component::world::read(bytes).map_err(refuse)?;
         if let Some(import) = world
             .imports
             .iter()

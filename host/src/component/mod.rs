@@ -301,3 +301,53 @@ fn classify(
     }
     Error::Trap { task, message }
 }
+
+/// Where the time of one fresh-instance task goes (for the benchmarks).
+#[cfg(feature = "bench-hooks")]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Phases {
+    /// `Store` and WASI context created, limits set.
+    pub store: Duration,
+    /// `InstancePre::instantiate`: pooling slots, memory images, start functions.
+    pub instantiate: Duration,
+    /// Looking up and calling `run`, input and output copied.
+    pub call: Duration,
+    /// Dropping the store: slots returned to the pool, memories reset.
+    pub drop: Duration,
+}
+
+#[cfg(feature = "bench-hooks")]
+impl CompiledComponent {
+    /// [`run_task`](Self::run_task), timed phase by phase.
+    pub fn run_phases(
+        &self,
+        limits: &Limits,
+        task: &TaskRef,
+        input: &[u8],
+    ) -> (Result<Vec<u8>, Error>, Phases) {
+        let mut phases = Phases::default();
+        let t = Instant::now();
+        let mut store = match self.new_store(limits) {
+            Ok(store) => store,
+            Err(e) => return (Err(e), phases),
+        };
+        phases.store = t.elapsed();
+        let t = Instant::now();
+        let instance = match self.pre.instantiate(&mut store) {
+            Ok(instance) => instance,
+            Err(e) => return (Err(classify(&mut store, limits, task, e)), phases),
+        };
+        phases.instantiate = t.elapsed();
+        let t = Instant::now();
+        let result = instance
+            .get_typed_func::<(Vec<u8>,), (Result<Vec<u8>, String>,)>(&mut store, &self.run)
+            .and_then(|run| run.call(&mut store, (input.to_vec(),)))
+            .map_err(|e| classify(&mut store, limits, task, e))
+            .and_then(|(r,)| r.map_err(|m| guest_error(task, m)));
+        phases.call = t.elapsed();
+        let t = Instant::now();
+        drop(store);
+        phases.drop = t.elapsed();
+        (result, phases)
+    }
+}

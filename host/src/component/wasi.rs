@@ -163,6 +163,7 @@ impl Pollable for Capture {
     async fn ready(&mut self) {}
 }
 
+#[wasmtime_wasi::async_trait]
 impl OutputStream for Capture {
     fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
         Capture::write(self, &bytes);
