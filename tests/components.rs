@@ -19,30 +19,42 @@ fn cache() -> PathBuf {
     common::workspace().join("target/test-component-cache")
 }
 
+/// Loads through the cache, with no compile deadline: a first compile of
+/// a Python component on a busy 2-core machine can pass the default 60 s.
 fn load<In: serde::Serialize, Out: serde::de::DeserializeOwned>(path: &Path) -> Task<In, Out> {
-    Task::from_file_cached(path, cache()).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    let limits = sandpool::LoadLimits::default().no_compile_timeout();
+    Task::from_file_cached_with(path, cache(), limits)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Every file under inputs/, as the `FileInput`s `sandpool run` would send.
-fn bundled_inputs() -> Vec<FileInput> {
-    let root = common::workspace().join("inputs");
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    let mut pending = vec![root.clone()];
+    let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 pending.push(path);
             } else {
-                let name = path.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
-                found.push(FileInput {
-                    name,
-                    data: std::fs::read(&path).unwrap(),
-                });
+                found.push(path);
             }
         }
     }
-    found.sort_by(|a, b| a.name.cmp(&b.name));
+    found.sort();
+    found
+}
+
+/// Every file under inputs/, as the `FileInput`s `sandpool run` would send.
+fn bundled_inputs() -> Vec<FileInput> {
+    let root = common::workspace().join("inputs");
+    let found: Vec<FileInput> = files_under(&root)
+        .into_iter()
+        .map(|path| FileInput {
+            name: path.strip_prefix(&root).unwrap().to_string_lossy().into_owned(),
+            data: std::fs::read(&path).unwrap(),
+        })
+        .collect();
     assert!(found.len() >= 5, "the bundled inputs are there");
     found
 }
@@ -104,11 +116,10 @@ fn sandpool_run_writes_the_same_files_for_a_python_task_as_for_the_rust_one() {
     run(&common::guest("doc_stats"), &rust_out);
     run(&common::component("doc_stats_py"), &py_out);
     let mut compared = 0;
-    for entry in std::fs::read_dir(&rust_out).unwrap() {
-        let path = entry.unwrap().path();
+    for path in files_under(&rust_out) {
         if path.extension().is_some_and(|e| e == "json") {
             let want: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-            let other = py_out.join(path.file_name().unwrap());
+            let other = py_out.join(path.strip_prefix(&rust_out).unwrap());
             let got: serde_json::Value = serde_json::from_slice(&std::fs::read(&other).unwrap())
                 .unwrap_or_else(|e| panic!("{}: {e}", other.display()));
             assert_eq!(got, want, "{}", path.display());

@@ -333,6 +333,31 @@ impl<In: Serialize, Out: DeserializeOwned> Task<In, Out> {
         )
     }
 
+    /// Like [`from_file_cached`](Self::from_file_cached), under explicit
+    /// [`LoadLimits`]: e.g. a longer compile deadline for a large component
+    /// (a Python task compiles in seconds; under load, in tens of seconds).
+    ///
+    /// ```
+    /// let limits = sandpool::LoadLimits::default().no_compile_timeout();
+    /// let err = sandpool::Task::<u64, u64>::from_file_cached_with("/no/such.wasm", "/tmp/c", limits)
+    ///     .unwrap_err();
+    /// assert_eq!(err.kind(), sandpool::ErrorKind::Io);
+    /// ```
+    pub fn from_file_cached_with(
+        path: impl AsRef<Path>,
+        cache_dir: impl AsRef<Path>,
+        limits: LoadLimits,
+    ) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let wasm = read_module(path, &limits)?;
+        Self::load(
+            name_from_path(path),
+            wasm,
+            Some(cache_dir.as_ref().to_path_buf()),
+            limits,
+        )
+    }
+
     fn load(
         name: String,
         wasm: Vec<u8>,
