@@ -17,7 +17,10 @@ use sandpool::__bench::{ComponentRunner, DirectRunner, Phases};
 use sandpool::{FileInput, Limits, Task};
 
 fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn load() -> String {
@@ -54,7 +57,10 @@ fn time_each(rounds: usize, mut f: impl FnMut()) -> Figure {
 
 fn print(label: &str, f: &Figure, base: Option<Duration>) {
     let ratio = base.map_or(String::new(), |b| {
-        format!("  {:>7.1}x the Python component", f.median.as_secs_f64() / b.as_secs_f64())
+        format!(
+            "  {:>7.1}x the Python component",
+            f.median.as_secs_f64() / b.as_secs_f64()
+        )
     });
     println!(
         "{label:<44} median {:>10.1?}  p99 {:>10.1?}{ratio}  (load {})",
@@ -103,7 +109,12 @@ fn python_c(text: &str) {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("python3 runs");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     assert!(child.wait().unwrap().success());
 }
 

@@ -51,7 +51,11 @@ fn bundled_inputs() -> Vec<FileInput> {
     let found: Vec<FileInput> = files_under(&root)
         .into_iter()
         .map(|path| FileInput {
-            name: path.strip_prefix(&root).unwrap().to_string_lossy().into_owned(),
+            name: path
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
             data: std::fs::read(&path).unwrap(),
         })
         .collect();
@@ -77,7 +81,10 @@ fn python_and_javascript_doc_stats_match_the_rust_guest_on_the_bundled_inputs() 
     let rust = doc_stats_with(&common::guest("doc_stats"), Isolation::Instance, &inputs);
     // The Rust guest is the reference, and the inputs exercise it: Unicode
     // words, invalid UTF-8 (latin1.txt), several lines.
-    assert!(rust.iter().any(|s| s.top.iter().any(|(w, _)| !w.is_ascii())));
+    assert!(
+        rust.iter()
+            .any(|s| s.top.iter().any(|(w, _)| !w.is_ascii()))
+    );
     for name in ["doc_stats_py", "doc_stats_js"] {
         let got = doc_stats_with(&common::component(name), Isolation::Instance, &inputs);
         for ((input, want), got) in inputs.iter().zip(&rust).zip(&got) {
@@ -90,7 +97,11 @@ fn python_and_javascript_doc_stats_match_the_rust_guest_on_the_bundled_inputs() 
 fn a_component_runs_at_the_process_level_too() {
     let inputs = bundled_inputs();
     let rust = doc_stats_with(&common::guest("doc_stats"), Isolation::Instance, &inputs);
-    let got = doc_stats_with(&common::component("doc_stats_py"), Isolation::Process, &inputs);
+    let got = doc_stats_with(
+        &common::component("doc_stats_py"),
+        Isolation::Process,
+        &inputs,
+    );
     assert_eq!(got, rust);
 }
 
@@ -102,7 +113,12 @@ fn sandpool_run_writes_the_same_files_for_a_python_task_as_for_the_rust_one() {
         let result = std::process::Command::new(env!("CARGO_BIN_EXE_sandpool"))
             .env("SANDPOOL_CACHE_DIR", cache())
             .arg("run")
-            .args([task.as_os_str(), inputs.as_os_str(), "-o".as_ref(), out.as_os_str()])
+            .args([
+                task.as_os_str(),
+                inputs.as_os_str(),
+                "-o".as_ref(),
+                out.as_os_str(),
+            ])
             .output()
             .unwrap();
         assert_eq!(
@@ -118,7 +134,8 @@ fn sandpool_run_writes_the_same_files_for_a_python_task_as_for_the_rust_one() {
     let mut compared = 0;
     for path in files_under(&rust_out) {
         if path.extension().is_some_and(|e| e == "json") {
-            let want: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let want: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
             let other = py_out.join(path.strip_prefix(&rust_out).unwrap());
             let got: serde_json::Value = serde_json::from_slice(&std::fs::read(&other).unwrap())
                 .unwrap_or_else(|e| panic!("{}: {e}", other.display()));
@@ -138,21 +155,40 @@ fn a_component_task_has_the_same_limits_and_errors_as_a_module() {
     let limits = Limits::default()
         .timeout(Duration::from_millis(300))
         .memory(256 << 20);
-    let pool = Pool::builder(probe()).workers(2).limits(limits).build().unwrap();
+    let pool = Pool::builder(probe())
+        .workers(2)
+        .limits(limits)
+        .build()
+        .unwrap();
 
-    assert_eq!(pool.submit(&"echo:hi".into()).unwrap().wait().unwrap(), "hi");
+    assert_eq!(
+        pool.submit(&"echo:hi".into()).unwrap().wait().unwrap(),
+        "hi"
+    );
 
     let started = Instant::now();
     let err = pool.submit(&"spin".into()).unwrap().wait().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 
-    let err = pool.submit(&"alloc:1000000000".into()).unwrap().wait().unwrap_err();
+    let err = pool
+        .submit(&"alloc:1000000000".into())
+        .unwrap()
+        .wait()
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::MemoryLimit, "{err}");
 
     let err = pool.submit(&"raise".into()).unwrap().wait().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Guest, "{err}");
-    assert!(err.to_string().contains("ValueError: the probe was asked to fail"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("ValueError: the probe was asked to fail"),
+        "{err}"
+    );
 
     // Bytes that are not a String: the guest's helper says it cannot decode them.
     let bytes: Task<Vec<u8>, String> = probe().retype();
@@ -161,7 +197,10 @@ fn a_component_task_has_the_same_limits_and_errors_as_a_module() {
     assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
 
     // One failing task never stops the others.
-    assert_eq!(pool.submit(&"echo:after".into()).unwrap().wait().unwrap(), "after");
+    assert_eq!(
+        pool.submit(&"echo:after".into()).unwrap().wait().unwrap(),
+        "after"
+    );
 }
 
 #[test]
@@ -207,9 +246,22 @@ fn inspect_tells_a_component_from_a_module() {
     let report = sandpool::inspect_module("doc_stats_py", &py).unwrap();
     assert_eq!(report.kind, "component");
     assert!(report.problem.is_none(), "{:?}", report.problem);
-    assert!(report.exports.iter().any(|e| e.name == "run" && e.ty == "func"));
+    assert!(
+        report
+            .exports
+            .iter()
+            .any(|e| e.name == "run" && e.ty == "func")
+    );
     assert!(report.imports.iter().all(|i| i.name.starts_with("wasi:")));
-    assert!(report.imports.iter().any(|i| i.name.starts_with("wasi:cli/stdout")));
+    assert!(
+        report
+            .imports
+            .iter()
+            .any(|i| i.name.starts_with("wasi:cli/stdout"))
+    );
     let rust = std::fs::read(common::guest("doc_stats")).unwrap();
-    assert_eq!(sandpool::inspect_module("doc_stats", &rust).unwrap().kind, "module");
+    assert_eq!(
+        sandpool::inspect_module("doc_stats", &rust).unwrap().kind,
+        "module"
+    );
 }

@@ -272,7 +272,9 @@ impl ComponentRunner {
 
     /// Runs one task in a fresh instance; `input` and the output are encoded.
     pub fn run_fresh(&self, input: &[u8]) -> Result<Vec<u8>, Error> {
-        self.component.run_task(&self.limits, &self.task, input).result
+        self.component
+            .run_task(&self.limits, &self.task, input)
+            .result
     }
 
     /// [`run_fresh`](Self::run_fresh), timed phase by phase.

@@ -140,9 +140,16 @@ fn inspect_component(name: &str, wasm: &[u8]) -> Result<ModuleReport, Error> {
     let run = crate::component::EXPORT_RUN;
     let problem = match crate::LoadLimits::default().check(name, wasm) {
         Err(e) => Some(e.to_string()),
-        Ok(()) if !world.exports.iter().any(|e| e.name == run && e.kind == "func") => Some(
-            format!("the component does not export the function `{run}` (wit/task.wit)"),
-        ),
+        Ok(())
+            if !world
+                .exports
+                .iter()
+                .any(|e| e.name == run && e.kind == "func") =>
+        {
+            Some(format!(
+                "the component does not export the function `{run}` (wit/task.wit)"
+            ))
+        }
         Ok(()) => None,
     };
     Ok(ModuleReport {

@@ -117,13 +117,13 @@ impl CompileJob {
     /// A component through the cache (`component/`).
     fn run_component(&self, dir: &Path) -> Result<Compiled, Error> {
         let engine = crate::runtime::engine::component_engine(self.fuel)?;
-        let (component, source) =
-            crate::cache::load_or_compile_component(dir, &engine, &self.wasm, self.fuel).map_err(
-                |e| Error::InvalidModule {
-                    module: self.name.to_string(),
-                    reason: format!("{e:#}"),
-                },
-            )?;
+        let (component, source) = crate::cache::load_or_compile_component(
+            dir, &engine, &self.wasm, self.fuel,
+        )
+        .map_err(|e| Error::InvalidModule {
+            module: self.name.to_string(),
+            reason: format!("{e:#}"),
+        })?;
         if source == crate::cache::Source::Cache {
             self.from_cache
                 .store(true, std::sync::atomic::Ordering::Relaxed);

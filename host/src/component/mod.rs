@@ -294,7 +294,12 @@ fn classify(
         None => format!("{err:#}"),
     };
     if let Some(backtrace) = err.downcast_ref::<wasmtime::WasmBacktrace>() {
-        for line in backtrace.to_string().lines().filter(|l| !l.trim().is_empty()).take(12) {
+        for line in backtrace
+            .to_string()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .take(12)
+        {
             message.push('\n');
             message.push_str(line);
         }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::exec::dispatch::{Backend, Job};
-use crate::runtime::instance::RawOutcome;
 use crate::runtime::compiled::Compiled;
+use crate::runtime::instance::RawOutcome;
 use crate::sandbox::grant::GrantRoot;
 
 /// Runs tasks in fresh instances of a compiled module, in this process.

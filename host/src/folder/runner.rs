@@ -12,8 +12,8 @@ use crate::exec::builder::Isolation;
 use crate::exec::dispatch::{Backend, Job};
 use crate::exec::process::ProcessBackend;
 use crate::limits::Limits;
-use crate::runtime::instance::{RawOutcome, TaskLogs};
 use crate::runtime::compiled::Compiled;
+use crate::runtime::instance::{RawOutcome, TaskLogs};
 use crate::sandbox::grant::{GrantOptions, GrantRoot};
 use crate::task::Task;
 

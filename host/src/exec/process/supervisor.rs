@@ -26,8 +26,8 @@ use super::wire::{Greeting, Handshake, Hello, MAGIC, MAX_HANDSHAKE, PROTOCOL, Re
 use super::{ProcessOptions, ProcessStats, WorkerStart};
 use crate::error::Error;
 use crate::exec::dispatch::{Backend, BatchSink, Job};
-use crate::runtime::instance::RawOutcome;
 use crate::runtime::compiled::Compiled;
+use crate::runtime::instance::RawOutcome;
 use crate::sync::lock;
 
 /// Pause after the first failed start-up; doubles per failure in a row, up to [`MAX_BACKOFF`].

@@ -158,8 +158,7 @@ fn load(hello: &Hello) -> Result<(Compiled, ReadyInfo), String> {
         }
     }
     let wasm = handoff::read_wasm(&hello.wasm)?;
-    let module =
-        Compiled::compile(&hello.name, &wasm, hello.fuel).map_err(|e| e.to_string())?;
+    let module = Compiled::compile(&hello.name, &wasm, hello.fuel).map_err(|e| e.to_string())?;
     let info = ReadyInfo {
         pid: std::process::id(),
         precompiled: false,
@@ -169,10 +168,7 @@ fn load(hello: &Hello) -> Result<(Compiled, ReadyInfo), String> {
     Ok((module, info))
 }
 
-fn load_precompiled(
-    pre: &super::wire::FileRef,
-    hello: &Hello,
-) -> Result<Compiled, String> {
+fn load_precompiled(pre: &super::wire::FileRef, hello: &Hello) -> Result<Compiled, String> {
     let bytes = handoff::read_checked(pre)?;
     let payload = handoff::verify_precompiled(&bytes, hello.fuel, &pre.sha256)?;
     // SAFETY: wasmtime requires deserialized bytes to come from `Module::serialize`
