@@ -9,6 +9,8 @@
 //! Needs the guests (scripts/build-guests.sh, scripts/build-components.sh)
 //! and python3. `SANDPOOL_BENCH_QUICK=1`: fewer rounds (a smoke run).
 
+#![allow(clippy::unwrap_used)] // a benchmark fails loudly on a broken setup
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};

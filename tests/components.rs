@@ -265,3 +265,37 @@ fn inspect_tells_a_component_from_a_module() {
         "module"
     );
 }
+
+#[test]
+fn bad_input_to_a_javascript_task_is_a_decode_error_naming_the_problem() {
+    let task: Task<Vec<u8>, String> = load(&common::component("doc_stats_js"));
+    let pool = Pool::builder(task).build().unwrap();
+    // A FileInput's name claims 200 bytes; 2 follow.
+    let err = pool
+        .submit(&vec![200, b'a', b'b'])
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+    assert!(err.to_string().contains("input ends at byte"), "{err}");
+}
+
+#[test]
+fn a_component_importing_anything_but_wasi_is_refused_before_compiling() {
+    let wasm = wat::parse_str(r#"(component (import "env:host/secrets" (instance)))"#).unwrap();
+    let err = Task::<u64, u64>::from_bytes("secrets", wasm).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidModule, "{err}");
+    assert!(err.to_string().contains("env:host/secrets"), "{err}");
+    assert!(
+        err.to_string().contains("checked before compiling"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_component_without_the_run_export_is_refused_at_load() {
+    let wasm = wat::parse_str("(component)").unwrap();
+    let err = Task::<u64, u64>::from_bytes("empty", wasm).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidModule, "{err}");
+    assert!(err.to_string().contains("does not export `run`"), "{err}");
+}

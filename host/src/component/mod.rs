@@ -137,7 +137,7 @@ impl CompiledComponent {
             .instantiate(&mut store)
             .map_err(|e| invalid(&self.name, format!("cannot instantiate: {e:#}")))?;
         instance
-            .get_typed_func::<(Vec<u8>,), (Result<Vec<u8>, String>,)>(&mut store, &self.run)
+            .get_typed_func::<(Vec<u8>,), (Result<Vec<u8>, String>,)>(&mut store, self.run)
             .map_err(|e| {
                 invalid(
                     &self.name,
@@ -211,7 +211,7 @@ impl CompiledComponent {
             .instantiate(&mut *store)
             .map_err(|e| classify(store, limits, task, e.context("cannot instantiate")))?;
         let run: RunFunc = instance
-            .get_typed_func(&mut *store, &self.run)
+            .get_typed_func(&mut *store, self.run)
             .map_err(|e| classify(store, limits, task, e))?;
         let (result,) = run
             .call(&mut *store, (input.to_vec(),))
@@ -345,7 +345,7 @@ impl CompiledComponent {
         phases.instantiate = t.elapsed();
         let t = Instant::now();
         let result = instance
-            .get_typed_func::<(Vec<u8>,), (Result<Vec<u8>, String>,)>(&mut store, &self.run)
+            .get_typed_func::<(Vec<u8>,), (Result<Vec<u8>, String>,)>(&mut store, self.run)
             .and_then(|run| run.call(&mut store, (input.to_vec(),)))
             .map_err(|e| classify(&mut store, limits, task, e))
             .and_then(|(r,)| r.map_err(|m| guest_error(task, m)));
