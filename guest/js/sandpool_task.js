@@ -46,11 +46,12 @@ export class Reader {
   bytesValue() {
     return this.take(this.u64());
   }
+  // A length-prefixed UTF-8 string.
   str() {
+    const bytes = this.bytesValue();
     try {
-      return new TextDecoder("utf-8", { fatal: true }).decode(this.bytesValue());
-    } catch (e) {
-      if (e instanceof InputError) throw e;
+      return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    } catch {
       throw new InputError("a string is not valid UTF-8");
     }
   }
