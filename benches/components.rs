@@ -60,7 +60,7 @@ fn time_each(rounds: usize, mut f: impl FnMut()) -> Figure {
 fn print(label: &str, f: &Figure, base: Option<Duration>) {
     let ratio = base.map_or(String::new(), |b| {
         format!(
-            "  {:>7.1}x the Python component",
+            "  {:>8.3}x the Python component",
             f.median.as_secs_f64() / b.as_secs_f64()
         )
     });
