@@ -16,6 +16,19 @@ mkdir -p "$tools" "$out"
 PY_VERSION=0.25.1
 JS_VERSION=0.23.0
 
+# python3 with venv, and node with npm: from Debian when missing.
+need_apt=()
+command -v python3 >/dev/null && python3 -c "import ensurepip, venv" 2>/dev/null \
+    || need_apt+=(python3 python3-venv)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
+if ((${#need_apt[@]})); then
+    echo "build-components: installing ${need_apt[*]} (Debian packages)" >&2
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -q >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need_apt[@]}" >&2
+fi
+
 venv="$tools/venv"
 if ! "$venv/bin/componentize-py" --version 2>/dev/null | grep -q "$PY_VERSION"; then
     echo "build-components: installing componentize-py $PY_VERSION (PyPI) into $venv" >&2
