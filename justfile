@@ -9,6 +9,11 @@ default:
 guests:
     scripts/build-guests.sh
 
+# Build the Python and JavaScript component guests (installs componentize-py
+# and componentize-js under target/guest/tools on first use).
+components:
+    scripts/build-components.sh
+
 # Run the bundled example: document statistics over inputs/ into output/.
 demo:
     scripts/demo.sh

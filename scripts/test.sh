@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build-guests.sh >&2
+scripts/build-components.sh >&2
 cargo test --release --workspace "$@"

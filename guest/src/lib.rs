@@ -40,8 +40,8 @@ use std::fmt::Display;
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de::DeserializeOwned};
 
 pub mod abi;
-pub mod output;
 pub mod call;
+pub mod output;
 pub use call::{CallError, call}; // host capabilities (issue 12)
 #[cfg(feature = "workloads")]
 pub mod workloads;

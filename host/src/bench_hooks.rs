@@ -222,3 +222,63 @@ impl ReusedInstance {
         )
     }
 }
+
+pub use crate::component::Phases;
+
+/// Runs tasks of one component (Python, JavaScript) on the calling thread, with no pool.
+///
+/// ```no_run
+/// # let task: sandpool::Task<String, String> = sandpool::Task::from_file("probe_py.wasm")?;
+/// let runner = sandpool::__bench::ComponentRunner::new(&task, sandpool::Limits::default())?;
+/// let (output, phases) = runner.run_phases(&[3, b'h', b'i', b'!']);
+/// println!("{output:?} {phases:?}");
+/// # Ok::<(), sandpool::Error>(())
+/// ```
+pub struct ComponentRunner {
+    component: Arc<crate::component::CompiledComponent>,
+    limits: Limits,
+    task: TaskRef,
+}
+
+impl std::fmt::Debug for ComponentRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComponentRunner")
+            .field("task", &self.task)
+            .finish()
+    }
+}
+
+impl ComponentRunner {
+    /// The task's compiled component (an error for an ABI v1 module).
+    ///
+    /// ```
+    /// # let task = sandpool::doc_tasks::echo::<u64>();
+    /// let err = sandpool::__bench::ComponentRunner::new(&task, sandpool::Limits::default());
+    /// assert!(err.is_err(), "an ABI v1 module is not a component");
+    /// ```
+    pub fn new<In, Out>(task: &Task<In, Out>, limits: Limits) -> Result<Self, Error> {
+        match task.module.compiled_task(limits.fuel.is_some())? {
+            crate::runtime::compiled::Compiled::Component(component) => Ok(ComponentRunner {
+                task: TaskRef::new(Arc::clone(&component.name), 0),
+                component,
+                limits,
+            }),
+            crate::runtime::compiled::Compiled::Module(_) => Err(Error::Config(format!(
+                "`{}` is an ABI v1 module, not a component",
+                task.name()
+            ))),
+        }
+    }
+
+    /// Runs one task in a fresh instance; `input` and the output are encoded.
+    pub fn run_fresh(&self, input: &[u8]) -> Result<Vec<u8>, Error> {
+        self.component
+            .run_task(&self.limits, &self.task, input)
+            .result
+    }
+
+    /// [`run_fresh`](Self::run_fresh), timed phase by phase.
+    pub fn run_phases(&self, input: &[u8]) -> (Result<Vec<u8>, Error>, Phases) {
+        self.component.run_phases(&self.limits, &self.task, input)
+    }
+}

@@ -13,6 +13,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
 use crate::atomic_write::AtomicWrite;
@@ -92,13 +93,52 @@ pub(crate) fn load_or_compile(
     wasm: &[u8],
     fuel: bool,
 ) -> Result<(Module, Source), wasmtime::Error> {
+    load_or_compile_with(
+        dir,
+        engine,
+        wasm,
+        fuel,
+        |wasm| engine.precompile_module(wasm),
+        // SAFETY: only called on bytes `Engine::precompile_module` of this
+        // sandpool version wrote (header and SHA-256 checked, or just produced);
+        // wasmtime checks its own header for engine compatibility.
+        |payload| unsafe { Module::deserialize(engine, payload) },
+    )
+}
+
+/// [`load_or_compile`] for a component (`component/`).
+pub(crate) fn load_or_compile_component(
+    dir: &Path,
+    engine: &Engine,
+    wasm: &[u8],
+    fuel: bool,
+) -> Result<(Component, Source), wasmtime::Error> {
+    load_or_compile_with(
+        dir,
+        engine,
+        wasm,
+        fuel,
+        |wasm| engine.precompile_component(wasm),
+        // SAFETY: as in `load_or_compile`, with `precompile_component`.
+        |payload| unsafe { Component::deserialize(engine, payload) },
+    )
+}
+
+/// The cache lookup and fill, for modules and components alike.
+/// `deserialize` is only given bytes `precompile` produced (now or, checked
+/// by header and SHA-256, in an earlier run of this sandpool version).
+fn load_or_compile_with<T>(
+    dir: &Path,
+    engine: &Engine,
+    wasm: &[u8],
+    fuel: bool,
+    precompile: impl Fn(&[u8]) -> wasmtime::Result<Vec<u8>>,
+    deserialize: impl Fn(&[u8]) -> wasmtime::Result<T>,
+) -> Result<(T, Source), wasmtime::Error> {
     let path = entry_path(dir, engine, wasm, fuel);
     if let Ok(file) = std::fs::read(&path) {
         if let Some(payload) = verified_payload(&file) {
-            // SAFETY: the payload was written by `Engine::precompile_module` of this
-            // sandpool version (header and SHA-256 checked above), and wasmtime checks
-            // its own header for engine compatibility before using it.
-            match unsafe { Module::deserialize(engine, payload) } {
+            match deserialize(payload) {
                 Ok(module) => return Ok((module, Source::Cache)),
                 Err(e) => tracing::warn!("ignoring cache entry {}: {e:#}", path.display()),
             }
@@ -109,9 +149,8 @@ pub(crate) fn load_or_compile(
             );
         }
     }
-    let payload = engine.precompile_module(wasm)?;
-    // SAFETY: `payload` was just produced by this engine.
-    let module = unsafe { Module::deserialize(engine, &payload)? };
+    let payload = precompile(wasm)?;
+    let module = deserialize(&payload)?;
     if let Err(e) = store(&path, &payload) {
         tracing::warn!("cannot write cache entry {}: {e}", path.display());
     }

@@ -37,6 +37,10 @@ pub struct ModuleItem {
 /// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct ModuleReport {
+    /// `"module"` (a core module, guest ABI v1) or `"component"` (a
+    /// WebAssembly component, `wit/task.wit`; its imports and exports are
+    /// its world's, with an empty `module` and the item kind as `ty`).
+    pub kind: &'static str,
     /// Imports, in module order.
     pub imports: Vec<ModuleItem>,
     /// Exports, in module order.
@@ -84,6 +88,9 @@ fn describe(ty: &wasmtime::ExternType) -> String {
 /// # Ok::<(), sandpool::Error>(())
 /// ```
 pub fn inspect_module(name: &str, wasm: &[u8]) -> Result<ModuleReport, Error> {
+    if crate::runtime::compiled::is_component(wasm) {
+        return inspect_component(name, wasm);
+    }
     let engine = engine(false)?;
     let module = Module::new(&engine, wasm).map_err(|e| Error::InvalidModule {
         module: name.to_string(),
@@ -122,10 +129,50 @@ pub fn inspect_module(name: &str, wasm: &[u8]) -> Result<ModuleReport, Error> {
         }
     };
     Ok(ModuleReport {
+        kind: "module",
         imports,
         exports,
         abi_version,
         problem: problem.or(declared_problem),
         capabilities,
+    })
+}
+
+/// [`inspect_module`] for a component: its world, read without compiling.
+/// `problem` covers the load-time checks and the `run` export's presence;
+/// its exact type is checked when the task is loaded.
+fn inspect_component(name: &str, wasm: &[u8]) -> Result<ModuleReport, Error> {
+    let world = crate::component::world::read(wasm).map_err(|e| Error::InvalidModule {
+        module: name.to_string(),
+        reason: e,
+    })?;
+    let item = |i: &crate::component::world::WorldItem| ModuleItem {
+        module: String::new(),
+        name: i.name.clone(),
+        ty: i.kind.to_string(),
+    };
+    let run = crate::component::EXPORT_RUN;
+    let problem = match crate::LoadLimits::default().check(name, wasm) {
+        Err(e) => Some(e.to_string()),
+        Ok(())
+            if !world
+                .exports
+                .iter()
+                .any(|e| e.name == run && e.kind == "func") =>
+        {
+            Some(format!(
+                "the component does not export the function `{run}` (wit/task.wit)"
+            ))
+        }
+        Ok(()) => None,
+    };
+    Ok(ModuleReport {
+        kind: "component",
+        imports: world.imports.iter().map(item).collect(),
+        exports: world.exports.iter().map(item).collect(),
+        abi_version: None,
+        // A component imports only WASI: it cannot call a capability.
+        capabilities: Vec::new(),
+        problem,
     })
 }

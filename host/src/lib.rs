@@ -49,6 +49,10 @@
 //!   and epoch ticker (`engine.rs`), `CompiledModule` (`module.rs`), the one
 //!   place a `Store` is set up (`store.rs`), the host side of guest ABI v1
 //!   (`abi.rs`, `trap.rs`) and one task in a fresh instance (`instance.rs`).
+//! - `component/`: tasks as WebAssembly components (`wit/task.wit`; Python
+//!   and JavaScript guests): compile and pre-instantiate, one task in a fresh
+//!   instance, the WASI 0.2 context (deny by default, captured output), the
+//!   world for `inspect`; `runtime/compiled.rs` holds a module or a component.
 //! - `sandbox/`: what a guest can reach: per-task host state and bounded
 //!   stdout/stderr capture (`state.rs`), the deny-by-default WASI preview 1
 //!   shim (`wasi.rs`), guest-memory access (`memory.rs`), the WASI numbers
@@ -90,6 +94,7 @@
 mod cache;
 mod capability;
 mod codec;
+mod component;
 #[doc(hidden)]
 pub mod doc_tasks;
 mod error;

@@ -255,6 +255,9 @@ impl LoadLimits {
                 Err(_) => return Ok(()),
             }
         };
+        if wasmparser::Parser::is_component(bytes) {
+            return self.check_component(name, bytes);
+        }
         let mut shape = Shape::default();
         for payload in wasmparser::Parser::new(0).parse_all(bytes) {
             let Ok(payload) = payload else {
@@ -273,6 +276,45 @@ impl LoadLimits {
                 module: name.to_string(),
                 reason: format!("{reason} (checked before compiling)"),
             })
+    }
+
+    /// A component (`component/`): the function-size cap on every nested core
+    /// module, and top-level imports from WASI 0.2 only. The per-module
+    /// counts do not apply (CPython alone defines ~12,000 functions); the
+    /// pooling limits are the component engine's, checked when it is
+    /// pre-instantiated.
+    fn check_component(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
+        let refuse = |reason: String| Error::InvalidModule {
+            module: name.to_string(),
+            reason: format!("{reason} (checked before compiling)"),
+        };
+        for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+            let Ok(payload) = payload else {
+                return Ok(());
+            };
+            if let wasmparser::Payload::CodeSectionEntry(body) = &payload
+                && body.range().len() > self.max_function_size
+            {
+                return Err(refuse(format!(
+                    "a function body is {} bytes, over the limit of {} bytes \
+                     (LoadLimits::max_function_size)",
+                    body.range().len(),
+                    self.max_function_size
+                )));
+            }
+        }
+        let world = crate::component::world::read(bytes).map_err(refuse)?;
+        if let Some(import) = world
+            .imports
+            .iter()
+            .find(|i| !crate::component::world::is_provided_import(&i.name))
+        {
+            return Err(refuse(format!(
+                "the component imports `{}`, which sandpool does not provide (only WASI 0.2)",
+                import.name
+            )));
+        }
+        Ok(())
     }
 
     /// Checks one section against the limits, counting into `shape`.

@@ -14,6 +14,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::Error;
 use crate::load::LoadLimits;
+use crate::runtime::compiled::{Compiled, is_component};
 use crate::runtime::module::{CompiledModule, name_from_path};
 
 pub(crate) struct TaskModule {
@@ -22,21 +23,32 @@ pub(crate) struct TaskModule {
     cache_dir: Option<PathBuf>,
     load_limits: LoadLimits,
     from_cache: Arc<std::sync::atomic::AtomicBool>,
-    plain: OnceLock<Result<Arc<CompiledModule>, Error>>,
-    fueled: OnceLock<Result<Arc<CompiledModule>, Error>>,
+    plain: OnceLock<Result<Compiled, Error>>,
+    fueled: OnceLock<Result<Compiled, Error>>,
 }
 
 impl TaskModule {
-    /// The module compiled for an engine with or without fuel metering (compiled once each).
-    pub fn compiled(&self, fuel: bool) -> Result<Arc<CompiledModule>, Error> {
+    /// The module or component compiled for an engine with or without fuel
+    /// metering (compiled once each).
+    pub fn compiled_task(&self, fuel: bool) -> Result<Compiled, Error> {
         let slot = if fuel { &self.fueled } else { &self.plain };
-        slot.get_or_init(|| self.compile_guarded(fuel).map(Arc::new))
-            .clone()
+        slot.get_or_init(|| self.compile_guarded(fuel)).clone()
+    }
+
+    /// The ABI v1 module (an error for a component task).
+    pub fn compiled(&self, fuel: bool) -> Result<Arc<CompiledModule>, Error> {
+        match self.compiled_task(fuel)? {
+            Compiled::Module(module) => Ok(module),
+            Compiled::Component(_) => Err(Error::Config(format!(
+                "`{}` is a component task; this entry point takes ABI v1 modules only",
+                self.name
+            ))),
+        }
     }
 
     /// Compiles under [`LoadLimits::compile_timeout`]: on a helper thread,
     /// abandoned (left to finish and be discarded) if it takes too long.
-    fn compile_guarded(&self, fuel: bool) -> Result<CompiledModule, Error> {
+    fn compile_guarded(&self, fuel: bool) -> Result<Compiled, Error> {
         let job = CompileJob {
             name: Arc::clone(&self.name),
             wasm: Arc::clone(&self.wasm),
@@ -81,10 +93,13 @@ struct CompileJob {
 }
 
 impl CompileJob {
-    fn run(self) -> Result<CompiledModule, Error> {
+    fn run(self) -> Result<Compiled, Error> {
         let Some(dir) = &self.cache_dir else {
-            return CompiledModule::compile(&self.name, &self.wasm, self.fuel);
+            return Compiled::compile(&self.name, &self.wasm, self.fuel);
         };
+        if is_component(&self.wasm) {
+            return self.run_component(dir);
+        }
         let engine = crate::runtime::engine::engine(self.fuel)?;
         let (module, source) = crate::cache::load_or_compile(dir, &engine, &self.wasm, self.fuel)
             .map_err(|e| Error::InvalidModule {
@@ -96,6 +111,27 @@ impl CompileJob {
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         CompiledModule::from_module(&self.name, engine, module, self.fuel)
+            .map(|m| Compiled::Module(Arc::new(m)))
+    }
+
+    /// A component through the cache (`component/`).
+    fn run_component(&self, dir: &Path) -> Result<Compiled, Error> {
+        let engine = crate::runtime::engine::component_engine(self.fuel)?;
+        let (component, source) = crate::cache::load_or_compile_component(
+            dir, &engine, &self.wasm, self.fuel,
+        )
+        .map_err(|e| Error::InvalidModule {
+            module: self.name.to_string(),
+            reason: format!("{e:#}"),
+        })?;
+        if source == crate::cache::Source::Cache {
+            self.from_cache
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        crate::component::CompiledComponent::from_component(
+            &self.name, engine, component, self.fuel,
+        )
+        .map(|c| Compiled::Component(Arc::new(c)))
     }
 }
 
@@ -297,6 +333,31 @@ impl<In: Serialize, Out: DeserializeOwned> Task<In, Out> {
         )
     }
 
+    /// Like [`from_file_cached`](Self::from_file_cached), under explicit
+    /// [`LoadLimits`]: e.g. a longer compile deadline for a large component
+    /// (a Python task compiles in seconds; under load, in tens of seconds).
+    ///
+    /// ```
+    /// let limits = sandpool::LoadLimits::default().no_compile_timeout();
+    /// let err = sandpool::Task::<u64, u64>::from_file_cached_with("/no/such.wasm", "/tmp/c", limits)
+    ///     .unwrap_err();
+    /// assert_eq!(err.kind(), sandpool::ErrorKind::Io);
+    /// ```
+    pub fn from_file_cached_with(
+        path: impl AsRef<Path>,
+        cache_dir: impl AsRef<Path>,
+        limits: LoadLimits,
+    ) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let wasm = read_module(path, &limits)?;
+        Self::load(
+            name_from_path(path),
+            wasm,
+            Some(cache_dir.as_ref().to_path_buf()),
+            limits,
+        )
+    }
+
     fn load(
         name: String,
         wasm: Vec<u8>,
@@ -321,7 +382,7 @@ impl<In: Serialize, Out: DeserializeOwned> Task<In, Out> {
             plain: OnceLock::new(),
             fueled: OnceLock::new(),
         });
-        module.compiled(false)?;
+        module.compiled_task(false)?;
         Ok(Task {
             module,
             _types: PhantomData,

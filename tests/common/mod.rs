@@ -24,6 +24,18 @@ pub fn c_guest(name: &str) -> PathBuf {
     existing(workspace().join(format!("target/guest/c/{name}.wasm")))
 }
 
+/// The built component guest `name` (`doc_stats_py`, `doc_stats_js`, `probe_py`;
+/// see `scripts/build-components.sh`).
+pub fn component(name: &str) -> PathBuf {
+    let path = workspace().join(format!("target/guest/components/{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: build the components first with scripts/build-components.sh",
+        path.display()
+    );
+    path
+}
+
 fn existing(path: PathBuf) -> PathBuf {
     assert!(
         path.exists(),

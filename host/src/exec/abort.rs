@@ -10,7 +10,6 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use crate::exec::dispatch::JobState;
 use crate::limits::Limits;
 use crate::runtime::engine::ticks_for;
-use crate::sandbox::HostState;
 
 /// Epoch ticks between two looks at the abort flag (a tick is 1 ms): the
 /// most an abort waits before the guest stops.
@@ -49,7 +48,7 @@ impl std::error::Error for AbortedByCaller {}
 /// Makes the task about to run in `store` abortable, if this thread runs a
 /// job ([`with_job`]); otherwise (e.g. in a worker subprocess) does nothing.
 /// The deadline `limits.timeout` still fires as a plain epoch interrupt.
-pub(crate) fn arm(store: &mut Store<HostState>, limits: &Limits) {
+pub(crate) fn arm<T: 'static>(store: &mut Store<T>, limits: &Limits) {
     let Some(job) = CURRENT.with(|c| c.borrow().clone()) else {
         return;
     };

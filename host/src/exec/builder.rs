@@ -475,7 +475,7 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> PoolBuilder<In, Out>
         let queue = self.queue.unwrap_or(self.workers.saturating_mul(1024));
         let window = self.window.unwrap_or(self.workers.saturating_mul(16));
         let fuel = self.fuel_metering || self.limits.fuel.is_some();
-        let compiled = self.task.module.compiled(fuel)?;
+        let compiled = self.task.module.compiled_task(fuel)?;
         let name = &self.task.module.name;
         let session = self
             .capabilities

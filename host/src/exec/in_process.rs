@@ -7,13 +7,13 @@ use std::sync::Arc;
 use crate::capability::imports::CallBackend;
 use crate::error::Error;
 use crate::exec::dispatch::{Backend, Job};
+use crate::runtime::compiled::Compiled;
 use crate::runtime::instance::RawOutcome;
-use crate::runtime::module::CompiledModule;
 use crate::sandbox::grant::GrantRoot;
 
 /// Runs tasks in fresh instances of a compiled module, in this process.
 pub(crate) struct InstanceBackend {
-    pub module: Arc<CompiledModule>,
+    pub module: Compiled,
     pub grant: Option<Arc<GrantRoot>>,
     /// Who answers the tasks' capability calls.
     pub calls: Option<CallBackend>,

@@ -14,8 +14,8 @@ use crate::exec::builder::Isolation;
 use crate::exec::dispatch::{Backend, Job};
 use crate::exec::process::{ProcessBackend, ProcessOptions};
 use crate::limits::Limits;
+use crate::runtime::compiled::Compiled;
 use crate::runtime::instance::{RawOutcome, TaskLogs};
-use crate::runtime::module::CompiledModule;
 use crate::sandbox::grant::{GrantOptions, GrantRoot};
 use crate::task::Task;
 
@@ -23,7 +23,7 @@ use crate::task::Task;
 pub(crate) enum SharedRunner {
     /// Fresh instances of this module, in this process.
     Instance {
-        module: Arc<CompiledModule>,
+        module: Compiled,
         grant: Option<Arc<GrantRoot>>,
         calls: CallBackend,
     },
@@ -65,7 +65,7 @@ impl SharedRunner {
         if limits.memory == 0 {
             return Err(Error::Config("the memory limit must be above 0".into()));
         }
-        let module = task.module.compiled(limits.fuel.is_some())?;
+        let module = task.module.compiled_task(limits.fuel.is_some())?;
         if let Some(name) = capabilities.invalid_name() {
             return Err(Error::Config(format!("`{name}` is not a capability name")));
         }

@@ -22,6 +22,13 @@ const WARM_SLOTS: u32 = 16;
 /// Largest linear memory any task may have (the wasm32 maximum).
 const MAX_MEMORY: usize = 4 << 30;
 
+/// Concurrent component instances the component engines' pools have room for.
+pub(crate) const COMPONENT_SLOTS: u32 = 64;
+
+/// Core instances (and memories, tables) one component may hold: a
+/// componentize-py task has about 30 core instances, 3 memories.
+const CORE_PER_COMPONENT: u32 = 128;
+
 fn engine_config(fuel: bool, pooling: bool) -> Config {
     let mut config = Config::new();
     config.epoch_interruption(true);
@@ -63,8 +70,44 @@ fn engine_config(fuel: bool, pooling: bool) -> Config {
     config
 }
 
+/// The component engines' configuration: the module engines' plus pooling
+/// room for whole components (many core instances and memories each, a
+/// large instance context for CPython's thousands of functions).
+fn component_config(fuel: bool, pooling: bool) -> Config {
+    let mut config = engine_config(fuel, false);
+    config.wasm_component_model(true);
+    if pooling {
+        let pagemap = PoolingAllocationConfig::is_pagemap_scan_available();
+        let mut pool = PoolingAllocationConfig::new();
+        let total_core = COMPONENT_SLOTS * CORE_PER_COMPONENT;
+        pool.total_component_instances(COMPONENT_SLOTS)
+            .total_core_instances(total_core)
+            .total_memories(COMPONENT_SLOTS * 8)
+            .total_tables(total_core)
+            .max_core_instances_per_component(CORE_PER_COMPONENT)
+            .max_memories_per_component(8)
+            .max_tables_per_component(CORE_PER_COMPONENT)
+            .max_memories_per_module(1)
+            .max_tables_per_module(4)
+            .max_component_instance_size(1 << 20)
+            .max_core_instance_size(4 << 20)
+            .table_elements(64 << 10)
+            .max_memory_size(MAX_MEMORY)
+            .linear_memory_keep_resident(if pagemap { 32 << 20 } else { 64 << 10 })
+            .table_keep_resident(256 << 10)
+            .max_unused_warm_slots(WARM_SLOTS)
+            .pagemap_scan(if pagemap { Enabled::Yes } else { Enabled::No });
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
 fn make_engine(fuel: bool) -> Result<Engine, String> {
-    match Engine::new(&engine_config(fuel, true)) {
+    make_engine_with(fuel, engine_config)
+}
+
+fn make_engine_with(fuel: bool, config: fn(bool, bool) -> Config) -> Result<Engine, String> {
+    match Engine::new(&config(fuel, true)) {
         Ok(engine) => Ok(engine),
         Err(pooled) => {
             // The pooling allocator reserves address space up front; where the
@@ -72,7 +115,7 @@ fn make_engine(fuel: bool) -> Result<Engine, String> {
             tracing::warn!(
                 "pooling allocator unavailable ({pooled:#}); using on-demand allocation"
             );
-            Engine::new(&engine_config(fuel, false)).map_err(|e| format!("{e:#}"))
+            Engine::new(&config(fuel, false)).map_err(|e| format!("{e:#}"))
         }
     }
 }
@@ -91,6 +134,20 @@ pub(crate) fn engine(fuel: bool) -> Result<Engine, Error> {
         .clone()
         .map_err(|e| Error::Pool(format!("cannot create the wasm engine: {e}")))?;
     Ok(engine)
+}
+
+/// The shared engine for components (`component/`), with or without fuel.
+pub(crate) fn component_engine(fuel: bool) -> Result<Engine, Error> {
+    static PLAIN: OnceLock<Result<Engine, String>> = OnceLock::new();
+    static FUELED: OnceLock<Result<Engine, String>> = OnceLock::new();
+    let slot = if fuel { &FUELED } else { &PLAIN };
+    slot.get_or_init(|| {
+        let engine = make_engine_with(fuel, component_config)?;
+        start_ticker(engine.weak());
+        Ok(engine)
+    })
+    .clone()
+    .map_err(|e| Error::Pool(format!("cannot create the component engine: {e}")))
 }
 
 fn start_ticker(engine: wasmtime::EngineWeak) {

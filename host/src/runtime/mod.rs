@@ -4,12 +4,14 @@
 //!
 //! - `engine.rs`: the two shared engines (pooling allocator) and the epoch ticker.
 //! - `module.rs`: `CompiledModule`: compile, check, instantiate.
+//! - `compiled.rs`: `Compiled`: an ABI v1 module or a component (`component/`).
 //! - `store.rs`: a fresh `Store` under a task's [`Limits`](crate::Limits).
 //! - `abi.rs`: load-time ABI checks, typed exports, one call in and out.
 //! - `trap.rs`: a wasmtime error as the task error that explains it.
 //! - `instance.rs`: one task in a fresh instance (what both levels run).
 
 pub(crate) mod abi;
+pub(crate) mod compiled;
 pub(crate) mod engine;
 pub(crate) mod instance;
 pub(crate) mod module;

@@ -27,16 +27,23 @@ pub fn main(args: InspectArgs) -> ExitCode {
     } else {
         println!("module:      {}", args.task.display());
         println!("size:        {} bytes", bytes.len());
-        println!(
-            "abi version: {}",
-            report
-                .abi_version
-                .map(|v| v.to_string())
-                .unwrap_or_else(|| "none".into())
-        );
+        println!("kind:        {}", report.kind);
+        if report.kind == "module" {
+            println!(
+                "abi version: {}",
+                report
+                    .abi_version
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "none".into())
+            );
+        }
         println!("imports:");
         for i in &report.imports {
-            println!("  {}::{}  {}", i.module, i.name, i.ty);
+            if i.module.is_empty() {
+                println!("  {}  {}", i.name, i.ty);
+            } else {
+                println!("  {}::{}  {}", i.module, i.name, i.ty);
+            }
         }
         println!("exports:");
         for e in &report.exports {

@@ -519,7 +519,7 @@ mod tests {
     use super::super::{ProcessOptions, ProcessStats};
     use super::*;
     use crate::exec::dispatch::Backend;
-    use crate::runtime::module::CompiledModule;
+    use crate::runtime::compiled::Compiled;
 
     /// An ABI v1 module that writes its input to stderr and returns it.
     const STDERR_ECHO: &str = r#"(module
@@ -540,7 +540,7 @@ mod tests {
         let program = locate_program(None).unwrap_or_else(|e| {
             panic!("this test runs the `sandpool` binary, which `cargo test` builds: {e}")
         });
-        let compiled = CompiledModule::compile("stderr_echo", STDERR_ECHO.as_bytes(), false)
+        let compiled = Compiled::compile("stderr_echo", STDERR_ECHO.as_bytes(), false)
             .expect("the module loads");
         let options = ProcessOptions {
             program: Some(program),
@@ -639,7 +639,7 @@ mod tests {
         let program = locate_program(None).unwrap_or_else(|e| {
             panic!("this test runs the `sandpool` binary, which `cargo test` builds: {e}")
         });
-        let compiled = CompiledModule::compile("loop_or_echo", LOOP_OR_ECHO.as_bytes(), false)
+        let compiled = Compiled::compile("loop_or_echo", LOOP_OR_ECHO.as_bytes(), false)
             .expect("the module loads");
         let options = ProcessOptions {
             program: Some(program),

@@ -26,8 +26,8 @@ use super::wire::{Greeting, Handshake, Hello, MAGIC, MAX_HANDSHAKE, PROTOCOL, Re
 use super::{ProcessOptions, ProcessStats, WorkerStart};
 use crate::error::Error;
 use crate::exec::dispatch::{Backend, BatchSink, Job};
+use crate::runtime::compiled::Compiled;
 use crate::runtime::instance::RawOutcome;
-use crate::runtime::module::CompiledModule;
 use crate::sync::lock;
 
 /// Pause after the first failed start-up; doubles per failure in a row, up to [`MAX_BACKOFF`].
@@ -71,7 +71,7 @@ impl ProcessBackend {
     /// restart limit (e.g. the worker program is missing or crashes at start).
     pub fn start(
         name: &str,
-        compiled: &CompiledModule,
+        compiled: &Compiled,
         wasm: &[u8],
         options: &ProcessOptions,
         workers: usize,
@@ -86,7 +86,7 @@ impl ProcessBackend {
         }
         let program = locate_program(options.program.as_deref())?;
         let serialized = if options.precompiled {
-            match compiled.module.serialize() {
+            match compiled.serialize() {
                 Ok(bytes) => Some(bytes),
                 Err(e) => {
                     tracing::warn!(
@@ -98,7 +98,7 @@ impl ProcessBackend {
         } else {
             None
         };
-        let files = ModuleFiles::write(wasm, serialized.as_deref(), compiled.fuel)
+        let files = ModuleFiles::write(wasm, serialized.as_deref(), compiled.fuel())
             .map_err(|e| Error::io("cannot write the module for the worker processes", &e))?;
         let hello = Hello {
             greeting: Greeting {
@@ -107,7 +107,7 @@ impl ProcessBackend {
                 version: VERSION.into(),
             },
             name: name.to_string(),
-            fuel: compiled.fuel,
+            fuel: compiled.fuel(),
             wasm: files.wasm.clone(),
             precompiled: files.precompiled.clone(),
         };

@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_bytes::ByteBuf;
-use wasmtime::Module;
 
 use super::faults::Faults;
 use super::frame::{self, FrameError, FrameReader, write_frame};
@@ -30,8 +29,7 @@ use super::wire::{
 };
 use crate::capability::imports::{CallBackend, Forward};
 use crate::error::{Error, TaskRef};
-use crate::runtime::engine;
-use crate::runtime::module::CompiledModule;
+use crate::runtime::compiled::Compiled;
 use crate::sync::lock;
 
 /// Why the worker stopped early.
@@ -94,7 +92,7 @@ fn handshake<R: Read + AsFd, W: Write + AsFd>(
     input: &mut FrameReader<R>,
     output: &mut W,
     faults: &Faults,
-) -> Result<CompiledModule, Fatal> {
+) -> Result<Compiled, Fatal> {
     let mut buf = Vec::new();
     let mut refuse = |output: &mut W, message: String| {
         let _ = send(output, &Handshake::Refused(message.clone()), &mut buf);
@@ -145,12 +143,11 @@ fn handshake<R: Read + AsFd, W: Write + AsFd>(
 }
 
 /// Loads the module: the precompiled one when it checks out, else compiled from wasm.
-fn load(hello: &Hello) -> Result<(CompiledModule, ReadyInfo), String> {
+fn load(hello: &Hello) -> Result<(Compiled, ReadyInfo), String> {
     let started = Instant::now();
-    let engine = engine::engine(hello.fuel).map_err(|e| e.to_string())?;
     let mut fallback = None;
     if let Some(pre) = &hello.precompiled {
-        match load_precompiled(&engine, pre, hello) {
+        match load_precompiled(pre, hello) {
             Ok(module) => {
                 let info = ReadyInfo {
                     pid: std::process::id(),
@@ -164,8 +161,7 @@ fn load(hello: &Hello) -> Result<(CompiledModule, ReadyInfo), String> {
         }
     }
     let wasm = handoff::read_wasm(&hello.wasm)?;
-    let module =
-        CompiledModule::compile(&hello.name, &wasm, hello.fuel).map_err(|e| e.to_string())?;
+    let module = Compiled::compile(&hello.name, &wasm, hello.fuel).map_err(|e| e.to_string())?;
     let info = ReadyInfo {
         pid: std::process::id(),
         precompiled: false,
@@ -175,22 +171,16 @@ fn load(hello: &Hello) -> Result<(CompiledModule, ReadyInfo), String> {
     Ok((module, info))
 }
 
-fn load_precompiled(
-    engine: &wasmtime::Engine,
-    pre: &super::wire::FileRef,
-    hello: &Hello,
-) -> Result<CompiledModule, String> {
+fn load_precompiled(pre: &super::wire::FileRef, hello: &Hello) -> Result<Compiled, String> {
     let bytes = handoff::read_checked(pre)?;
     let payload = handoff::verify_precompiled(&bytes, hello.fuel, &pre.sha256)?;
     // SAFETY: wasmtime requires deserialized bytes to come from `Module::serialize`
-    // and to be unmodified. The header says this sandpool version wrote them for
+    // (`Component::serialize`: `Compiled::serialize`) and to be unmodified. The header says this sandpool version wrote them for
     // this engine (fuel flag), the handshake proved the supervisor is this same
     // version, and their SHA-256 matches the hash that supervisor sent over this
     // process's private stdin pipe: they are exactly the bytes it serialized.
     // Engine compatibility itself is checked by `deserialize`.
-    let module = unsafe { Module::deserialize(engine, payload) }.map_err(|e| format!("{e:#}"))?;
-    CompiledModule::from_module(&hello.name, engine.clone(), module, hello.fuel)
-        .map_err(|e| e.to_string())
+    unsafe { Compiled::deserialize(&hello.name, payload, hello.fuel) }
 }
 
 /// The protocol channel, shared by the request loop and the tasks'
@@ -253,14 +243,14 @@ where
 fn serve<R, W>(
     input: FrameReader<R>,
     output: W,
-    module: &CompiledModule,
+    module: &Compiled,
     faults: &Faults,
 ) -> Result<(), Fatal>
 where
     R: Read + AsFd + Send + 'static,
     W: Write + AsFd + Send + 'static,
 {
-    let name: Arc<str> = Arc::clone(&module.name);
+    let name: Arc<str> = Arc::clone(module.name());
     let channel = Arc::new(Mutex::new(Channel {
         input,
         output,
@@ -358,8 +348,8 @@ mod tests {
             (i64.or (i64.shl (i64.const 1023) (i64.const 32))
                     (i64.extend_i32_u (i32.add (local.get $len) (i32.const 1))))))"#;
 
-    fn echo() -> CompiledModule {
-        CompiledModule::compile("echo", ECHO_WAT.as_bytes(), false).unwrap()
+    fn echo() -> Compiled {
+        Compiled::compile("echo", ECHO_WAT.as_bytes(), false).unwrap()
     }
 
     fn request(id: u64, input: &[u8]) -> Vec<u8> {

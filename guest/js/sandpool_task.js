@@ -1,0 +1,145 @@
+// The JavaScript side of a sandpool component task: the boundary encoding.
+//
+// A sandpool task receives its input and returns its output as bincode 2
+// (standard config) bytes, the same bytes an ABI v1 module sees
+// (docs/abi.md): integers are variable-length (below 251: one byte;
+// 251/252/253 then a little-endian u16/u32/u64), strings and byte strings
+// are a length then the bytes, a struct is its fields in order. This module
+// reads and writes that, and `task` turns a plain function into the
+// component's `run` export:
+//
+//   import { task, fileInput, jsonValue } from "../sandpool_task.js";
+//   export const run = task(fileInput, jsonValue, (file) => ({ bytes: file.data.length }));
+//
+// A thrown exception becomes the task's failure message (sandpool's
+// Error::Guest); bad input bytes become one that names the problem.
+// scripts/build-components.sh inlines this file into each task (componentize-js
+// takes one source file); the same files also run under Node for testing.
+
+export class InputError extends Error {}
+
+export class Reader {
+  constructor(bytes) {
+    this.bytes = bytes;
+    this.pos = 0;
+  }
+  take(n) {
+    if (n > this.bytes.length - this.pos) {
+      throw new InputError(`input ends at byte ${this.bytes.length}, ${n} more bytes wanted at ${this.pos}`);
+    }
+    const piece = this.bytes.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return piece;
+  }
+  // A variable-length unsigned integer, as a Number (exact below 2^53) .
+  u64() {
+    const first = this.take(1)[0];
+    if (first < 251) return first;
+    const width = { 251: 2, 252: 4, 253: 8 }[first];
+    if (width === undefined) throw new InputError(`invalid integer tag ${first} at byte ${this.pos - 1}`);
+    const b = this.take(width);
+    let n = 0;
+    for (let i = width - 1; i >= 0; i--) n = n * 256 + b[i];
+    if (!Number.isSafeInteger(n)) throw new InputError(`integer ${n} is past 2^53`);
+    return n;
+  }
+  bytesValue() {
+    return this.take(this.u64());
+  }
+  // A length-prefixed UTF-8 string.
+  str() {
+    const bytes = this.bytesValue();
+    try {
+      return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    } catch {
+      throw new InputError("a string is not valid UTF-8");
+    }
+  }
+  end() {
+    if (this.pos !== this.bytes.length) {
+      throw new InputError(`${this.bytes.length - this.pos} trailing bytes after the input value`);
+    }
+  }
+}
+
+export class Writer {
+  constructor() {
+    this.parts = [];
+    this.length = 0;
+  }
+  push(bytes) {
+    this.parts.push(bytes);
+    this.length += bytes.length;
+    return this;
+  }
+  u64(n) {
+    if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`${n} is not a u64 below 2^53`);
+    if (n < 251) return this.push(Uint8Array.of(n));
+    const width = n < 2 ** 16 ? 2 : n < 2 ** 32 ? 4 : 8;
+    const out = new Uint8Array(width + 1);
+    out[0] = { 2: 251, 4: 252, 8: 253 }[width];
+    for (let i = 1, v = n; i <= width; i++, v = Math.floor(v / 256)) out[i] = v % 256;
+    return this.push(out);
+  }
+  bytesValue(bytes) {
+    return this.u64(bytes.length).push(bytes);
+  }
+  str(s) {
+    return this.bytesValue(new TextEncoder().encode(s));
+  }
+  finish() {
+    const out = new Uint8Array(this.length);
+    let at = 0;
+    for (const p of this.parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  }
+}
+
+// Decodes a FileInput { name: String, data: bytes }; `text()` decodes the data
+// as UTF-8 with invalid sequences replaced by U+FFFD (as in Rust).
+export function fileInput(bytes) {
+  const r = new Reader(bytes);
+  const name = r.str();
+  const data = r.bytesValue();
+  r.end();
+  return { name, data, text: () => new TextDecoder("utf-8").decode(data) };
+}
+
+// Decodes a u64 input.
+export function u64(bytes) {
+  const r = new Reader(bytes);
+  const n = r.u64();
+  r.end();
+  return n;
+}
+
+// Encodes an output for the host's Json<T>: a string holding compact JSON.
+export function jsonValue(value) {
+  return new Writer().str(JSON.stringify(value)).finish();
+}
+
+// Encodes a u64 output.
+export function encodeU64(n) {
+  return new Writer().u64(n).finish();
+}
+
+// The component's `run`: decode, call `fn`, encode; a thrown error becomes
+// the task's failure message (componentize-js maps a throw to `err`).
+export function task(decode, encode, fn) {
+  return (input) => {
+    let value;
+    try {
+      value = decode(input);
+    } catch (e) {
+      throw `cannot decode the input: ${e && e.message ? e.message : e}`;
+    }
+    try {
+      return encode(fn(value));
+    } catch (e) {
+      throw e && e.stack ? `${e}\n${e.stack}` : `${e}`;
+    }
+  };
+}

@@ -1,0 +1,359 @@
+//! Component tasks: WebAssembly components implementing `wit/task.wit`
+//! (`export run: func(input: list<u8>) -> result<list<u8>, string>`), the
+//! form Python (componentize-py) and JavaScript (componentize-js) tasks take.
+//!
+//! They sit beside ABI v1 modules behind the same [`Task<In, Out>`](crate::Task):
+//! the load detects a component (`is_component`), and from there the same
+//! limits, errors and levels apply. The bytes that cross are the same
+//! bincode values as for a module (docs/abi.md), so the host's encoding and
+//! decoding do not change; `ok` is the output value, `error` the task's
+//! failure message (a message starting with [`INPUT_ERROR_PREFIX`] means the
+//! guest could not decode its input).
+//!
+//! - `mod.rs`: [`CompiledComponent`]: compile, pre-instantiate, one task in a
+//!   fresh instance.
+//! - `wasi.rs`: the per-task store state: WASI 0.2, deny by default, captured
+//!   stdout/stderr, the memory cap.
+//! - `world.rs`: what a component imports and exports, for `sandpool inspect`
+//!   and the load-time import check.
+
+pub(crate) mod wasi;
+pub(crate) mod world;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
+use wasmtime::{Engine, Store, Trap};
+
+use self::wasi::ComponentState;
+use crate::error::{Error, TaskRef};
+use crate::limits::Limits;
+use crate::runtime::instance::{RawOutcome, TaskLogs};
+
+/// The export every component task has (wit/task.wit).
+pub(crate) const EXPORT_RUN: &str = "run";
+
+/// An `error` message starting with this is an input the guest could not
+/// decode ([`Error::Decode`]); the SDK helpers in guest/python and guest/js
+/// use it. Any other message is [`Error::Guest`].
+pub(crate) const INPUT_ERROR_PREFIX: &str = "cannot decode the input: ";
+
+/// Guest messages are cut to this many bytes (as for ABI v1).
+const MAX_GUEST_MESSAGE: usize = 64 << 10;
+
+/// Epoch deadline of a task without a timeout (as `runtime/store.rs`).
+const NO_DEADLINE: u64 = u64::MAX / 2;
+
+/// The `run` function's type on the host side.
+type RunFunc = wasmtime::component::TypedFunc<(Vec<u8>,), (Result<Vec<u8>, String>,)>;
+
+/// A compiled component task, linked against WASI 0.2 and pre-instantiated.
+pub(crate) struct CompiledComponent {
+    pub name: Arc<str>,
+    pub engine: Engine,
+    pub component: Component,
+    pub pre: InstancePre<ComponentState>,
+    pub run: ComponentExportIndex,
+    pub fuel: bool,
+}
+
+impl std::fmt::Debug for CompiledComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledComponent")
+            .field("name", &self.name)
+            .field("fuel", &self.fuel)
+            .finish()
+    }
+}
+
+fn invalid(name: &str, reason: String) -> Error {
+    Error::InvalidModule {
+        module: name.to_string(),
+        reason,
+    }
+}
+
+impl CompiledComponent {
+    /// Compiles a component on the shared component engine and checks it.
+    pub fn compile(name: &str, wasm: &[u8], fuel: bool) -> Result<Self, Error> {
+        let engine = crate::runtime::engine::component_engine(fuel)?;
+        let component = Component::new(&engine, wasm)
+            .map_err(|e| invalid(name, format!("cannot compile the component: {e:#}")))?;
+        Self::from_component(name, engine, component, fuel)
+    }
+
+    /// Wraps an already compiled component (e.g. deserialized from the cache).
+    pub fn from_component(
+        name: &str,
+        engine: Engine,
+        component: Component,
+        fuel: bool,
+    ) -> Result<Self, Error> {
+        let mut linker = Linker::<ComponentState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| Error::Pool(format!("cannot set up WASI 0.2: {e:#}")))?;
+        let pre = linker.instantiate_pre(&component).map_err(|e| {
+            invalid(
+                name,
+                format!("the component needs what sandpool does not provide: {e:#}"),
+            )
+        })?;
+        let run = component
+            .get_export_index(None, EXPORT_RUN)
+            .ok_or_else(|| {
+                invalid(
+                    name,
+                    format!(
+                        "the component does not export `{EXPORT_RUN}` (wit/task.wit: \
+                         run: func(input: list<u8>) -> result<list<u8>, string>)"
+                    ),
+                )
+            })?;
+        let compiled = CompiledComponent {
+            name: name.into(),
+            engine,
+            component,
+            pre,
+            run,
+            fuel,
+        };
+        compiled.check_type()?;
+        Ok(compiled)
+    }
+
+    /// Instantiates once to check that `run` has the type of wit/task.wit.
+    fn check_type(&self) -> Result<(), Error> {
+        let limits = Limits {
+            timeout: Some(Duration::from_secs(10)),
+            fuel: None,
+            memory: 4 << 30,
+            max_output: 0,
+            max_log: 4096,
+            ..Limits::default()
+        };
+        let mut store = self.new_store(&limits)?;
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| invalid(&self.name, format!("cannot instantiate: {e:#}")))?;
+        instance
+            .get_typed_func::<(Vec<u8>,), (Result<Vec<u8>, String>,)>(&mut store, self.run)
+            .map_err(|e| {
+                invalid(
+                    &self.name,
+                    format!(
+                        "`{EXPORT_RUN}` is not `func(input: list<u8>) -> result<list<u8>, string>`: {e:#}"
+                    ),
+                )
+            })?;
+        Ok(())
+    }
+
+    /// A fresh store under `limits`: memory cap, deadline, fuel.
+    fn new_store(&self, limits: &Limits) -> Result<Store<ComponentState>, Error> {
+        let mut store = Store::new(&self.engine, ComponentState::new(limits));
+        store.limiter(|state| state);
+        store.set_epoch_deadline(
+            limits
+                .timeout
+                .map_or(NO_DEADLINE, crate::runtime::engine::ticks_for),
+        );
+        crate::exec::abort::arm(&mut store, limits);
+        if self.fuel {
+            store
+                .set_fuel(limits.fuel.unwrap_or(u64::MAX))
+                .map_err(|e| Error::Pool(format!("{e:#}")))?;
+        }
+        Ok(store)
+    }
+
+    /// Runs one task on `input` (already encoded) in a fresh instance.
+    pub fn run_task(&self, limits: &Limits, task: &TaskRef, input: &[u8]) -> RawOutcome {
+        let started = Instant::now();
+        let failed = |error: Error| RawOutcome {
+            result: Err(error),
+            logs: TaskLogs {
+                elapsed: started.elapsed(),
+                ..TaskLogs::default()
+            },
+        };
+        if !self.fuel && limits.fuel.is_some() {
+            return failed(Error::Config(format!(
+                "{task}: a fuel limit needs a pool built with fuel metering (PoolBuilder::fuel_metering)"
+            )));
+        }
+        let mut store = match self.new_store(limits) {
+            Ok(store) => store,
+            Err(e) => return failed(e),
+        };
+        let result = self.call(&mut store, limits, task, input);
+        let state = store.into_data();
+        RawOutcome {
+            result,
+            logs: TaskLogs {
+                stdout: state.stdout.take(),
+                stderr: state.stderr.take(),
+                elapsed: started.elapsed(),
+            },
+        }
+    }
+
+    /// Instantiates, calls `run` and maps its result to the task's.
+    fn call(
+        &self,
+        store: &mut Store<ComponentState>,
+        limits: &Limits,
+        task: &TaskRef,
+        input: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        let instance = self
+            .pre
+            .instantiate(&mut *store)
+            .map_err(|e| classify(store, limits, task, e.context("cannot instantiate")))?;
+        let run: RunFunc = instance
+            .get_typed_func(&mut *store, self.run)
+            .map_err(|e| classify(store, limits, task, e))?;
+        let (result,) = run
+            .call(&mut *store, (input.to_vec(),))
+            .map_err(|e| classify(store, limits, task, e))?;
+        match result {
+            Ok(output) if output.len() as u64 > limits.max_output => Err(Error::OutputTooLarge {
+                task: task.clone(),
+                size: output.len() as u64,
+                limit: limits.max_output,
+            }),
+            Ok(output) => Ok(output),
+            // A guest that caught its own allocation failure (Python's MemoryError)
+            // still hit the memory cap: say so.
+            Err(_) if store.data().memory_denied => Err(Error::MemoryLimit {
+                task: task.clone(),
+                limit: limits.memory,
+            }),
+            Err(message) => Err(guest_error(task, message)),
+        }
+    }
+}
+
+/// The task error for the `error` string a component returned.
+fn guest_error(task: &TaskRef, mut message: String) -> Error {
+    if message.len() > MAX_GUEST_MESSAGE {
+        let mut cut = MAX_GUEST_MESSAGE;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+    }
+    match message.strip_prefix(INPUT_ERROR_PREFIX) {
+        Some(reason) => Error::Decode {
+            task: task.clone(),
+            what: "input in the guest",
+            reason: reason.to_string(),
+        },
+        None => Error::Guest {
+            task: task.clone(),
+            message,
+        },
+    }
+}
+
+/// Turns an error from wasmtime into the task error that explains it.
+fn classify(
+    store: &mut Store<ComponentState>,
+    limits: &Limits,
+    task: &TaskRef,
+    err: wasmtime::Error,
+) -> Error {
+    let task = task.clone();
+    let trap = err.downcast_ref::<Trap>().copied();
+    if trap == Some(Trap::Interrupt) {
+        return Error::Timeout {
+            task,
+            limit: limits.timeout.unwrap_or_default(),
+        };
+    }
+    if trap == Some(Trap::OutOfFuel) {
+        return Error::FuelExhausted {
+            task,
+            limit: limits.fuel.unwrap_or(u64::MAX),
+        };
+    }
+    if store.data().memory_denied {
+        return Error::MemoryLimit {
+            task,
+            limit: limits.memory,
+        };
+    }
+    if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return Error::Trap {
+            task,
+            message: format!("guest called exit({})", exit.0),
+        };
+    }
+    let mut message = match trap {
+        Some(trap) => trap.to_string(),
+        None => format!("{err:#}"),
+    };
+    if let Some(backtrace) = err.downcast_ref::<wasmtime::WasmBacktrace>() {
+        for line in backtrace
+            .to_string()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .take(12)
+        {
+            message.push('\n');
+            message.push_str(line);
+        }
+    }
+    Error::Trap { task, message }
+}
+
+/// Where the time of one fresh-instance task goes (for the benchmarks).
+#[cfg(feature = "bench-hooks")]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Phases {
+    /// `Store` and WASI context created, limits set.
+    pub store: Duration,
+    /// `InstancePre::instantiate`: pooling slots, memory images, start functions.
+    pub instantiate: Duration,
+    /// Looking up and calling `run`, input and output copied.
+    pub call: Duration,
+    /// Dropping the store: slots returned to the pool, memories reset.
+    pub drop: Duration,
+}
+
+#[cfg(feature = "bench-hooks")]
+impl CompiledComponent {
+    /// [`run_task`](Self::run_task), timed phase by phase.
+    pub fn run_phases(
+        &self,
+        limits: &Limits,
+        task: &TaskRef,
+        input: &[u8],
+    ) -> (Result<Vec<u8>, Error>, Phases) {
+        let mut phases = Phases::default();
+        let t = Instant::now();
+        let mut store = match self.new_store(limits) {
+            Ok(store) => store,
+            Err(e) => return (Err(e), phases),
+        };
+        phases.store = t.elapsed();
+        let t = Instant::now();
+        let instance = match self.pre.instantiate(&mut store) {
+            Ok(instance) => instance,
+            Err(e) => return (Err(classify(&mut store, limits, task, e)), phases),
+        };
+        phases.instantiate = t.elapsed();
+        let t = Instant::now();
+        let result = instance
+            .get_typed_func::<(Vec<u8>,), (Result<Vec<u8>, String>,)>(&mut store, self.run)
+            .and_then(|run| run.call(&mut store, (input.to_vec(),)))
+            .map_err(|e| classify(&mut store, limits, task, e))
+            .and_then(|(r,)| r.map_err(|m| guest_error(task, m)));
+        phases.call = t.elapsed();
+        let t = Instant::now();
+        drop(store);
+        phases.drop = t.elapsed();
+        (result, phases)
+    }
+}

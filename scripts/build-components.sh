@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Builds the Python and JavaScript component guests (WebAssembly components
+# implementing wit/task.wit), installing their toolchains when missing:
+#   componentize-py 0.25.1 (PyPI) into a venv at target/guest/tools/venv,
+#   @bytecodealliance/componentize-js 0.23.0 (npm) into target/guest/tools/npm.
+# Idempotent: a tool already at the pinned version is not reinstalled, and a
+# component newer than its sources (and the WIT) is not rebuilt.
+# Output: target/guest/components/{doc_stats_py,doc_stats_js}.wasm
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+tools="$root/target/guest/tools"
+out="$root/target/guest/components"
+mkdir -p "$tools" "$out"
+
+PY_VERSION=0.25.1
+JS_VERSION=0.23.0
+
+# python3 with venv, and node with npm: from Debian when missing.
+need_apt=()
+command -v python3 >/dev/null && python3 -c "import ensurepip, venv" 2>/dev/null \
+    || need_apt+=(python3 python3-venv)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
+if ((${#need_apt[@]})); then
+    echo "build-components: installing ${need_apt[*]} (Debian packages)" >&2
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -q >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need_apt[@]}" >&2
+fi
+
+venv="$tools/venv"
+if ! "$venv/bin/componentize-py" --version 2>/dev/null | grep -q "$PY_VERSION"; then
+    echo "build-components: installing componentize-py $PY_VERSION (PyPI) into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "componentize-py==$PY_VERSION" >&2
+fi
+
+npm_dir="$tools/npm"
+js_pkg="$npm_dir/node_modules/@bytecodealliance/componentize-js/package.json"
+if ! grep -q "\"version\": \"$JS_VERSION\"" "$js_pkg" 2>/dev/null; then
+    echo "build-components: installing @bytecodealliance/componentize-js $JS_VERSION (npm) into $npm_dir" >&2
+    mkdir -p "$npm_dir"
+    [ -f "$npm_dir/package.json" ] || echo '{"private": true}' >"$npm_dir/package.json"
+    npm install --prefix "$npm_dir" --no-audit --no-fund --silent \
+        "@bytecodealliance/componentize-js@$JS_VERSION" >&2
+fi
+
+# up_to_date OUTPUT INPUT...: whether OUTPUT exists and is newer than every INPUT.
+up_to_date() {
+    local target=$1; shift
+    [ -f "$target" ] || return 1
+    [ -z "$(find "$@" -newer "$target" -print -quit)" ]
+}
+
+for dir in guest/python/*/; do
+    [ -f "$dir/app.py" ] || continue
+    name=$(basename "$dir")
+    wasm="$out/${name}_py.wasm"
+    up_to_date "$wasm" "$dir" guest/python/sandpool_task.py wit && continue
+    echo "build-components: componentize-py $dir -> $wasm" >&2
+    PYTHONDONTWRITEBYTECODE=1 PYTHONPATH= "$venv/bin/componentize-py" -d wit -w task componentize app \
+        -p "$dir" -p guest/python -o "$wasm.tmp" >&2
+    mv "$wasm.tmp" "$wasm"
+done
+
+for dir in guest/js/*/; do
+    [ -f "$dir/app.js" ] || continue
+    name=$(basename "$dir")
+    wasm="$out/${name}_js.wasm"
+    up_to_date "$wasm" "$dir" guest/js/sandpool_task.js wit && continue
+    echo "build-components: componentize-js $dir -> $wasm" >&2
+    # componentize-js takes one source file: the helper modules (their
+    # `export`s dropped), then the task's app.js, its relative imports dropped.
+    bundle="$out/${name}_js.bundle.js"
+    {
+        for helper in guest/js/sandpool_task.js "$dir"*.js; do
+            [ "$(basename "$helper")" = app.js ] && continue
+            sed -e 's/^export //' "$helper"
+        done
+        grep -v "^import .* from ['\"]\.\.\?/[^'\"]*['\"];\?$" "$dir/app.js"
+    } >"$bundle"
+    node "$npm_dir/node_modules/@bytecodealliance/componentize-js/src/cli.js" "$bundle" \
+        -w wit -n task -d http fetch-event -o "$wasm.tmp" >&2
+    mv "$wasm.tmp" "$wasm"
+done
