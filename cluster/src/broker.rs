@@ -252,31 +252,51 @@ impl Broker {
         .await
     }
 
-    /// Stores a job: the module's object name and the caller's spec.
-    pub async fn put_job(&self, job: &str, module: &str, spec: &serde_json::Value) -> Result<()> {
-        let body = serde_json::json!({ "module": module, "spec": spec });
+    /// Stores a job: the module's object name, the caller's spec and the
+    /// job's epoch (part of every task's `Nats-Msg-Id`, so that a new run
+    /// of the same job is not mistaken for a resubmission of the last one).
+    pub async fn put_job(
+        &self,
+        job: &str,
+        module: &str,
+        spec: &serde_json::Value,
+        epoch: &str,
+    ) -> Result<()> {
+        let body = serde_json::json!({ "module": module, "spec": spec, "epoch": epoch });
         self.put_object(&schema::job_object(job), body.to_string().as_bytes())
             .await
     }
 
-    /// Submits one input. `generation` is 0 on a first submission and
-    /// distinct for each later one of the same input (after its earlier
-    /// result was purged), so that the server's duplicate window does not
-    /// drop it. Returns once the server has stored the task.
+    /// The epoch of a job that is stored (begun and not finished), if any.
+    pub async fn job_epoch(&self, job: &str) -> Result<Option<String>> {
+        let name = schema::job_object(job);
+        match self.objects.info(&name).await {
+            Ok(info) if !info.deleted => {}
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(broker_error("reading a job", e)),
+        }
+        let body = self.get_object(&name).await?;
+        let value: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| broker_error(&format!("job {job}'s spec is not JSON"), e))?;
+        Ok(value["epoch"].as_str().map(str::to_string))
+    }
+
+    /// Submits one input; `msg_id` makes its `Nats-Msg-Id`
+    /// (`{job}.{key}.{msg_id}`): the server drops a second task with the
+    /// same id within the duplicate window. Inputs over
+    /// [`schema::INLINE_MAX`] go to the object store first. Returns once
+    /// the server has stored the task; true if the input went as an object.
     pub async fn submit(
         &self,
         job: &str,
         key: &str,
         name: &str,
         data: &[u8],
-        generation: u64,
-    ) -> Result<()> {
+        msg_id: &str,
+    ) -> Result<bool> {
         let subject = schema::task_subject(job, key);
-        let id = if generation == 0 {
-            format!("{job}.{key}")
-        } else {
-            format!("{job}.{key}.{generation}")
-        };
+        let id = format!("{job}.{key}.{msg_id}");
         let (payload, object) = if data.len() > schema::INLINE_MAX {
             let object = schema::input_object(job, key);
             self.put_object(&object, data).await?;
@@ -293,6 +313,18 @@ impl Broker {
             }
             self.js.send_publish(subject.clone(), publish).await?.await
         })
+        .await?;
+        Ok(object.is_some())
+    }
+
+    /// Removes every stored result of a job.
+    pub async fn purge_results(&self, job: &str) -> Result<()> {
+        retry("purging a job's results", PATIENCE, || async {
+            self.results
+                .purge()
+                .filter(format!("sandpool.result.{job}.>"))
+                .await
+        })
         .await
         .map(drop)
     }
@@ -307,16 +339,11 @@ impl Broker {
         .map(drop)
     }
 
-    /// Removes everything a finished job left: its results, its spec and
-    /// its large inputs' objects (modules stay, shared by jobs).
+    /// Closes a finished job: removes its spec and its large inputs'
+    /// objects. Its results stay (until `results_max_age`, or until the
+    /// same job starts afresh), so that a late duplicate is still refused;
+    /// modules stay, shared by jobs.
     pub async fn finish_job(&self, job: &str, large_inputs: &[String]) -> Result<()> {
-        retry("purging a job's results", PATIENCE, || async {
-            self.results
-                .purge()
-                .filter(format!("sandpool.result.{job}.>"))
-                .await
-        })
-        .await?;
         for key in large_inputs {
             let _ = self.objects.delete(schema::input_object(job, key)).await;
         }

@@ -69,12 +69,16 @@
 //!   `docs/cli.md`). [`run_jsonl`]: a task over the lines of a JSON Lines
 //!   file, results in input order (`folder/jsonl/`). [`folder_status`] and
 //!   [`jsonl_status`]: what is done, failed, missing.
+//! - [`Cluster`] (feature `nats`): the same folder runs on `sandpool worker
+//!   --nats` processes on many machines over NATS JetStream
+//!   (`folder/remote/`: job spec, worker handler, collector; the broker
+//!   plumbing is the `sandpool-cluster` crate; `docs/scaling.md`).
 //! - The serialization boundary: `codec.rs` (bincode) and the ABI constants
 //!   in `sandpool_guest::abi`; the contract for non-Rust guests is `docs/abi.md`.
 //! - Shared helpers: `atomic_write.rs` (temporary file, fsync, rename) and
 //!   `sync.rs` (locking).
 //! - Cargo features: `cli` (default: the `sandpool` binary's clap and
-//!   indicatif); `bench-hooks` and `test-faults` are internal (benchmarks and
+//!   indicatif); `nats` (default: [`Cluster`], `--nats`); `bench-hooks` and `test-faults` are internal (benchmarks and
 //!   tests turn them on).
 
 mod cache;
@@ -118,6 +122,8 @@ pub use folder::{
     InputState, JsonlJob, JsonlSummary, Progress, Retried, StatusEntry, file_id, folder_status,
     jsonl_status, run_folder, run_jsonl,
 };
+#[cfg(feature = "nats")]
+pub use folder::{Cluster, ClusterSettings, WorkerStats};
 pub use inspect::{ModuleItem, ModuleReport, inspect_module};
 pub use limits::Limits;
 pub use load::LoadLimits;

@@ -14,6 +14,8 @@ mod input;
 mod jsonl;
 mod lock;
 mod naming;
+#[cfg(feature = "nats")]
+mod remote;
 mod runner;
 pub(crate) mod status;
 mod walk;
@@ -38,6 +40,8 @@ use crate::task::Task;
 use sandpool_guest::FileInput;
 
 pub use jsonl::{JsonlJob, JsonlSummary, jsonl_status, run_jsonl};
+#[cfg(feature = "nats")]
+pub use remote::{Cluster, ClusterSettings, WorkerStats};
 pub use naming::file_id;
 pub use runner::DirGrant;
 pub use status::{FolderStatus, InputState, StatusEntry, folder_status};
