@@ -317,10 +317,14 @@ fn a_worker_that_stalls_past_ack_wait_causes_no_second_output() {
     std::thread::sleep(Duration::from_secs(2));
     let logs: Vec<String> = workers.into_iter().map(Worker::stop).collect();
     let stalled_log = &logs[stalled[0]];
-    assert!(
-        stalled_log.contains(" 1 duplicate results refused"),
-        "the late result was refused: {stalled_log}"
-    );
+    let refused: u64 = stalled_log
+        .split(" duplicate results refused")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    // stall.txt's late result (and those of the tasks it held with it) were refused.
+    assert!(refused >= 1, "the late result was refused: {stalled_log}");
     assert_eq!(std::fs::read(out.join("stall.txt.json")).unwrap(), before);
     assert_eq!(outputs(&out).len(), 201);
     let local = dir.path().join("local");

@@ -375,6 +375,9 @@ impl Broker {
     }
 }
 
+/// How long the results consumer may stay silent before it is replaced.
+const QUIET: Duration = Duration::from_secs(2);
+
 /// The results of one job, read in order by an ordered consumer that is
 /// re-created after the last sequence seen if the server goes away.
 pub struct Results {
@@ -420,8 +423,13 @@ impl Results {
     /// The next result, waiting for one.
     pub async fn next(&mut self) -> Result<ResultMsg> {
         loop {
+            // A consumer that goes quiet may be one the server forgot in a
+            // restart (the client does not always notice): after a quiet
+            // spell, read on from a new one (a cheap request).
             let item = match self.messages.as_mut() {
-                Some(messages) => messages.next().await,
+                Some(messages) => tokio::time::timeout(QUIET, messages.next())
+                    .await
+                    .unwrap_or(None),
                 None => None,
             };
             match item {
