@@ -28,9 +28,11 @@ struct Worker {
 }
 
 fn worker(url: &str, dir: &Path, n: usize, env: &[(&str, &str)], extra: &[&str]) -> Worker {
+    let jobs = if extra.contains(&"--jobs") { None } else { Some("2") };
     let log = dir.join(format!("worker-{n}.log"));
     let mut cmd = sandpool();
-    cmd.args(["worker", "--nats", url, "--jobs", "2"])
+    cmd.args(["worker", "--nats", url])
+        .args(jobs.map(|j| ["--jobs", j]).iter().flatten())
         .args(extra)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"));
@@ -102,7 +104,7 @@ fn wait_for(child: &mut Child, limit: Duration) -> ExitStatus {
 
 fn collector(url: &str, inputs: &Path, out: &Path, log: &Path) -> Child {
     sandpool()
-        .args(["run", "--quiet", "--nats", url])
+        .args(["run", "--nats", url])
         .arg(doc_stats())
         .arg(inputs)
         .arg("-o")
@@ -205,8 +207,18 @@ fn sigkilled_workers_and_a_kill9_of_the_server_lose_and_duplicate_nothing() {
         if let Some(status) = run.try_wait().unwrap() {
             break status;
         }
-        assert!(started.elapsed() < Duration::from_secs(100), "the run did not finish");
         let done = count_outputs(&out);
+        if started.elapsed() > Duration::from_secs(100) {
+            let log = std::fs::read_to_string(dir.path().join("collector.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            let workers: Vec<String> = workers
+                .iter()
+                .map(|w| std::fs::read_to_string(&w.log).unwrap_or_default())
+                .collect();
+            let slog = std::fs::read_to_string(server.store.path().join("server.log")).unwrap_or_default();
+            let slog: Vec<&str> = slog.lines().filter(|l| !l.contains("[INF]")).take(30).collect();
+            panic!("the run did not finish: {done} outputs, step {step}; collector: {tail:?}; workers: {workers:?}; server: {slog:#?}");
+        }
         if step == 0 && done >= N / 5 {
             // SIGKILL a worker mid-run; a new one takes its place.
             workers[0].sigkill();
@@ -247,7 +259,8 @@ fn a_poison_input_ends_as_an_error_record_after_max_deliver() {
     let server = Server::start();
     let url = server.url();
     let env = [("SANDPOOL_NATS_FAULT_ABORT", "poison.txt")];
-    let wargs = ["--ack-wait", "1s", "--max-deliver", "3"];
+    // One task at a time: only the poison input is lost when a worker dies.
+    let wargs = ["--ack-wait", "1s", "--max-deliver", "3", "--jobs", "1"];
     let mut workers: Vec<Worker> = (0..2)
         .map(|i| worker(&url, dir.path(), i, &env, &wargs))
         .collect();

@@ -66,11 +66,28 @@ impl Server {
         let mut cmd = Command::new(&self.binary);
         cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
         if self.jetstream {
-            cmd.args(["-js", "-sd"]).arg(self.store.path());
+            // `sync_interval: always`: what the server acknowledged is on
+            // disk, so a `kill -9` loses nothing (docs/scaling.md).
+            let conf = self.store.path().join("nats.conf");
+            let store = self.store.path().join("js");
+            std::fs::write(
+                &conf,
+                format!(
+                    "jetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
+                    store.display()
+                ),
+            )
+            .expect("write nats.conf");
+            cmd.arg("-c").arg(&conf);
         }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.store.path().join("server.log"))
+            .expect("server log");
         let child = cmd
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start nats-server");
         self.child = Some(child);

@@ -378,6 +378,21 @@ pub(super) fn run(
             .buffer_unordered(64)
             .fold(Ok(()), |acc, r| async move { acc.and(r) });
         tokio::pin!(submit_all);
+        // The results are read by a task of their own: `select!` below
+        // drops the branches that did not fire, and a read of the results
+        // consumer must never be cut in half (it would stall the reader).
+        let (results_tx, mut results_rx) = tokio::sync::mpsc::unbounded_channel();
+        let reader = async move {
+            loop {
+                let result = results.next().await;
+                let failed = result.is_err();
+                if results_tx.send(result).is_err() || failed {
+                    break;
+                }
+            }
+        };
+        tokio::pin!(reader);
+        let mut reader_done = false;
         let mut submitted = false;
         let mut ticks = tokio::time::interval(super::TICK);
         let mut cancelled = false;
@@ -403,7 +418,8 @@ pub(super) fn run(
                         on_event(FolderEvent::Failed(&f));
                     }
                 }
-                result = results.next() => {
+                () = &mut reader, if !reader_done => reader_done = true,
+                Some(result) = results_rx.recv() => {
                     let result = result.map_err(broker_error)?;
                     if let Some(p) = pending.remove(&result.key)
                         && let Some(f) = writer.result(&p, &result)

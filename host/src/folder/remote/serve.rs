@@ -138,9 +138,9 @@ pub(super) fn serve(
         pools: Mutex::default(),
     });
     let mut options = WorkerOptions::default();
-    // One task waiting per running one, so that a worker never idles
-    // between a result and the next pull.
-    options.concurrency = workers.max(1) * 2;
+    // As many tasks in flight as run at once: a worker that dies takes no
+    // waiting task with it (which would count a delivery against it).
+    options.concurrency = workers.max(1);
     let stopped = async move {
         while !cancel.is_cancelled() {
             tokio::time::sleep(super::TICK).await;
