@@ -1,6 +1,7 @@
 //! Scale-out over NATS JetStream, against a real nats-server (installed by
 //! scripts/install-nats.sh): `sandpool worker --nats` processes and
 //! `sandpool run --nats` collectors, killed and stalled on purpose.
+#![allow(clippy::unwrap_used)] // tests fail loudly
 
 mod common;
 #[path = "common/nats.rs"]
@@ -28,7 +29,11 @@ struct Worker {
 }
 
 fn worker(url: &str, dir: &Path, n: usize, env: &[(&str, &str)], extra: &[&str]) -> Worker {
-    let jobs = if extra.contains(&"--jobs") { None } else { Some("2") };
+    let jobs = if extra.contains(&"--jobs") {
+        None
+    } else {
+        Some("2")
+    };
     let log = dir.join(format!("worker-{n}.log"));
     let mut cmd = sandpool();
     cmd.args(["worker", "--nats", url])
@@ -123,7 +128,10 @@ fn make_inputs(dir: &Path, n: usize) -> PathBuf {
         std::fs::create_dir_all(&sub).unwrap();
         std::fs::write(
             sub.join(format!("doc {i}.txt")),
-            format!("document {i}: the cat sat on the mat {}\n", "x ".repeat(i % 7)),
+            format!(
+                "document {i}: the cat sat on the mat {}\n",
+                "x ".repeat(i % 7)
+            ),
         )
         .unwrap();
     }
@@ -215,9 +223,16 @@ fn sigkilled_workers_and_a_kill9_of_the_server_lose_and_duplicate_nothing() {
                 .iter()
                 .map(|w| std::fs::read_to_string(&w.log).unwrap_or_default())
                 .collect();
-            let slog = std::fs::read_to_string(server.store.path().join("server.log")).unwrap_or_default();
-            let slog: Vec<&str> = slog.lines().filter(|l| !l.contains("[INF]")).take(30).collect();
-            panic!("the run did not finish: {done} outputs, step {step}; collector: {tail:?}; workers: {workers:?}; server: {slog:#?}");
+            let slog =
+                std::fs::read_to_string(server.store.path().join("server.log")).unwrap_or_default();
+            let slog: Vec<&str> = slog
+                .lines()
+                .filter(|l| !l.contains("[INF]"))
+                .take(30)
+                .collect();
+            panic!(
+                "the run did not finish: {done} outputs, step {step}; collector: {tail:?}; workers: {workers:?}; server: {slog:#?}"
+            );
         }
         if step == 0 && done >= N / 5 {
             // SIGKILL a worker mid-run; a new one takes its place.
@@ -247,7 +262,11 @@ fn sigkilled_workers_and_a_kill9_of_the_server_lose_and_duplicate_nothing() {
     assert!(local_run(&inputs, &local).success());
     let (remote, local) = (outputs(&out), outputs(&local));
     assert_eq!(remote.len(), N, "one output per input, nothing else");
-    assert!(remote.keys().all(|p| !p.to_string_lossy().ends_with(".error.json")));
+    assert!(
+        remote
+            .keys()
+            .all(|p| !p.to_string_lossy().ends_with(".error.json"))
+    );
     assert_eq!(remote, local, "the cluster's outputs are the local run's");
 }
 
@@ -273,7 +292,10 @@ fn a_poison_input_ends_as_an_error_record_after_max_deliver() {
         if let Some(status) = run.try_wait().unwrap() {
             break status;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "the run did not finish");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run did not finish"
+        );
         // A supervisor restarts workers that die.
         for w in workers.iter_mut() {
             if w.exited() {
@@ -285,10 +307,12 @@ fn a_poison_input_ends_as_an_error_record_after_max_deliver() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(1), "one input failed");
-    assert_eq!(deaths, 2, "the poison input killed a worker on deliveries 1 and 2");
+    assert_eq!(
+        deaths, 2,
+        "the poison input killed a worker on deliveries 1 and 2"
+    );
     let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("poison.txt.error.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(out.join("poison.txt.error.json")).unwrap()).unwrap();
     assert_eq!(record["error"], "worker_crashed");
     assert_eq!(record["input"], "poison.txt");
     let message = record["message"].as_str().unwrap();
@@ -359,7 +383,12 @@ fn an_interrupted_cluster_run_resumes_like_a_local_one() {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(first.id() as i32, libc::SIGINT) };
     let status = wait_for(&mut first, Duration::from_secs(20));
-    assert_eq!(status.code(), Some(130), "{}", std::fs::read_to_string(&log).unwrap());
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
     assert_eq!(count_outputs(&out), 0);
     // Workers run the queued tasks with no collector; the next run collects
     // them (no resubmission runs anything twice) and exits 0.
@@ -407,11 +436,11 @@ fn a_bad_url_or_a_server_that_is_down_is_a_clear_error_exit_2() {
             .unwrap();
         let err = String::from_utf8_lossy(&run.stderr);
         assert_eq!(run.status.code(), Some(2), "run --nats {url}: {err}");
-        assert!(err.contains(says) && err.contains("sandpool:"), "{url}: {err}");
-        let work = sandpool()
-            .args(["worker", "--nats", url])
-            .output()
-            .unwrap();
+        assert!(
+            err.contains(says) && err.contains("sandpool:"),
+            "{url}: {err}"
+        );
+        let work = sandpool().args(["worker", "--nats", url]).output().unwrap();
         let err = String::from_utf8_lossy(&work.stderr);
         assert_eq!(work.status.code(), Some(2), "worker --nats {url}: {err}");
         assert!(err.contains(says), "{url}: {err}");

@@ -117,13 +117,13 @@ pub use exec::pipeline::{
 pub use exec::pool::Pool;
 pub use exec::process;
 pub use exec::wait::{ReturnWhen, Waited, wait, wait_async, wait_timeout};
+#[cfg(feature = "nats")]
+pub use folder::{Cluster, ClusterSettings, WorkerStats};
 pub use folder::{
     DirGrant, Failure, FailureRecord, FolderEvent, FolderJob, FolderStatus, FolderSummary,
     InputState, JsonlJob, JsonlSummary, Progress, Retried, StatusEntry, file_id, folder_status,
     jsonl_status, run_folder, run_jsonl,
 };
-#[cfg(feature = "nats")]
-pub use folder::{Cluster, ClusterSettings, WorkerStats};
 pub use inspect::{ModuleItem, ModuleReport, inspect_module};
 pub use limits::Limits;
 pub use load::LoadLimits;

@@ -17,7 +17,12 @@ pub fn server_binary() -> PathBuf {
         .expect("run scripts/install-nats.sh");
     assert!(out.status.success(), "scripts/install-nats.sh failed");
     let path = String::from_utf8(out.stdout).expect("a path");
-    PathBuf::from(path.lines().last().expect("the script prints the path").trim())
+    PathBuf::from(
+        path.lines()
+            .last()
+            .expect("the script prints the path")
+            .trim(),
+    )
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released).

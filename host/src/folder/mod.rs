@@ -40,9 +40,9 @@ use crate::task::Task;
 use sandpool_guest::FileInput;
 
 pub use jsonl::{JsonlJob, JsonlSummary, jsonl_status, run_jsonl};
+pub use naming::file_id;
 #[cfg(feature = "nats")]
 pub use remote::{Cluster, ClusterSettings, WorkerStats};
-pub use naming::file_id;
 pub use runner::DirGrant;
 pub use status::{FolderStatus, InputState, StatusEntry, folder_status};
 

@@ -238,7 +238,12 @@ pub struct WorkerArgs {
     pub jobs: Option<usize>,
     /// How long a task may go without a heartbeat before the server gives it
     /// to another worker (set on the workers' shared consumer).
-    #[arg(long, default_value = "30s", value_name = "DURATION", requires = "nats")]
+    #[arg(
+        long,
+        default_value = "30s",
+        value_name = "DURATION",
+        requires = "nats"
+    )]
     pub ack_wait: Wait,
     /// Deliveries of a task before it is recorded as failed (`worker_crashed`):
     /// the last one writes the record instead of running it again.

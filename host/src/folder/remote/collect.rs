@@ -16,13 +16,13 @@ use futures::StreamExt;
 use sandpool_cluster::{Broker, ResultMsg, Status, schema};
 
 use crate::error::{Error, TaskRef};
+use crate::exec::pipeline::CancelToken;
 use crate::folder::input::{ByteBudget, ReadError, read_input};
 use crate::folder::naming::{display_name, error_name, folder_id, id_of_bytes, result_name};
 use crate::folder::writer::OutDir;
 use crate::folder::{
     Failure, FailureRecord, FolderEvent, FolderJob, FolderSummary, Progress, lock, open_dir, walk,
 };
-use crate::exec::pipeline::CancelToken;
 use crate::task::Task;
 use sandpool_guest::FileInput;
 
@@ -296,7 +296,11 @@ pub(super) fn run(
                 let _ = out.remove(&stale);
             }
         },
-        |path| inside = Some(PathBuf::from(<OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path))),
+        |path| {
+            inside = Some(PathBuf::from(
+                <OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path),
+            ))
+        },
     );
     if let Some(path) = &inside {
         on_event(FolderEvent::OutputInsideInputs(path));
@@ -314,9 +318,15 @@ pub(super) fn run(
             _ => {
                 broker.purge_results(&id).await.map_err(broker_error)?;
                 let epoch = format!("{:016x}", rand::random::<u64>());
-                let name = broker.put_module(&task.module.wasm).await.map_err(broker_error)?;
+                let name = broker
+                    .put_module(&task.module.wasm)
+                    .await
+                    .map_err(broker_error)?;
                 let spec = serde_json::to_value(&spec).unwrap_or_default();
-                broker.put_job(&id, &name, &spec, &epoch).await.map_err(broker_error)?;
+                broker
+                    .put_job(&id, &name, &spec, &epoch)
+                    .await
+                    .map_err(broker_error)?;
                 epoch
             }
         };
@@ -329,8 +339,8 @@ pub(super) fn run(
             let Some(p) = pending.get(&result.key) else {
                 continue;
             };
-            let recorded = out.may_exist(&error_name(&p.id))
-                && out.path().join(error_name(&p.id)).exists();
+            let recorded =
+                out.may_exist(&error_name(&p.id)) && out.path().join(error_name(&p.id)).exists();
             if result.status != Status::Ok && recorded {
                 again.push((result.key.clone(), result.sequence));
                 continue;

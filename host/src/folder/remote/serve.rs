@@ -27,13 +27,16 @@ pub(crate) struct Failed {
     pub retries: u32,
 }
 
+/// A job's spec and pool, or why they could not be made.
+type Ready = Result<(Spec, Pool<FileInput, String>), Error>;
+
 struct TaskHandler {
     workers: usize,
-    pools: Mutex<HashMap<String, Arc<Result<(Spec, Pool<FileInput, String>), Error>>>>,
+    pools: Mutex<HashMap<String, Arc<Ready>>>,
 }
 
 impl TaskHandler {
-    fn pool(&self, job: &Job) -> Arc<Result<(Spec, Pool<FileInput, String>), Error>> {
+    fn pool(&self, job: &Job) -> Arc<Ready> {
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(pool) = pools.get(&job.id) {
             return Arc::clone(pool);
@@ -41,7 +44,8 @@ impl TaskHandler {
         let built = (|| {
             let spec: Spec = serde_json::from_value(job.spec.clone())
                 .map_err(|e| Error::Config(format!("job {}'s spec: {e}", job.id)))?;
-            let task = Task::<FileInput, String>::from_bytes(spec.task.clone(), job.module.clone())?;
+            let task =
+                Task::<FileInput, String>::from_bytes(spec.task.clone(), job.module.clone())?;
             let pool = Pool::builder(task)
                 .workers(self.workers)
                 .isolation(spec.isolation())
@@ -73,7 +77,9 @@ fn fault(task: &TaskIn) {
         std::process::abort();
     }
     // The worker stops (SIGSTOP, as a stall would) on its first delivery of this input.
-    if task.delivered == 1 && std::env::var("SANDPOOL_NATS_FAULT_STOP").is_ok_and(|n| n == task.name) {
+    if task.delivered == 1
+        && std::env::var("SANDPOOL_NATS_FAULT_STOP").is_ok_and(|n| n == task.name)
+    {
         // SAFETY: raising a signal in this process.
         unsafe { libc::raise(libc::SIGSTOP) };
     }
