@@ -111,8 +111,9 @@ struct Counters {
 ///
 /// ```no_run
 /// # async fn f(broker: sandpool_cluster::Broker, handler: std::sync::Arc<dyn sandpool_cluster::Handler>) {
+/// // Serve for an hour, then finish what is in flight.
 /// let stats = sandpool_cluster::serve(&broker, handler, Default::default(), async {
-///     let _ = tokio::signal::ctrl_c().await;
+///     tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
 /// }).await;
 /// # }
 /// ```
