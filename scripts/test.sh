@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build-guests.sh >&2
 scripts/build-components.sh >&2
+# The nats-server the cluster tests start (tests/cluster.rs).
+scripts/install-nats.sh >/dev/null
 cargo test --release --workspace "$@"

@@ -83,12 +83,16 @@
 //!   [`jsonl_status`]: what is done, failed, missing. Output kinds a task
 //!   chooses through `sandpool_guest::output` (JSON, raw bytes `{id}.{ext}`,
 //!   named files `{id}.files/` renamed into place whole): `folder/output.rs`.
+//! - [`Cluster`] (feature `nats`): the same folder runs on `sandpool worker
+//!   --nats` processes on many machines over NATS JetStream
+//!   (`folder/remote/`: job spec, worker handler, collector; the broker
+//!   plumbing is the `sandpool-cluster` crate; `docs/scaling.md`).
 //! - The serialization boundary: `codec.rs` (bincode) and the ABI constants
 //!   in `sandpool_guest::abi`; the contract for non-Rust guests is `docs/abi.md`.
 //! - Shared helpers: `atomic_write.rs` (temporary file, fsync, rename) and
 //!   `sync.rs` (locking).
 //! - Cargo features: `cli` (default: the `sandpool` binary's clap and
-//!   indicatif); `bench-hooks` and `test-faults` are internal (benchmarks and
+//!   indicatif); `nats` (default: [`Cluster`], `--nats`); `bench-hooks` and `test-faults` are internal (benchmarks and
 //!   tests turn them on).
 
 mod cache;
@@ -137,6 +141,8 @@ pub use exec::pipeline::{
 pub use exec::pool::Pool;
 pub use exec::process;
 pub use exec::wait::{ReturnWhen, Waited, wait, wait_async, wait_timeout};
+#[cfg(feature = "nats")]
+pub use folder::{Cluster, ClusterSettings, WorkerStats};
 pub use folder::{
     DirGrant, Failure, FailureRecord, FolderEvent, FolderJob, FolderStatus, FolderSummary,
     InputState, JsonlJob, JsonlSummary, Progress, Retried, StatusEntry, file_id, folder_status,

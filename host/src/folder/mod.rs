@@ -16,6 +16,8 @@ mod jsonl;
 mod lock;
 mod naming;
 mod output;
+#[cfg(feature = "nats")]
+mod remote;
 mod runner;
 pub(crate) mod status;
 mod walk;
@@ -41,6 +43,8 @@ use sandpool_guest::FileInput;
 
 pub use jsonl::{JsonlJob, JsonlSummary, jsonl_status, run_jsonl};
 pub use naming::file_id;
+#[cfg(feature = "nats")]
+pub use remote::{Cluster, ClusterSettings, WorkerStats};
 pub use runner::DirGrant;
 pub use status::{FolderStatus, InputState, StatusEntry, folder_status};
 

@@ -30,9 +30,9 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Which inputs are done, failed or missing in an output folder.
     Status(StatusArgs),
-    /// Serve tasks over stdin/stdout (used by the process executor).
-    #[command(hide = true)]
-    Worker,
+    /// Run tasks for `sandpool run --nats` pulled from a NATS server (or,
+    /// without --nats, serve the process executor over stdin/stdout).
+    Worker(WorkerArgs),
 }
 
 /// The names `--isolation` accepts, with what each means; the values are
@@ -219,6 +219,12 @@ pub struct RunArgs {
     /// `{sql, params}`; see docs/cli.md. Both isolation levels.
     #[arg(long, value_name = "PATH[:ro]", value_parser = parse_sqlite)]
     pub sqlite: Option<PathBuf>,
+    /// Run the tasks on the `sandpool worker --nats` processes attached to
+    /// this NATS JetStream server (e.g. nats://host:4222) and collect their
+    /// results here: the same output files, resumable the same way. Folder
+    /// input only. See docs/scaling.md.
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
 }
 
 /// Parses `PATH[:ro]`: the database is always opened read-only; `:rw` is refused.
@@ -235,6 +241,40 @@ pub fn parse_sqlite(text: &str) -> Result<PathBuf, String> {
         ));
     }
     Ok(PathBuf::from(path))
+}
+
+/// Pull tasks from a NATS JetStream server and run them, at the isolation
+/// level and limits each job asks for; any number of workers on any
+/// machines may serve the same server. Ctrl-C stops pulling and exits once
+/// the tasks in flight are written. Without --nats: serve the process
+/// executor over stdin/stdout (started by sandpool itself). See docs/scaling.md.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "EXAMPLES:\n  sandpool worker --nats nats://queue.example:4222 --jobs 8\n  sandpool run --nats nats://queue.example:4222 doc_stats.wasm inputs/ -o out/"
+)]
+pub struct WorkerArgs {
+    /// The NATS server (with JetStream) to pull tasks from, e.g. nats://host:4222.
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+    /// Tasks run in parallel [default: number of CPUs].
+    #[arg(short, long, value_name = "N", requires = "nats")]
+    pub jobs: Option<usize>,
+    /// How long a task may go without a heartbeat before the server gives it
+    /// to another worker (set on the workers' shared consumer).
+    #[arg(
+        long,
+        default_value = "30s",
+        value_name = "DURATION",
+        requires = "nats"
+    )]
+    pub ack_wait: Wait,
+    /// Deliveries of a task before it is recorded as failed (`worker_crashed`):
+    /// the last one writes the record instead of running it again.
+    #[arg(long, default_value_t = 5, value_name = "N", requires = "nats")]
+    pub max_deliver: i64,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// Which inputs of INPUTS are done, failed or missing in OUT.

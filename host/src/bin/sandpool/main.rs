@@ -7,6 +7,7 @@
 mod args;
 mod inspect;
 mod jsonl;
+mod nats;
 mod run;
 mod status;
 
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         args::Command::Run(run_args) => run::main(run_args),
         args::Command::Inspect(inspect_args) => inspect::main(inspect_args),
         args::Command::Status(status_args) => status::main(status_args),
-        args::Command::Worker => sandpool::process::worker_main(),
+        args::Command::Worker(worker) if worker.nats.is_some() => nats::worker(worker),
+        args::Command::Worker(_) => sandpool::process::worker_main(),
     }
 }

@@ -129,7 +129,7 @@ fn check_setup(args: &RunArgs) -> Result<Mode, String> {
 }
 
 /// The output folder of a folder run.
-fn folder_output(args: &RunArgs) -> std::path::PathBuf {
+pub(crate) fn folder_output(args: &RunArgs) -> std::path::PathBuf {
     args.output.clone().unwrap_or_else(|| "output".into())
 }
 
@@ -183,6 +183,12 @@ pub fn main(args: RunArgs) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    if let Some(url) = &args.nats {
+        if mode == Mode::JsonLines {
+            return setup_error("--nats applies to folder input only");
+        }
+        return crate::nats::run(&args, url, &task, load_time);
+    }
     if mode == Mode::JsonLines {
         return crate::jsonl::main(&args, &task, load_time);
     }
@@ -284,7 +290,7 @@ pub fn install_ctrl_c(cancel: CancelToken, quiet: bool) {
 }
 
 /// Progress on stderr: a bar on a terminal, a line every few seconds otherwise.
-struct Display {
+pub(crate) struct Display {
     bar: Option<indicatif::ProgressBar>,
     plain: bool,
     verbose: bool,
@@ -292,7 +298,7 @@ struct Display {
 }
 
 impl Display {
-    fn new(args: &RunArgs) -> Self {
+    pub(crate) fn new(args: &RunArgs) -> Self {
         let terminal = std::io::stderr().is_terminal();
         let bar = (terminal && !args.quiet).then(|| {
             let bar = indicatif::ProgressBar::new(0);
@@ -318,7 +324,7 @@ impl Display {
         }
     }
 
-    fn event(&mut self, event: FolderEvent<'_>) {
+    pub(crate) fn event(&mut self, event: FolderEvent<'_>) {
         match event {
             FolderEvent::Progress(p) => self.update(p),
             FolderEvent::Failed(f) => {
@@ -372,7 +378,7 @@ impl Display {
         }
     }
 
-    fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
@@ -383,7 +389,7 @@ fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or_default()
 }
 
-fn report(args: &RunArgs, s: &FolderSummary, load_time: Duration) {
+pub(crate) fn report(args: &RunArgs, s: &FolderSummary, load_time: Duration) {
     if args.json {
         let mut value = serde_json::to_value(s).unwrap_or_default();
         value["module_load_seconds"] = serde_json::json!(load_time.as_secs_f64());
