@@ -446,3 +446,72 @@ fn a_bad_url_or_a_server_that_is_down_is_a_clear_error_exit_2() {
         assert!(err.contains(says), "{url}: {err}");
     }
 }
+
+#[test]
+fn raw_and_multi_file_outputs_come_back_as_the_files_a_local_run_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(inputs.join("sub")).unwrap();
+    let commands = [
+        ("a.txt", "bytes csv a,b 1,2"),
+        ("b.txt", "files 3 10"),
+        ("c.txt", "json"),
+        ("sub/d.txt", "bytes png not-really-a-png"),
+        ("sub/e.txt", "error"),
+    ];
+    for (name, command) in commands {
+        std::fs::write(inputs.join(name), command).unwrap();
+    }
+    let guest = common::guest("outputs");
+    let server = Server::start();
+    let url = server.url();
+    let w = worker(&url, dir.path(), 0, &[], &[]);
+    let out = dir.path().join("out");
+    let run = sandpool()
+        .args(["run", "--nats", &url])
+        .arg(&guest)
+        .arg(&inputs)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stderr);
+    // One input fails (a guest error): exit 1, as a local run.
+    assert_eq!(run.status.code(), Some(1), "{said}");
+    let local = dir.path().join("local");
+    let status = sandpool()
+        .args(["run", "--quiet"])
+        .arg(&guest)
+        .arg(&inputs)
+        .arg("-o")
+        .arg(&local)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let (remote, local) = (outputs(&out), outputs(&local));
+    assert_eq!(remote, local);
+    for name in [
+        "a.txt.csv",
+        "b.txt.files/part-0.bin",
+        "b.txt.files/part-2.bin",
+        "c.txt.json",
+        "sub/d.txt.png",
+        "sub/e.txt.error.json",
+    ] {
+        assert!(remote.contains_key(Path::new(name)), "{name} in {remote:?}");
+    }
+    assert_eq!(remote[Path::new("a.txt.csv")], b"a,b 1,2");
+    // A second run finds every kind done; only the failed input runs again.
+    let again = sandpool()
+        .args(["run", "--nats", &url])
+        .arg(&guest)
+        .arg(&inputs)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(said.contains("4 skipped"), "{said}");
+    w.stop();
+    assert_eq!(outputs(&out), remote);
+}

@@ -101,20 +101,10 @@ fn process(cx: &Context<'_>, runner: &mut ThreadRunner<'_>, entry: Entry, tmp: &
         }),
         None => compute(cx, runner, &task, &entry.path, &input, &mut retries),
     };
-    let failure = match result.and_then(|bytes| write_output(cx, &task, &id, &input, &bytes, tmp)) {
+    let written = result.and_then(|bytes| write_output(cx.out, &task, &id, &input, &bytes, tmp));
+    let failure = match written {
         Ok(written) => {
-            // An error record (or another kind of output) from an earlier run is stale now.
-            if cx.out.may_exist(&err_name) {
-                let _ = cx.out.remove(&err_name);
-            }
-            if written != ok_name {
-                if ok_may_exist {
-                    let _ = cx.out.remove(&ok_name);
-                }
-                output::remove_others(cx.out, &id, Some(&written));
-            } else {
-                output::remove_others(cx.out, &id, None);
-            }
+            remove_stale(cx.out, &id, &written, ok_may_exist);
             cx.counters.succeeded.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -232,10 +222,29 @@ fn run_with_retries(
     result
 }
 
+/// After `written` (an output of input `id`) is in place: removes the
+/// input's error record and any output of another kind from an earlier run
+/// (`ok_may_exist`: whether `{id}.json` may exist).
+pub(crate) fn remove_stale(out: &OutDir, id: &str, written: &str, ok_may_exist: bool) {
+    let err_name = error_name(id);
+    if out.may_exist(&err_name) {
+        let _ = out.remove(&err_name);
+    }
+    let ok_name = result_name(id);
+    if written != ok_name {
+        if ok_may_exist {
+            let _ = out.remove(&ok_name);
+        }
+        output::remove_others(out, id, Some(written));
+    } else {
+        output::remove_others(out, id, None);
+    }
+}
+
 /// Checks the task's output and writes it as its kind says; returns the
 /// name written (`{id}.json`, `{id}.{ext}` or `{id}.files`).
-fn write_output(
-    cx: &Context<'_>,
+pub(crate) fn write_output(
+    out: &OutDir,
     task: &TaskRef,
     id: &str,
     input: &str,
@@ -249,23 +258,23 @@ fn write_output(
             text.extend_from_slice(json.as_bytes());
             text.push(b'\n');
             let name = result_name(id);
-            let written = cx.out.write_atomic(&name, &text, *tmp);
+            let written = out.write_atomic(&name, &text, *tmp);
             (name, written)
         }
         OutputRef::Bytes { ext, data } => {
             let name = output::bytes_name(id, ext);
-            let written = cx.out.write_atomic(&name, data, *tmp);
+            let written = out.write_atomic(&name, data, *tmp);
             (name, written)
         }
         OutputRef::Files(files) => {
             let name = output::files_name(id);
-            let written = output::write_files(cx.out, &name, &files, *tmp);
+            let written = output::write_files(out, &name, &files, *tmp);
             (name, written)
         }
     };
     written.map_err(|e| {
         Error::io(
-            format!("cannot write {}", cx.out.path().join(&name).display()),
+            format!("cannot write {}", out.path().join(&name).display()),
             &e,
         )
     })?;

@@ -19,6 +19,8 @@ use crate::error::{Error, TaskRef};
 use crate::exec::pipeline::CancelToken;
 use crate::folder::input::{ByteBudget, ReadError, read_input};
 use crate::folder::naming::{display_name, error_name, folder_id, id_of_bytes, result_name};
+use crate::folder::output;
+use crate::folder::worker::{remove_stale, write_output};
 use crate::folder::writer::OutDir;
 use crate::folder::{
     Failure, FailureRecord, FolderEvent, FolderJob, FolderSummary, Progress, lock, open_dir, walk,
@@ -53,27 +55,18 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
+    /// Writes a task's output value (JSON, raw bytes or named files) as a
+    /// local run's worker does.
     fn ok(&mut self, p: &Pending, body: &[u8]) -> Option<Failure> {
-        let (ok_name, err_name) = (result_name(&p.id), error_name(&p.id));
-        let mut bytes = body.to_vec();
-        bytes.push(b'\n');
-        self.tmp += 1;
-        match self.out.write_atomic(&ok_name, &bytes, self.tmp) {
-            Ok(()) => {
-                if self.out.may_exist(&err_name) {
-                    let _ = self.out.remove(&err_name);
-                }
+        let task = TaskRef::new(Arc::clone(&self.task), p.index);
+        match write_output(self.out, &task, &p.id, &p.name, body, &mut self.tmp) {
+            Ok(written) => {
+                let ok_may_exist = self.out.may_exist(&result_name(&p.id));
+                remove_stale(self.out, &p.id, &written, ok_may_exist);
                 self.succeeded += 1;
                 None
             }
-            Err(e) => self.failed(
-                p,
-                Error::io(
-                    format!("cannot write {}", self.out.path().join(&ok_name).display()),
-                    &e,
-                ),
-                0,
-            ),
+            Err(e) => self.failed(p, e, 0),
         }
     }
 
@@ -282,7 +275,10 @@ pub(super) fn run(
                 return true;
             }
             let ok_name = result_name(&p.id);
-            if !job.force && out.may_exist(&ok_name) && out.holds_json(&ok_name) {
+            if !job.force
+                && ((out.may_exist(&ok_name) && out.holds_json(&ok_name))
+                    || output::has_other(&out, &p.id))
+            {
                 skipped += 1;
                 return true;
             }

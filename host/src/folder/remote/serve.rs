@@ -11,9 +11,12 @@ use sandpool_cluster::{Broker, Handler, Job, Outcome, Status, TaskIn, WorkerOpti
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, TaskRef};
+use crate::exec::dispatch::{JobState, Reply};
 use crate::exec::pipeline::CancelToken;
 use crate::exec::pool::Pool;
+use crate::folder::output;
 use crate::folder::worker::is_transient;
+use crate::runtime::instance::RawOutcome;
 use crate::task::Task;
 use sandpool_guest::FileInput;
 
@@ -101,19 +104,21 @@ impl Handler for TaskHandler {
             };
             let mut retries = 0;
             let result = loop {
-                let handle = match pool.submit_async(&input).await {
-                    Ok(handle) => handle,
-                    Err(e) => break Err(e),
-                };
-                match handle.await {
+                match run_raw(pool, &input).await {
                     Err(e) if retries < spec.retries && is_transient(&e) => retries += 1,
                     other => break other,
                 }
             };
-            match result.and_then(|json| check_json(json, &spec.task, &input.name)) {
-                Ok(json) => Outcome {
+            // The output value as the task returned it, checked as a local
+            // run checks it; the collector writes it as its kind says.
+            let task = TaskRef::new(spec.task.as_str(), 0);
+            match result.and_then(|bytes| {
+                output::decode(&bytes, &task, &input.name)?;
+                Ok(bytes)
+            }) {
+                Ok(bytes) => Outcome {
                     status: Status::Ok,
-                    body: json.into_bytes(),
+                    body: bytes,
                 },
                 Err(e) => failed(e, retries),
             }
@@ -121,14 +126,20 @@ impl Handler for TaskHandler {
     }
 }
 
-/// The task's output must be a JSON document, as in a local run.
-fn check_json(json: String, task: &str, input: &str) -> Result<String, Error> {
-    match serde_json::from_str::<&serde_json::value::RawValue>(&json) {
-        Ok(_) => Ok(json),
-        Err(e) => Err(Error::Decode {
-            task: TaskRef::new(task, 0),
-            what: "output as JSON",
-            reason: format!("the task's output for {input} is not a JSON document: {e}"),
+/// Runs `input` in `pool` and returns the task's output value undecoded
+/// (JSON, raw bytes or named files: `sandpool_guest::output`).
+async fn run_raw(pool: &Pool<FileInput, String>, input: &FileInput) -> Result<Vec<u8>, Error> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let reply: Reply = Box::new(move |raw: RawOutcome| {
+        let _ = tx.send(raw.result);
+    });
+    let job = pool.prepare(0, input, Arc::new(JobState::default()), reply)?;
+    pool.enqueue(job)?;
+    match rx.await {
+        Ok(result) => result,
+        // The job was dropped unanswered: the pool shut down.
+        Err(_) => Err(Error::ShutDown {
+            task: pool.task_ref(0),
         }),
     }
 }
