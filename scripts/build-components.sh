@@ -32,7 +32,8 @@ fi
 venv="$tools/venv"
 if ! "$venv/bin/componentize-py" --version 2>/dev/null | grep -q "$PY_VERSION"; then
     echo "build-components: installing componentize-py $PY_VERSION (PyPI) into $venv" >&2
-    python3 -m venv "$venv"
+    # --clear: a venv left broken (moved, or Python upgraded) is made anew.
+    python3 -m venv --clear "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check "componentize-py==$PY_VERSION" >&2
 fi
 

