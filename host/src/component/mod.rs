@@ -264,20 +264,11 @@ fn classify(
     task: &TaskRef,
     err: wasmtime::Error,
 ) -> Error {
+    if let Some(stopped) = crate::runtime::trap::limit_reached(&err, limits, task) {
+        return stopped;
+    }
     let task = task.clone();
     let trap = err.downcast_ref::<Trap>().copied();
-    if trap == Some(Trap::Interrupt) {
-        return Error::Timeout {
-            task,
-            limit: limits.timeout.unwrap_or_default(),
-        };
-    }
-    if trap == Some(Trap::OutOfFuel) {
-        return Error::FuelExhausted {
-            task,
-            limit: limits.fuel.unwrap_or(u64::MAX),
-        };
-    }
     if store.data().memory_denied {
         return Error::MemoryLimit {
             task,

@@ -11,6 +11,26 @@ use crate::sandbox::{GuestExit, HostState};
 /// Wasm backtrace lines kept in a trap message.
 const MAX_BACKTRACE_LINES: usize = 12;
 
+/// The task's deadline or fuel budget, if that is what stopped it (for
+/// modules and components alike).
+pub(crate) fn limit_reached(
+    err: &wasmtime::Error,
+    limits: &Limits,
+    task: &TaskRef,
+) -> Option<Error> {
+    match err.downcast_ref::<Trap>().copied() {
+        Some(Trap::Interrupt) => Some(Error::Timeout {
+            task: task.clone(),
+            limit: limits.timeout.unwrap_or_default(),
+        }),
+        Some(Trap::OutOfFuel) => Some(Error::FuelExhausted {
+            task: task.clone(),
+            limit: limits.fuel.unwrap_or(u64::MAX),
+        }),
+        _ => None,
+    }
+}
+
 /// Turns an error from wasmtime into the task error that explains it.
 pub(crate) fn classify(
     store: &mut Store<HostState>,
@@ -18,20 +38,11 @@ pub(crate) fn classify(
     task: &TaskRef,
     err: wasmtime::Error,
 ) -> Error {
+    if let Some(stopped) = limit_reached(&err, limits, task) {
+        return stopped;
+    }
     let task = task.clone();
     let trap = err.downcast_ref::<Trap>().copied();
-    if trap == Some(Trap::Interrupt) {
-        return Error::Timeout {
-            task,
-            limit: limits.timeout.unwrap_or_default(),
-        };
-    }
-    if trap == Some(Trap::OutOfFuel) {
-        return Error::FuelExhausted {
-            task,
-            limit: limits.fuel.unwrap_or(u64::MAX),
-        };
-    }
     if let Some(failure) = err.downcast_ref::<crate::capability::imports::CallFailure>() {
         return Error::Capability {
             task,
