@@ -113,8 +113,9 @@ fn io_pool_shutdown_refuses_new_work_and_cancels_queued_work() {
     let running = pool
         .submit(async { tokio::time::sleep(Duration::from_millis(100)).await })
         .unwrap();
+    // The first submission took the only slot when it was submitted, so the
+    // second is queued however the runtime schedules their futures.
     let queued = pool.submit(async { 2 }).unwrap();
-    std::thread::sleep(Duration::from_millis(30)); // let the first task take the only slot
     pool.shutdown(true, true);
     assert!(running.wait().is_ok());
     assert_eq!(queued.wait().unwrap_err().kind(), ErrorKind::Cancelled);
@@ -123,6 +124,44 @@ fn io_pool_shutdown_refuses_new_work_and_cancels_queued_work() {
         ErrorKind::ShutDown
     );
     pool.shutdown(true, true);
+}
+
+#[test]
+fn io_tasks_start_in_submission_order() {
+    // concurrent.futures starts queued work first in, first out; so must the
+    // I/O pool, whichever runtime thread polls which task first.
+    for concurrency in [1, 3] {
+        let pool = IoPool::builder()
+            .concurrency(concurrency)
+            .threads(2)
+            .build()
+            .unwrap();
+        let started = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let handles: Vec<_> = (0..200)
+            .map(|i| {
+                let started = std::sync::Arc::clone(&started);
+                let blocking = pool.submit_blocking(move || {
+                    started.lock().unwrap().push(i);
+                    std::thread::sleep(Duration::from_micros(200));
+                });
+                blocking.unwrap()
+            })
+            .collect();
+        for h in handles {
+            h.wait().unwrap();
+        }
+        let started = started.lock().unwrap().clone();
+        let mut sorted = started.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..200).collect::<Vec<_>>());
+        // A task may record itself after one submitted up to `concurrency - 1` later.
+        for (position, &i) in started.iter().enumerate() {
+            assert!(
+                i.abs_diff(position) < concurrency,
+                "task {i} started {position}th at concurrency {concurrency}: {started:?}"
+            );
+        }
+    }
 }
 
 #[test]

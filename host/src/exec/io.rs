@@ -11,7 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, TaskRef};
 use crate::exec::dispatch::JobState;
@@ -447,12 +450,12 @@ impl IoPool {
             return Err(Error::ShutDown { task });
         };
         let state = Arc::new(JobState::default());
-        let permits = Arc::clone(&self.inner.permits);
+        let permit = queue_for_slot(&self.inner.permits);
         let running = Arc::clone(&self.inner.running);
         let (job_state, job_task) = (Arc::clone(&state), task.clone());
         let join = self.inner.handle.spawn(async move {
             let _leave = leave;
-            let Ok(_permit) = permits.acquire_owned().await else {
+            let Ok(_permit) = permit.await else {
                 job_state.cancel();
                 return Err(Error::Cancelled { task: job_task });
             };
@@ -574,6 +577,24 @@ impl IoPool {
                 runtime.shutdown_background();
             }
         }
+    }
+}
+
+/// A place in the pool's slot queue, taken now, on the submitting thread.
+///
+/// Polling the semaphore's acquire once here either takes a free slot or
+/// joins its FIFO wait list, so tasks start in the order they were
+/// submitted (as `concurrent.futures` does), not in the order the runtime
+/// happens to first poll their futures. The spawned task awaits the same
+/// future, which replaces the no-op waker with its own.
+fn queue_for_slot(
+    permits: &Arc<Semaphore>,
+) -> Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>> {
+    let mut acquire = Box::pin(Arc::clone(permits).acquire_owned());
+    let mut cx = Context::from_waker(Waker::noop());
+    match acquire.as_mut().poll(&mut cx) {
+        Poll::Ready(taken) => Box::pin(std::future::ready(taken)),
+        Poll::Pending => acquire,
     }
 }
 
