@@ -137,7 +137,7 @@ fn io_tasks_start_in_submission_order() {
             .build()
             .unwrap();
         let started = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let handles: Vec<_> = (0..200)
+        let handles: Vec<_> = (0..200usize)
             .map(|i| {
                 let started = std::sync::Arc::clone(&started);
                 let blocking = pool.submit_blocking(move || {

@@ -151,67 +151,81 @@ fn call(
             "this pool grants no capabilities (PoolBuilder::capability)",
         ));
     };
-    if calls.calls >= calls.limits.max_calls {
-        return Err(fail(
-            name,
-            format!(
-                "the task made {} calls, the limit (Limits::max_calls)",
-                calls.limits.max_calls
-            ),
-        ));
-    }
-    let req_len = req_len as u32 as u64;
-    let total = calls.request_bytes.saturating_add(req_len);
-    if total > calls.limits.max_call_request {
-        return Err(fail(
-            name,
-            format!(
-                "a request of {req_len} bytes brings the task's requests to {total} bytes, \
-                 over the limit of {} (Limits::max_call_request)",
-                calls.limits.max_call_request
-            ),
-        ));
-    }
-    let Ok(request) = slice(mem, req_ptr, req_len as usize) else {
+    let req_len = req_len as u32 as usize;
+    let Ok(request) = slice(mem, req_ptr, req_len) else {
         return Err(fail(
             name,
             format!("the request at {req_ptr:#x}+{req_len} is outside linear memory"),
         ));
     };
-    let request = request.to_vec();
-    let name = name.to_string();
-    calls.calls += 1;
-    calls.request_bytes = total;
-    calls.pending = None;
-    let result = match &calls.backend {
-        CallBackend::Local(session) => {
-            let abort = calls.abort.as_deref();
-            let never = || false;
-            session.call(&name, request, calls.deadline, abort.unwrap_or(&never))
-        }
-        CallBackend::Forward(forward) => {
-            let remaining = calls
-                .deadline
-                .map(|d| d.saturating_duration_since(Instant::now()));
-            forward.call(&name, &request, remaining)
-        }
-    };
-    let response = result.map_err(|reason| fail(&name, reason))?;
-    let len = response.len() as u64;
-    let total = calls.response_bytes.saturating_add(len);
-    if total > calls.limits.max_call_response {
-        return Err(fail(
-            &name,
-            format!(
-                "a response of {len} bytes brings the task's responses to {total} bytes, \
-                 over the limit of {} (Limits::max_call_response)",
-                calls.limits.max_call_response
-            ),
-        ));
-    }
-    calls.response_bytes = total;
+    let response = calls
+        .dispatch(name, request)
+        .map_err(wasmtime::Error::new)?;
+    let len = response.len();
     calls.pending = Some(response);
     Ok(len as i64)
+}
+
+impl CallState {
+    /// Runs one call of the task: checks the per-task caps, asks the
+    /// backend (in this process or forwarded to the pool's) and counts the
+    /// response against its cap. Shared by the ABI v1 import above and the
+    /// component import (`component/`), so both enforce the same limits
+    /// with the same messages.
+    pub(crate) fn dispatch(&mut self, name: &str, request: &[u8]) -> Result<Vec<u8>, CallFailure> {
+        let fail = |reason: String| CallFailure {
+            capability: name.to_string(),
+            reason,
+        };
+        if self.calls >= self.limits.max_calls {
+            return Err(fail(format!(
+                "the task made {} calls, the limit (Limits::max_calls)",
+                self.limits.max_calls
+            )));
+        }
+        let req_len = request.len() as u64;
+        let total = self.request_bytes.saturating_add(req_len);
+        if total > self.limits.max_call_request {
+            return Err(fail(format!(
+                "a request of {req_len} bytes brings the task's requests to {total} bytes, \
+                 over the limit of {} (Limits::max_call_request)",
+                self.limits.max_call_request
+            )));
+        }
+        self.calls += 1;
+        self.request_bytes = total;
+        self.pending = None;
+        let result = match &self.backend {
+            CallBackend::Local(session) => {
+                let abort = self.abort.as_deref();
+                let never = || false;
+                session.call(
+                    name,
+                    request.to_vec(),
+                    self.deadline,
+                    abort.unwrap_or(&never),
+                )
+            }
+            CallBackend::Forward(forward) => {
+                let remaining = self
+                    .deadline
+                    .map(|d| d.saturating_duration_since(Instant::now()));
+                forward.call(name, request, remaining)
+            }
+        };
+        let response = result.map_err(fail)?;
+        let len = response.len() as u64;
+        let total = self.response_bytes.saturating_add(len);
+        if total > self.limits.max_call_response {
+            return Err(fail(format!(
+                "a response of {len} bytes brings the task's responses to {total} bytes, \
+                 over the limit of {} (Limits::max_call_response)",
+                self.limits.max_call_response
+            )));
+        }
+        self.response_bytes = total;
+        Ok(response)
+    }
 }
 
 fn call_result(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<i32> {
