@@ -7,4 +7,4 @@ scripts/build-guests.sh >&2
 scripts/build-components.sh >&2
 # The nats-server the cluster tests start (tests/cluster.rs).
 scripts/install-nats.sh >/dev/null
-cargo test --release --workspace "$@"
+cargo test --profile ci --workspace "$@"

@@ -288,8 +288,10 @@ fn a_worker_that_stops_answering_is_killed_after_the_deadline_plus_grace() {
     let _serial = serial();
     let pool = hostile_builder()
         .workers(1)
-        .limits(Limits::default().timeout(Duration::from_millis(200)))
-        .worker_grace(Duration::from_millis(300))
+        .limits(Limits::default().timeout(Duration::from_millis(500)))
+        // Generous, so that a loaded machine does not turn the ordinary
+        // timeout below into a missed answer.
+        .worker_grace(Duration::from_millis(1500))
         .worker_env("SANDPOOL_WORKER_FAULT", format!("hang:{MARKER}"))
         .build()
         .unwrap();
@@ -298,11 +300,11 @@ fn a_worker_that_stops_answering_is_killed_after_the_deadline_plus_grace() {
     let waited = started.elapsed();
     assert_eq!(err.kind(), ErrorKind::WorkerCrashed, "{err}");
     assert!(
-        err.to_string().contains("did not answer within 500ms"),
+        err.to_string().contains("did not answer within 2s"),
         "{err}"
     );
     assert!(
-        waited >= Duration::from_millis(500) && waited < Duration::from_secs(10),
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(12),
         "{waited:?}"
     );
     // A task that times out inside the worker is an ordinary timeout, not a crash.
@@ -620,7 +622,7 @@ fn a_worker_that_answers_with_a_bad_frame_fails_only_that_task_and_is_replaced()
         let path = dir.path().join(name);
         std::fs::write(
             &path,
-            format!("#!/bin/sh\n{ready}\nsleep 0.2\n{answer}\nexec sleep 30\n"),
+            format!("#!/bin/sh\n{ready}\nsleep 0.5\n{answer}\nexec sleep 30\n"),
         )
         .unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
