@@ -33,6 +33,13 @@ import json
 import traceback
 from typing import Any, Callable, Iterable, NamedTuple
 
+try:
+    # The bindings exist only while componentize-py builds the component:
+    # imported here, at build time, they are part of the snapshot.
+    from wit_world.imports import capabilities as _capabilities
+except ImportError:  # plain Python (tests of the encoders)
+    _capabilities = None
+
 __all__ = [
     "Reader", "Writer", "FileInput", "file_input", "encode_file_input", "json_value", "u64", "text", "encode_text",
     "encode_u64", "raw_output", "files_output", "call", "task",
@@ -197,8 +204,9 @@ def call(name: str, request: bytes) -> bytes:
     Any failure (not declared, not granted, a cap, the handler's error)
     fails the task on the host's side; this returns only a response.
     """
-    from wit_world.imports import capabilities
-    return capabilities.call(name, bytes(request))
+    if _capabilities is None:
+        raise RuntimeError("host capabilities exist only inside a sandpool component")
+    return _capabilities.call(name, bytes(request))
 
 
 def task(decode: Callable[[bytes], Any], encode: Callable[[Any], bytes], warm: Iterable[bytes] = ()):
