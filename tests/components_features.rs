@@ -166,7 +166,10 @@ fn a_granted_directory_is_the_one_preopen_of_a_component() {
     assert_eq!(err.kind(), ErrorKind::Guest, "{err}");
     let found: serde_json::Value = serde_json::from_str(&submit(&pool, "reach").unwrap()).unwrap();
     assert!(
-        found["root"].as_str().unwrap_or_default().starts_with("denied"),
+        found["root"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("denied"),
         "{found}"
     );
 }
