@@ -173,3 +173,18 @@ fn a_granted_directory_is_the_one_preopen_of_a_component() {
         "{found}"
     );
 }
+
+#[test]
+fn inspect_lists_the_capabilities_a_component_declares() {
+    let wasm = std::fs::read(common::component("capability_py")).unwrap();
+    let report = sandpool::inspect_module("capability_py", &wasm).unwrap();
+    assert_eq!(report.kind, "component");
+    assert!(report.problem.is_none(), "{:?}", report.problem);
+    assert_eq!(report.capabilities, ["math.double"]);
+    assert!(
+        report
+            .imports
+            .iter()
+            .any(|i| i.name == "sandpool:task/capabilities@0.1.0")
+    );
+}
