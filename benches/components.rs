@@ -4,7 +4,12 @@
 //! `ProcessPoolExecutor` per task. Every figure is the median (and p99) of
 //! per-task wall time for document statistics over the same 1 KiB text,
 //! printed with the machine load (/proc/loadavg) when it was taken, plus
-//! where a fresh Python instance's time goes (store, instantiate, call, drop).
+//! where a fresh Python instance's time goes (store, instantiate, call, drop;
+//! the same call made again in the same instance, which is the guest's own
+//! work; thread CPU time and page faults per task).
+//!
+//! `SANDPOOL_BENCH_PROFILE_PY=N`: only N fresh Python instances, for
+//! `perf record -g`.
 //!
 //! Needs the guests (scripts/build-guests.sh, scripts/build-components.sh)
 //! and python3. `SANDPOOL_BENCH_QUICK=1`: fewer rounds (a smoke run).
@@ -52,6 +57,40 @@ fn time_each(rounds: usize, mut f: impl FnMut()) -> Figure {
                 let t = Instant::now();
                 f();
                 t.elapsed()
+            })
+            .collect(),
+    )
+}
+
+/// This thread's CPU time (user and system): steadier than wall time on a loaded machine.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Minor page faults of this thread so far.
+fn minor_faults() -> u64 {
+    // SAFETY: an all-zero rusage is valid; getrusage fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid rusage to write.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    usage.ru_minflt as u64
+}
+
+/// [`time_each`] in thread CPU time.
+fn cpu_each(rounds: usize, mut f: impl FnMut()) -> Figure {
+    f();
+    figure(
+        (0..rounds)
+            .map(|_| {
+                let t = thread_cpu();
+                f();
+                thread_cpu() - t
             })
             .collect(),
     )
@@ -178,6 +217,19 @@ fn main() {
     let rust: Task<FileInput, String> = Task::from_file(&rust_path).unwrap();
     let rust = DirectRunner::new(&rust, Limits::default()).unwrap();
     let py = component(&components.join("doc_stats_py.wasm"));
+    if let Some(n) = std::env::var_os("SANDPOOL_BENCH_PROFILE_PY") {
+        // `perf record` this: only fresh Python instances, N of them.
+        let n: usize = n.to_str().and_then(|n| n.parse().ok()).unwrap_or(2000);
+        let fig = time_each(n, || {
+            py.run_fresh(&input).unwrap();
+        });
+        print("Python component (profile run)", &fig, None);
+        let cpu = cpu_each(n, || {
+            py.run_fresh(&input).unwrap();
+        });
+        print("Python component, thread CPU time", &cpu, None);
+        return;
+    }
     let js = component(&components.join("doc_stats_js.wasm"));
     println!();
 
@@ -209,11 +261,25 @@ fn main() {
             f(&all[all.len() / 2])
         };
         println!(
-            "  {name:<11} store+WASI {:>9.1?}  instantiate {:>9.1?}  call {:>9.1?}  drop {:>9.1?}  (load {})",
+            "  {name:<11} store+WASI {:>9.1?}  instantiate {:>9.1?}  call {:>9.1?}  drop {:>9.1?}  \
+             (the same call again in that instance: {:>9.1?})  (load {})",
             med(|p| p.store, &mut all),
             med(|p| p.instantiate, &mut all),
             med(|p| p.call, &mut all),
             med(|p| p.drop, &mut all),
+            med(|p| p.again, &mut all),
+            load()
+        );
+        let faults = minor_faults();
+        let cpu = cpu_each(rounds, || {
+            runner.run_fresh(&input).unwrap();
+        });
+        let per_task = (minor_faults() - faults) as f64 / (rounds + 1) as f64;
+        println!(
+            "  {name:<11} thread CPU time per fresh task: median {:>9.1?}  p99 {:>9.1?}; \
+             {per_task:.0} page faults per task (load {})",
+            cpu.median,
+            cpu.p99,
             load()
         );
     }

@@ -5,7 +5,14 @@
 #   @bytecodealliance/componentize-js 0.23.0 (npm) into target/guest/tools/npm.
 # Idempotent: a tool already at the pinned version is not reinstalled, and a
 # component newer than its sources (and the WIT) is not rebuilt.
-# Output: target/guest/components/{doc_stats_py,doc_stats_js}.wasm
+# Output: target/guest/components/{NAME_py,NAME_js}.wasm for every
+# guest/python/NAME/app.py and guest/js/NAME/app.js.
+#
+# A task folder may hold `capabilities.txt`: the host capabilities the task
+# calls, one name a line. It is stored in the component as the custom section
+# `sandpool.capabilities` (the same section an ABI v1 module carries), which
+# the host reads at load: a pool that does not grant every name refuses the
+# task, naming the missing one (docs/guests.md, "Capabilities").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -54,14 +61,40 @@ up_to_date() {
     [ -z "$(find "$@" -newer "$target" -print -quit)" ]
 }
 
+# declare_capabilities WASM DIR: appends DIR/capabilities.txt to WASM as the
+# custom section `sandpool.capabilities` (names each ended by `\n`).
+declare_capabilities() {
+    local wasm=$1 list=$2/capabilities.txt
+    [ -f "$list" ] || return 0
+    python3 - "$wasm" "$list" <<'PY'
+import sys
+
+def leb(n):
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+wasm, listing = sys.argv[1], sys.argv[2]
+names = [l.strip() for l in open(listing, encoding="utf-8") if l.strip() and not l.startswith("#")]
+name = b"sandpool.capabilities"
+body = leb(len(name)) + name + "".join(n + "\n" for n in names).encode()
+with open(wasm, "ab") as f:
+    f.write(b"\x00" + leb(len(body)) + body)
+PY
+}
+
 for dir in guest/python/*/; do
     [ -f "$dir/app.py" ] || continue
     name=$(basename "$dir")
     wasm="$out/${name}_py.wasm"
-    up_to_date "$wasm" "$dir" guest/python/sandpool_task.py wit && continue
+    up_to_date "$wasm" "$dir" guest/python/sandpool_task.py wit scripts/build-components.sh && continue
     echo "build-components: componentize-py $dir -> $wasm" >&2
     PYTHONDONTWRITEBYTECODE=1 PYTHONPATH= "$venv/bin/componentize-py" -d wit -w task componentize app \
         -p "$dir" -p guest/python -o "$wasm.tmp" >&2
+    declare_capabilities "$wasm.tmp" "$dir"
     mv "$wasm.tmp" "$wasm"
 done
 
@@ -69,7 +102,7 @@ for dir in guest/js/*/; do
     [ -f "$dir/app.js" ] || continue
     name=$(basename "$dir")
     wasm="$out/${name}_js.wasm"
-    up_to_date "$wasm" "$dir" guest/js/sandpool_task.js wit && continue
+    up_to_date "$wasm" "$dir" guest/js/sandpool_task.js wit scripts/build-components.sh && continue
     echo "build-components: componentize-js $dir -> $wasm" >&2
     # componentize-js takes one source file: the helper modules (their
     # `export`s dropped), then the task's app.js, its relative imports dropped.
@@ -83,5 +116,6 @@ for dir in guest/js/*/; do
     } >"$bundle"
     node "$npm_dir/node_modules/@bytecodealliance/componentize-js/src/cli.js" "$bundle" \
         -w wit -n task -d http fetch-event -o "$wasm.tmp" >&2
+    declare_capabilities "$wasm.tmp" "$dir"
     mv "$wasm.tmp" "$wasm"
 done

@@ -252,7 +252,12 @@ fn inspect_tells_a_component_from_a_module() {
             .iter()
             .any(|e| e.name == "run" && e.ty == "func")
     );
-    assert!(report.imports.iter().all(|i| i.name.starts_with("wasi:")));
+    assert!(
+        report
+            .imports
+            .iter()
+            .all(|i| i.name.starts_with("wasi:") || i.name == "sandpool:task/capabilities@0.1.0")
+    );
     assert!(
         report
             .imports

@@ -14,7 +14,16 @@
 // A thrown exception becomes the task's failure message (sandpool's
 // Error::Guest); bad input bytes become one that names the problem.
 // scripts/build-components.sh inlines this file into each task (componentize-js
-// takes one source file); the same files also run under Node for testing.
+// takes one source file).
+//
+// Besides JSON, a task run by `sandpool run` may return raw bytes (encode
+// with `rawOutput`, the function returning `[ext, data]`) or named files
+// (`filesOutput`, the function returning `{ name: data }`): docs/abi.md,
+// "Output kinds". `call(name, request)` calls a host capability the
+// component declares (capabilities.txt beside its app.js, one name a line)
+// and the pool grants; any failure fails the task on the host's side.
+
+import { call as capabilityCall } from "sandpool:task/capabilities@0.1.0";
 
 export class InputError extends Error {}
 
@@ -124,6 +133,33 @@ export function jsonValue(value) {
 // Encodes a u64 output.
 export function encodeU64(n) {
   return new Writer().u64(n).finish();
+}
+
+// Encodes [ext, data]: `sandpool run` writes `data` to `{id}.{ext}` as is.
+export function rawOutput([ext, data]) {
+  const body = new Writer().str(ext).bytesValue(data).finish();
+  const out = new Uint8Array(body.length + 2);
+  out.set([0xff, 0x01]);
+  out.set(body, 2);
+  return out;
+}
+
+// Encodes { name: data }: `sandpool run` writes the folder `{id}.files/` whole.
+export function filesOutput(files) {
+  const names = Object.keys(files);
+  const w = new Writer().u64(names.length);
+  for (const name of names) w.str(name).bytesValue(files[name]);
+  const body = w.finish();
+  const out = new Uint8Array(body.length + 2);
+  out.set([0xff, 0x02]);
+  out.set(body, 2);
+  return out;
+}
+
+// Calls host capability `name` on `request` (encoded bytes); returns the
+// encoded response.
+export function call(name, request) {
+  return capabilityCall(name, request);
 }
 
 // The component's `run`: decode, call `fn`, encode; a thrown error becomes

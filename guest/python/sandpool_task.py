@@ -18,15 +18,31 @@ and `task` turns a plain function into the component's `run` export:
 An exception in the function becomes the task's failure message
 (sandpool's Error::Guest); bad input bytes become one that names the
 problem. Nothing here needs more than the Python standard library.
+
+Besides JSON, a task run by `sandpool run` may return raw bytes
+(`encode=sp.raw_output`, the function returning `(ext, data)`) or named
+files (`encode=sp.files_output`, the function returning `{name: data}`):
+docs/abi.md, "Output kinds". `call(name, request)` calls a host capability
+the component declares (a `capabilities.txt` beside its app.py, one name a
+line; scripts/build-components.sh stores it in the component) and the pool
+grants.
 """
 
+import gc
 import json
 import traceback
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
+
+try:
+    # The bindings exist only while componentize-py builds the component:
+    # imported here, at build time, they are part of the snapshot.
+    from wit_world.imports import capabilities as _capabilities
+except ImportError:  # plain Python (tests of the encoders)
+    _capabilities = None
 
 __all__ = [
-    "Reader", "Writer", "FileInput", "file_input", "json_value", "u64", "text", "encode_text",
-    "encode_u64", "task",
+    "Reader", "Writer", "FileInput", "file_input", "encode_file_input", "json_value", "u64", "text", "encode_text",
+    "encode_u64", "raw_output", "files_output", "call", "task",
 ]
 
 
@@ -125,6 +141,11 @@ def file_input(data: bytes) -> FileInput:
     return value
 
 
+def encode_file_input(name: str, data: bytes) -> bytes:
+    """Encodes a `FileInput`, e.g. a sample input for `task(warm=...)`."""
+    return bytes(Writer().str(name).bytes(data).out)
+
+
 def u64(data: bytes) -> int:
     """Decodes a `u64` input."""
     r = Reader(data)
@@ -157,8 +178,50 @@ def encode_u64(value: int) -> bytes:
     return bytes(Writer().u64(value).out)
 
 
-def task(decode: Callable[[bytes], Any], encode: Callable[[Any], bytes]):
-    """Makes `fn(input) -> output` a task; `fn.world` is the class componentize-py exports."""
+def raw_output(value) -> bytes:
+    """Encodes `(ext, data)`: `sandpool run` writes `data` to `{id}.{ext}` as is.
+
+    `ext` is 1 to 16 ASCII letters, digits, `-` or `_`, not `json` or `files`.
+    """
+    ext, data = value
+    return b"\xff\x01" + bytes(Writer().str(ext).bytes(bytes(data)).out)
+
+
+def files_output(files) -> bytes:
+    """Encodes `{name: data}`: `sandpool run` writes the folder `{id}.files/` whole.
+
+    Each name is one path component (no `/`), not starting with `.`.
+    """
+    w = Writer().u64(len(files))
+    for name, data in files.items():
+        w.str(name).bytes(bytes(data))
+    return b"\xff\x02" + bytes(w.out)
+
+
+def call(name: str, request: bytes) -> bytes:
+    """Calls host capability `name` on `request` (encoded) and returns the encoded response.
+
+    Any failure (not declared, not granted, a cap, the handler's error)
+    fails the task on the host's side; this returns only a response.
+    """
+    if _capabilities is None:
+        raise RuntimeError("host capabilities exist only inside a sandpool component")
+    return _capabilities.call(name, bytes(request))
+
+
+def task(decode: Callable[[bytes], Any], encode: Callable[[Any], bytes], warm: Iterable[bytes] = ()):
+    """Makes `fn(input) -> output` a task; `fn.world` is the class componentize-py exports.
+
+    componentize-py runs the module's top level once, at build time, and
+    stores the interpreter's memory in the component: every task starts from
+    that snapshot. What is done here is therefore not paid per task:
+    `warm` inputs (encoded, as the host sends them) are run through the
+    task once, so the modules it imports lazily are loaded and CPython's
+    adaptive interpreter has specialised its bytecode and filled its caches;
+    then every object so far is moved out of the garbage collector's reach
+    (`gc.freeze()`), so a collection during a task never walks (and writes
+    to) the snapshot's pages.
+    """
 
     def wrap(fn):
         def run(_self, input: bytes) -> bytes:
@@ -175,6 +238,14 @@ def task(decode: Callable[[bytes], Any], encode: Callable[[Any], bytes]):
                 raise Err(traceback.format_exc(limit=8).rstrip())
 
         fn.world = type("WitWorld", (), {"run": run})
+        for sample in warm:
+            for _ in range(3):  # CPython specialises an instruction after a few runs
+                try:
+                    run(None, sample)
+                except Exception:  # componentize_py_types.Err: the sample's own failure
+                    pass
+        gc.collect()
+        gc.freeze()
         return fn
 
     return wrap

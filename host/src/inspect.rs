@@ -152,8 +152,13 @@ fn inspect_component(name: &str, wasm: &[u8]) -> Result<ModuleReport, Error> {
         ty: i.kind.to_string(),
     };
     let run = crate::component::EXPORT_RUN;
+    let (capabilities, declared_problem) = match crate::capability::declared_names(wasm) {
+        Ok(names) => (names, None),
+        Err(reason) => (Vec::new(), Some(reason)),
+    };
     let problem = match crate::LoadLimits::default().check(name, wasm) {
         Err(e) => Some(e.to_string()),
+        Ok(()) if declared_problem.is_some() => declared_problem,
         Ok(())
             if !world
                 .exports
@@ -171,8 +176,8 @@ fn inspect_component(name: &str, wasm: &[u8]) -> Result<ModuleReport, Error> {
         imports: world.imports.iter().map(item).collect(),
         exports: world.exports.iter().map(item).collect(),
         abi_version: None,
-        // A component imports only WASI: it cannot call a capability.
-        capabilities: Vec::new(),
+        // The names its `sandpool.capabilities` section declares (as for a module).
+        capabilities,
         problem,
     })
 }

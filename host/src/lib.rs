@@ -51,8 +51,10 @@
 //!   (`abi.rs`, `trap.rs`) and one task in a fresh instance (`instance.rs`).
 //! - `component/`: tasks as WebAssembly components (`wit/task.wit`; Python
 //!   and JavaScript guests): compile and pre-instantiate, one task in a fresh
-//!   instance, the WASI 0.2 context (deny by default, captured output), the
-//!   world for `inspect`; `runtime/compiled.rs` holds a module or a component.
+//!   instance, the WASI 0.2 context (deny by default, a granted directory as
+//!   the one preopen, captured output), the `sandpool:task/capabilities`
+//!   import (`capabilities.rs`), the world for `inspect`;
+//!   `runtime/compiled.rs` holds a module or a component.
 //! - `sandbox/`: what a guest can reach: per-task host state and bounded
 //!   stdout/stderr capture (`state.rs`), the deny-by-default WASI preview 1
 //!   shim (`wasi.rs`), guest-memory access (`memory.rs`), the WASI numbers

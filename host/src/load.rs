@@ -310,7 +310,8 @@ impl LoadLimits {
             .find(|i| !crate::component::world::is_provided_import(&i.name))
         {
             return Err(refuse(format!(
-                "the component imports `{}`, which sandpool does not provide (only WASI 0.2)",
+                "the component imports `{}`, which sandpool does not provide \
+                 (only WASI 0.2 and sandpool:task/capabilities)",
                 import.name
             )));
         }

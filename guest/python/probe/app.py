@@ -7,6 +7,10 @@ Input: a command string; output: a string (both bincode, see sandpool_task).
   "print"      writes to stdout and stderr, then returns "printed"
   "raise"      raises ValueError (the task fails with its traceback)
   "reach"      returns JSON: the environment, the root directory, a socket attempt
+  "read:PATH"  returns the text of the file at PATH
+  "write:PATH" writes "written" to PATH, returns "wrote" or the error's class
+  "call:NAME"  calls host capability NAME with an empty request (the probe
+               declares none, so the host must refuse it)
 """
 
 import json
@@ -54,6 +58,18 @@ def probe(command: str) -> str:
         raise ValueError("the probe was asked to fail")
     if command == "reach":
         return reach()
+    if command.startswith("call:"):
+        return sp.call(command[5:], b"").hex()
+    if command.startswith("read:"):
+        with open(command[5:]) as f:
+            return f.read()
+    if command.startswith("write:"):
+        try:
+            with open(command[6:], "w") as f:
+                f.write("written")
+            return "wrote"
+        except OSError as e:
+            return f"denied: {type(e).__name__}"
     raise ValueError(f"unknown command {command!r}")
 
 

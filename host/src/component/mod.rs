@@ -12,11 +12,14 @@
 //!
 //! - `mod.rs`: [`CompiledComponent`]: compile, pre-instantiate, one task in a
 //!   fresh instance.
-//! - `wasi.rs`: the per-task store state: WASI 0.2, deny by default, captured
-//!   stdout/stderr, the memory cap.
+//! - `wasi.rs`: the per-task store state: WASI 0.2, deny by default (a
+//!   granted directory is the one preopen), captured stdout/stderr, the
+//!   memory cap, the capability calls.
+//! - `capabilities.rs`: the `sandpool:task/capabilities` import.
 //! - `world.rs`: what a component imports and exports, for `sandpool inspect`
 //!   and the load-time import check.
 
+pub(crate) mod capabilities;
 pub(crate) mod wasi;
 pub(crate) mod world;
 
@@ -27,9 +30,11 @@ use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 use wasmtime::{Engine, Store, Trap};
 
 use self::wasi::ComponentState;
+use crate::capability::imports::{CallBackend, CallFailure};
 use crate::error::{Error, TaskRef};
 use crate::limits::Limits;
 use crate::runtime::instance::{RawOutcome, TaskLogs};
+use crate::sandbox::grant::GrantRoot;
 
 /// The export every component task has (wit/task.wit).
 pub(crate) const EXPORT_RUN: &str = "run";
@@ -93,6 +98,12 @@ impl CompiledComponent {
         let mut linker = Linker::<ComponentState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| Error::Pool(format!("cannot set up WASI 0.2: {e:#}")))?;
+        capabilities::add_to_linker(&mut linker).map_err(|e| {
+            Error::Pool(format!(
+                "cannot set up the `{}` import: {e:#}",
+                capabilities::INTERFACE
+            ))
+        })?;
         let pre = linker.instantiate_pre(&component).map_err(|e| {
             invalid(
                 name,
@@ -132,7 +143,7 @@ impl CompiledComponent {
             max_log: 4096,
             ..Limits::default()
         };
-        let mut store = self.new_store(&limits)?;
+        let mut store = self.new_store(&limits, None, None)?;
         let instance = self
             .pre
             .instantiate(&mut store)
@@ -150,9 +161,16 @@ impl CompiledComponent {
         Ok(())
     }
 
-    /// A fresh store under `limits`: memory cap, deadline, fuel.
-    fn new_store(&self, limits: &Limits) -> Result<Store<ComponentState>, Error> {
-        let mut store = Store::new(&self.engine, ComponentState::new(limits));
+    /// A fresh store under `limits` (memory cap, deadline, fuel), with the
+    /// granted directory, if any, and the capability calls' backend.
+    fn new_store(
+        &self,
+        limits: &Limits,
+        grant: Option<&GrantRoot>,
+        calls: Option<&CallBackend>,
+    ) -> Result<Store<ComponentState>, Error> {
+        let state = ComponentState::new(limits, grant, calls)?;
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state);
         store.set_epoch_deadline(
             limits
@@ -168,8 +186,23 @@ impl CompiledComponent {
         Ok(store)
     }
 
-    /// Runs one task on `input` (already encoded) in a fresh instance.
+    /// Runs one task on `input` (already encoded) in a fresh instance, with
+    /// no granted directory and no capabilities.
     pub fn run_task(&self, limits: &Limits, task: &TaskRef, input: &[u8]) -> RawOutcome {
+        self.run_task_calling(limits, task, input, None, None)
+    }
+
+    /// Runs one task on `input` (already encoded) in a fresh instance, with
+    /// the pool's granted directory, if any, as its one preopen, and its
+    /// capability calls answered by `calls`.
+    pub fn run_task_calling(
+        &self,
+        limits: &Limits,
+        task: &TaskRef,
+        input: &[u8],
+        grant: Option<&GrantRoot>,
+        calls: Option<&CallBackend>,
+    ) -> RawOutcome {
         let started = Instant::now();
         let failed = |error: Error| RawOutcome {
             result: Err(error),
@@ -183,7 +216,7 @@ impl CompiledComponent {
                 "{task}: a fuel limit needs a pool built with fuel metering (PoolBuilder::fuel_metering)"
             )));
         }
-        let mut store = match self.new_store(limits) {
+        let mut store = match self.new_store(limits, grant, calls) {
             Ok(store) => store,
             Err(e) => return failed(e),
         };
@@ -268,6 +301,13 @@ fn classify(
         return stopped;
     }
     let task = task.clone();
+    if let Some(failure) = err.downcast_ref::<CallFailure>() {
+        return Error::Capability {
+            task,
+            capability: failure.capability.clone(),
+            reason: failure.reason.clone(),
+        };
+    }
     let trap = err.downcast_ref::<Trap>().copied();
     if store.data().memory_denied {
         return Error::MemoryLimit {
@@ -311,11 +351,15 @@ pub struct Phases {
     pub call: Duration,
     /// Dropping the store: slots returned to the pool, memories reset.
     pub drop: Duration,
+    /// The same call again in the same instance (not part of a fresh
+    /// task): the guest's own work, without the first call's page faults.
+    pub again: Duration,
 }
 
 #[cfg(feature = "bench-hooks")]
 impl CompiledComponent {
-    /// [`run_task`](Self::run_task), timed phase by phase.
+    /// [`run_task`](Self::run_task), timed phase by phase; then, in a second
+    /// fresh instance, the call made twice and the second one timed.
     pub fn run_phases(
         &self,
         limits: &Limits,
@@ -324,7 +368,7 @@ impl CompiledComponent {
     ) -> (Result<Vec<u8>, Error>, Phases) {
         let mut phases = Phases::default();
         let t = Instant::now();
-        let mut store = match self.new_store(limits) {
+        let mut store = match self.new_store(limits, None, None) {
             Ok(store) => store,
             Err(e) => return (Err(e), phases),
         };
@@ -336,15 +380,37 @@ impl CompiledComponent {
         };
         phases.instantiate = t.elapsed();
         let t = Instant::now();
-        let result = instance
-            .get_typed_func::<(Vec<u8>,), (Result<Vec<u8>, String>,)>(&mut store, self.run)
-            .and_then(|run| run.call(&mut store, (input.to_vec(),)))
-            .map_err(|e| classify(&mut store, limits, task, e))
-            .and_then(|(r,)| r.map_err(|m| guest_error(task, m)));
+        let result = self.call_once(&mut store, &instance, limits, task, input);
         phases.call = t.elapsed();
         let t = Instant::now();
         drop(store);
         phases.drop = t.elapsed();
+        if result.is_ok()
+            && let Ok(mut store) = self.new_store(limits, None, None)
+            && let Ok(instance) = self.pre.instantiate(&mut store)
+            && self
+                .call_once(&mut store, &instance, limits, task, input)
+                .is_ok()
+        {
+            let t = Instant::now();
+            let _ = self.call_once(&mut store, &instance, limits, task, input);
+            phases.again = t.elapsed();
+        }
         (result, phases)
+    }
+
+    fn call_once(
+        &self,
+        store: &mut Store<ComponentState>,
+        instance: &wasmtime::component::Instance,
+        limits: &Limits,
+        task: &TaskRef,
+        input: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        instance
+            .get_typed_func::<(Vec<u8>,), (Result<Vec<u8>, String>,)>(&mut *store, self.run)
+            .and_then(|run| run.call(&mut *store, (input.to_vec(),)))
+            .map_err(|e| classify(store, limits, task, e))
+            .and_then(|(r,)| r.map_err(|m| guest_error(task, m)))
     }
 }

@@ -80,9 +80,10 @@ pub(crate) fn read(wasm: &[u8]) -> Result<World, String> {
     Ok(world)
 }
 
-/// Whether sandpool provides a component import: WASI 0.2 interfaces only.
+/// Whether sandpool provides a component import: WASI 0.2 interfaces and
+/// `sandpool:task/capabilities` (`capabilities.rs`).
 pub(crate) fn is_provided_import(name: &str) -> bool {
-    name.starts_with("wasi:")
+    name.starts_with("wasi:") || name == super::capabilities::INTERFACE
 }
 
 #[cfg(test)]
@@ -114,5 +115,7 @@ mod tests {
         assert_eq!(world.core_modules, 1);
         assert!(is_provided_import(&world.imports[0].name));
         assert!(!is_provided_import("env:host/secrets"));
+        assert!(is_provided_import("sandpool:task/capabilities@0.1.0"));
+        assert!(!is_provided_import("sandpool:task/capabilities@9.0.0"));
     }
 }

@@ -93,8 +93,7 @@ impl Compiled {
 
     /// Runs one task on `input` (already encoded) in a fresh instance, with
     /// the pool's granted directory, if any, and its capability calls
-    /// answered by `calls` (a component imports only WASI, so it makes no
-    /// capability calls).
+    /// answered by `calls`.
     pub fn run_task_calling(
         &self,
         limits: &Limits,
@@ -105,13 +104,9 @@ impl Compiled {
     ) -> RawOutcome {
         match self {
             Compiled::Module(m) => m.run_task_calling(limits, task, input, grant, calls),
-            Compiled::Component(_) if grant.is_some() => RawOutcome {
-                result: Err(Error::Config(format!(
-                    "{task}: granting a directory to a component task is not supported yet"
-                ))),
-                logs: Default::default(),
-            },
-            Compiled::Component(c) => c.run_task(limits, task, input),
+            Compiled::Component(c) => {
+                c.run_task_calling(limits, task, input, grant.map(|g| &**g), calls)
+            }
         }
     }
 }

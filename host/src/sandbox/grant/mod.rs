@@ -112,6 +112,14 @@ pub(crate) struct GrantRoot {
 }
 
 impl GrantRoot {
+    /// The directory's descriptor (`O_PATH`), its guest path and its
+    /// access: what a component task's WASI 0.2 preopen is made from
+    /// (`component/wasi.rs`).
+    pub(crate) fn parts(&self) -> (std::os::fd::BorrowedFd<'_>, &str, DirAccess) {
+        use std::os::fd::AsFd;
+        (self.dir.as_fd(), &self.guest, self.access)
+    }
+
     fn open(host: &Path, guest: &str, access: DirAccess, max_write: u64) -> Result<Self, Error> {
         let refuse = |why: String| Error::Config(format!("cannot grant {}: {why}", host.display()));
         if guest.is_empty() || guest.contains('\0') || guest.len() > MAX_PATH {
