@@ -2,7 +2,7 @@
 //! answers each with the pool's one session, in this process (`capability/`),
 //! counting the task's calls against its caps a second time.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_bytes::ByteBuf;
 
@@ -11,6 +11,18 @@ use super::child::WorkerProc;
 use super::frame::{self, FrameError, write_frame};
 use super::supervisor::Supervisor;
 use super::wire::{CallReply, CallRequest};
+
+/// How long each side of a forwarded call polls its pipe before it sleeps:
+/// the worker waiting for the reply, and the supervisor waiting for the
+/// task's next frame after it answered a call. A thread asleep in `read`
+/// on an idle CPU takes tens of µs to wake on a VM (an inter-processor
+/// interrupt through the hypervisor), twice per call; polling keeps the
+/// CPU awake for the answer. The cost is bounded: at most this much CPU
+/// per wait, so at most twice this per call when answers are slow (a
+/// handler doing I/O, a guest computing between calls), and nothing for
+/// tasks that make no calls. The poll loop yields the CPU between polls,
+/// so a peer waiting for the same CPU still runs.
+pub(super) const CALL_SPIN: Duration = Duration::from_micros(50);
 
 /// The capability calls a task has made, as the supervisor counts them.
 #[derive(Default)]
