@@ -94,6 +94,8 @@ pub(crate) struct FrameReader<R> {
     end: usize,
     /// How long each wait polls the pipe without sleeping (see [`FrameReader::read_frame_spinning`]).
     spin: Duration,
+    /// Waits left that go straight to sleep because a recent poll did not pay off.
+    spin_skip: u32,
 }
 
 impl<R: Read + AsFd> FrameReader<R> {
@@ -104,6 +106,7 @@ impl<R: Read + AsFd> FrameReader<R> {
             start: 0,
             end: 0,
             spin: Duration::ZERO,
+            spin_skip: 0,
         }
     }
 
@@ -112,7 +115,10 @@ impl<R: Read + AsFd> FrameReader<R> {
     /// polls) before it blocks. For a reply expected within microseconds (a
     /// capability call's answer), this saves the wake-up of a sleeping
     /// thread on an idle CPU, tens of µs on a VM; it costs at most `spin`
-    /// of CPU per wait when the reply is late.
+    /// of CPU per wait when the reply is late. Polling that does not pay
+    /// off (the reply came later, or a yield gave the CPU to another
+    /// thread: a busy machine, where sleeping is the faster wait) is
+    /// skipped for the next [`SPIN_BACKOFF`] waits.
     pub fn read_frame_spinning(
         &mut self,
         max: usize,
@@ -191,7 +197,11 @@ impl<R: Read + AsFd> FrameReader<R> {
             self.start = 0;
         }
         if !self.spin.is_zero() {
-            spin_until_readable(self.inner.as_fd().as_raw_fd(), self.spin);
+            if self.spin_skip > 0 {
+                self.spin_skip -= 1;
+            } else if !spin_until_readable(self.inner.as_fd().as_raw_fd(), self.spin) {
+                self.spin_skip = SPIN_BACKOFF;
+            }
         }
         loop {
             if let Some(deadline) = deadline {
@@ -265,12 +275,30 @@ fn wait_for(fd: i32, events: libc::c_short, deadline: Instant) -> Result<(), Fra
     }
 }
 
-/// Polls `fd` without sleeping until it is readable (or hung up) or `spin` has passed.
-fn spin_until_readable(fd: i32, spin: Duration) {
+/// Waits that sleep at once after a poll that did not pay off.
+pub(crate) const SPIN_BACKOFF: u32 = 64;
+
+/// A yield that took longer gave the CPU to another thread.
+const SLOW_YIELD: Duration = Duration::from_micros(10);
+
+/// Polls `fd` without sleeping until it is readable (or hung up): true.
+/// False when `spin` passes first, or when the CPU turns out to be wanted
+/// by another thread (a yield took over [`SLOW_YIELD`]).
+fn spin_until_readable(fd: i32, spin: Duration) -> bool {
     let start = Instant::now();
-    while !poll(fd, libc::POLLIN, 0).unwrap_or(true) && start.elapsed() < spin {
+    loop {
+        if poll(fd, libc::POLLIN, 0).unwrap_or(true) {
+            return true;
+        }
+        if start.elapsed() >= spin {
+            return false;
+        }
         // Let the peer run if it waits for this CPU (a loaded 2-core box).
+        let yielded = Instant::now();
         std::thread::yield_now();
+        if yielded.elapsed() > SLOW_YIELD {
+            return false;
+        }
     }
 }
 
