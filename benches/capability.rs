@@ -9,7 +9,10 @@
 //! - `instance_threaded`: the same with `capability` (the handler runs on a
 //!   capability thread, so a blocked handler cannot outlive the deadline).
 //! - `process_inline`: a `sandpool worker` subprocess forwards each call
-//!   over its pipes to the pool's process (inline handler there).
+//!   over its pipes to the pool's process (inline handler there, run on
+//!   the thread that reads the worker's frames).
+//! - `process_threaded`: the same with `capability` (one more hand-off, to
+//!   a capability thread, in the pool's process).
 //!
 //! - `pipe` / `pipe_spin`: the physical floor of the process level, a bare
 //!   round trip of the payload over two pipes to an echo thread, the reader
@@ -79,6 +82,9 @@ fn pool(level: &str) -> Pool<Plan, Answer> {
     let builder = match level {
         "instance_inline" => builder.capability_inline("test.echo", echo),
         "instance_threaded" => builder.capability("test.echo", echo),
+        "process_threaded" => builder
+            .isolation(Isolation::Process)
+            .capability("test.echo", echo),
         _ => builder
             .isolation(Isolation::Process)
             .capability_inline("test.echo", echo),
@@ -186,12 +192,21 @@ fn main() {
     let quick = std::env::var_os("SANDPOOL_BENCH_QUICK").is_some();
     let rounds = if quick { 3 } else { 11 };
     common::machine::print_header("capability call overhead (µs per call)", false);
-    let levels = ["instance_inline", "instance_threaded", "process_inline"];
+    let levels = [
+        "instance_inline",
+        "instance_threaded",
+        "process_inline",
+        "process_threaded",
+    ];
     let pools: Vec<(&str, Pool<Plan, Answer>)> = levels.iter().map(|l| (*l, pool(l))).collect();
-    println!(
-        "{:<8} {:>10} {:>9} {:>9} {:>18} {:>18} {:>18}   load",
-        "payload", "native", "pipe", "pipe_spin", levels[0], levels[1], levels[2]
+    let mut head = format!(
+        "{:<8} {:>10} {:>9} {:>9}",
+        "payload", "native", "pipe", "pipe_spin"
     );
+    for level in levels {
+        head.push_str(&format!(" {level:>18}"));
+    }
+    println!("{head}   load");
     for (label, size, calls) in [
         ("0 B", 0usize, 2000u32),
         ("1 KiB", 1024, 2000),

@@ -465,6 +465,29 @@ mod tests {
     }
 
     #[test]
+    fn spinning_reads_frames_and_still_times_out_on_a_silent_peer() {
+        let spin = Duration::from_micros(50);
+        let (r, mut w) = io::pipe().unwrap();
+        let mut reader = FrameReader::new(r);
+        let err = reader
+            .read_frame_spinning(100, Some(Instant::now() + Duration::from_millis(50)), spin)
+            .unwrap_err();
+        assert!(matches!(err, FrameError::TimedOut), "{err}");
+        // The poll did not pay off: the next waits sleep at once, and still read.
+        assert_eq!(reader.spin_skip, SPIN_BACKOFF);
+        for id in 0..3 {
+            w.write_all(&frame_of(&Msg {
+                id,
+                text: "x".into(),
+            }))
+            .unwrap();
+            let payload = reader.read_frame_spinning(100, soon(), spin).unwrap();
+            assert_eq!(decode::<Msg>(&payload).unwrap().id, id);
+        }
+        assert_eq!(reader.spin, Duration::ZERO, "spinning is per read");
+    }
+
+    #[test]
     fn a_frame_already_waiting_is_read_even_past_the_deadline() {
         let (r, mut w) = io::pipe().unwrap();
         w.write_all(&frame_of(&Msg {
