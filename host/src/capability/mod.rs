@@ -252,11 +252,12 @@ pub(crate) struct Session {
 
 impl Session {
     /// Runs `name` on `request` for a task whose deadline is `deadline`.
-    /// `abort` is polled while a threaded handler runs.
+    /// `abort` is polled while a threaded or async handler runs. Only a
+    /// threaded handler gets a copy of the request (its thread owns it).
     pub fn call(
         &self,
         name: &str,
-        request: Vec<u8>,
+        request: &[u8],
         deadline: Option<std::time::Instant>,
         abort: &dyn Fn() -> bool,
     ) -> Result<Vec<u8>, String> {
@@ -271,17 +272,17 @@ impl Session {
         };
         match &**entry {
             Entry::Inline(handler) => {
-                let result = threads::run_caught(&**handler, &request);
+                let result = threads::run_caught(&**handler, request);
                 if deadline.is_some_and(|d| std::time::Instant::now() > d) {
                     return Err("the task's deadline passed while the handler ran".into());
                 }
                 result
             }
             Entry::Threaded(handler) => {
-                threads::run_on_thread(Arc::clone(handler), request, deadline, abort)
+                threads::run_on_thread(Arc::clone(handler), request.to_vec(), deadline, abort)
             }
             Entry::Async(handler) => {
-                async_handlers::run_async(&**handler, &request, deadline, abort)
+                async_handlers::run_async(&**handler, request, deadline, abort)
             }
         }
     }

@@ -74,11 +74,9 @@ impl Supervisor {
         };
         let result = match (over, &self.options.capabilities) {
             (Some(why), _) => Err(why.to_string()),
-            (None, Some(session)) => {
-                session.call(&call.name, call.request.into_vec(), deadline, &|| {
-                    job.abort_requested()
-                })
-            }
+            (None, Some(session)) => session.call(&call.name, &call.request, deadline, &|| {
+                job.abort_requested()
+            }),
             (None, None) => {
                 Err("this pool grants no capabilities (PoolBuilder::capability)".into())
             }
