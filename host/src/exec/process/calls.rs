@@ -449,7 +449,7 @@ impl Supervisor {
                 Answer::Outcome(outcome) => return Ok(outcome),
                 Answer::Call(call) => {
                     self.answer_call(proc, job, id, call, &mut used)?;
-                    spin = super::forward::CALL_SPIN;
+                    spin = super::forward::call_spin();
                 }
             }
         }

@@ -21,8 +21,24 @@ use super::wire::{CallReply, CallRequest};
 /// per wait, so at most twice this per call when answers are slow (a
 /// handler doing I/O, a guest computing between calls), and nothing for
 /// tasks that make no calls. The poll loop yields the CPU between polls,
-/// so a peer waiting for the same CPU still runs.
+/// so a peer waiting for the same CPU still runs, and a poll that does not
+/// pay off makes the next waits sleep at once (`frame::SPIN_BACKOFF`).
 pub(super) const CALL_SPIN: Duration = Duration::from_micros(50);
+
+/// Overrides [`CALL_SPIN`], in µs (`0`: always sleep at once), read once
+/// per process; for measuring what the polling saves (benches/capability.rs).
+pub(super) const CALL_SPIN_ENV: &str = "SANDPOOL_CALL_SPIN_US";
+
+/// The polling time of forwarded calls: [`CALL_SPIN`] unless [`CALL_SPIN_ENV`] sets it.
+pub(super) fn call_spin() -> Duration {
+    static SPIN: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *SPIN.get_or_init(|| {
+        std::env::var(CALL_SPIN_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(CALL_SPIN, |us| Duration::from_micros(us.min(10_000)))
+    })
+}
 
 /// The capability calls a task has made, as the supervisor counts them.
 #[derive(Default)]
