@@ -9,7 +9,15 @@
 //! - `instance_threaded`: the same with `capability` (the handler runs on a
 //!   capability thread, so a blocked handler cannot outlive the deadline).
 //! - `process_inline`: a `sandpool worker` subprocess forwards each call
-//!   over its pipes to the pool's process (inline handler there).
+//!   over its pipes to the pool's process (inline handler there, run on
+//!   the thread that reads the worker's frames).
+//! - `process_threaded`: the same with `capability` (one more hand-off, to
+//!   a capability thread, in the pool's process).
+//!
+//! - `pipe` / `pipe_spin`: the physical floor of the process level, a bare
+//!   round trip of the payload over two pipes to an echo thread, the reader
+//!   sleeping in `read` (`pipe`) or polling first (`pipe_spin`, as the
+//!   forwarded call does for `CALL_SPIN`); no encoding, no wasm.
 //!
 //! A call's overhead is (time of a task making N calls − time of a task
 //! making none) / N, median of several rounds; it includes the guest SDK's
@@ -18,7 +26,8 @@
 //! figure. Needs the example guests (`scripts/build-guests.sh`).
 //!
 //! Run: `cargo bench -p sandpool --bench capability` (`SANDPOOL_BENCH_QUICK=1`
-//! for a short run).
+//! for a short run; `SANDPOOL_CALL_SPIN_US=0` turns off the polling of
+//! forwarded calls, to see what it saves on this machine).
 
 #![allow(missing_docs)]
 #![allow(clippy::unwrap_used)]
@@ -26,6 +35,8 @@
 mod common;
 
 use std::hint::black_box;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -72,6 +83,9 @@ fn pool(level: &str) -> Pool<Plan, Answer> {
     let builder = match level {
         "instance_inline" => builder.capability_inline("test.echo", echo),
         "instance_threaded" => builder.capability("test.echo", echo),
+        "process_threaded" => builder
+            .isolation(Isolation::Process)
+            .capability("test.echo", echo),
         _ => builder
             .isolation(Isolation::Process)
             .capability_inline("test.echo", echo),
@@ -125,16 +139,75 @@ fn native_us(size: usize, rounds: usize) -> f64 {
     common::median(&mut samples)
 }
 
+/// Fills `buf` from `r`; with `spin`, first polls without sleeping (like the forwarded call).
+fn read_all(r: &mut std::io::PipeReader, buf: &mut [u8], spin: bool) {
+    let mut got = 0;
+    while got < buf.len() {
+        if spin {
+            let mut pfd = libc::pollfd {
+                fd: r.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let t0 = Instant::now();
+            // SAFETY: one valid pollfd, no timeout.
+            while unsafe { libc::poll(&mut pfd, 1, 0) } == 0 && t0.elapsed().as_micros() < 50 {
+                std::thread::yield_now();
+            }
+        }
+        got += r.read(&mut buf[got..]).unwrap();
+    }
+}
+
+/// Median µs per bare pipe round trip of `size` bytes (plus a 4-byte
+/// header, as a frame has) to an echo thread: the floor of a forwarded call.
+fn pipe_us(size: usize, rounds: usize, n: usize, spin: bool) -> f64 {
+    let (mut to_r, mut to_w) = std::io::pipe().unwrap();
+    let (mut back_r, mut back_w) = std::io::pipe().unwrap();
+    let len = size + 4;
+    let echo = std::thread::spawn(move || {
+        let mut buf = vec![0u8; len];
+        for _ in 0..n * (rounds + 1) {
+            read_all(&mut to_r, &mut buf, spin);
+            back_w.write_all(&buf).unwrap();
+        }
+    });
+    let frame = vec![7u8; len];
+    let mut buf = vec![0u8; len];
+    let mut samples = Vec::new();
+    for round in 0..=rounds {
+        let t0 = Instant::now();
+        for _ in 0..n {
+            to_w.write_all(&frame).unwrap();
+            read_all(&mut back_r, &mut buf, spin);
+        }
+        if round > 0 {
+            samples.push(t0.elapsed().as_secs_f64() / n as f64 * 1e6);
+        }
+    }
+    echo.join().unwrap();
+    common::median(&mut samples)
+}
+
 fn main() {
     let quick = std::env::var_os("SANDPOOL_BENCH_QUICK").is_some();
     let rounds = if quick { 3 } else { 11 };
     common::machine::print_header("capability call overhead (µs per call)", false);
-    let levels = ["instance_inline", "instance_threaded", "process_inline"];
+    let levels = [
+        "instance_inline",
+        "instance_threaded",
+        "process_inline",
+        "process_threaded",
+    ];
     let pools: Vec<(&str, Pool<Plan, Answer>)> = levels.iter().map(|l| (*l, pool(l))).collect();
-    println!(
-        "{:<8} {:>10} {:>18} {:>18} {:>18}   load",
-        "payload", "native", levels[0], levels[1], levels[2]
+    let mut head = format!(
+        "{:<8} {:>10} {:>9} {:>9}",
+        "payload", "native", "pipe", "pipe_spin"
     );
+    for level in levels {
+        head.push_str(&format!(" {level:>18}"));
+    }
+    println!("{head}   load");
     for (label, size, calls) in [
         ("0 B", 0usize, 2000u32),
         ("1 KiB", 1024, 2000),
@@ -142,7 +215,10 @@ fn main() {
     ] {
         let calls = if quick { calls / 4 } else { calls };
         let native = native_us(size, rounds);
-        let mut line = format!("{label:<8} {native:>10.3}");
+        let n = if size > 4096 { 200 } else { 2000 };
+        let pipe = pipe_us(size, rounds, n, false);
+        let pipe_spin = pipe_us(size, rounds, n, true);
+        let mut line = format!("{label:<8} {native:>10.3} {pipe:>9.3} {pipe_spin:>9.3}");
         for (_, pool) in &pools {
             let us = per_call_us(pool, size, calls, rounds);
             line.push_str(&format!(" {:>9.3} ({:>5.0}x)", us, us / native.max(1e-9)));
@@ -150,4 +226,7 @@ fn main() {
         println!("{line}   {}", common::load_average());
     }
     println!("targets: instance <= 1 us per small call, process <= 25 us");
+    println!(
+        "(x: per-call overhead over the native call; pipe, pipe_spin: bare round trip, the floor)"
+    );
 }

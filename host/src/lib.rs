@@ -68,7 +68,8 @@
 //!   ([`PoolBuilder::capability`], [`Capabilities`]): the registry (`mod.rs`),
 //!   the names a module declares (`declared.rs`), the `sandpool_v1.call`
 //!   imports and per-task caps (`imports.rs`), the handler threads that let a
-//!   call be abandoned at the deadline (`threads.rs`), the built-in read-only
+//!   call be abandoned at the deadline (`threads.rs`), async handlers on a
+//!   shared tokio runtime (`async_handlers.rs`), the built-in read-only
 //!   SQL capability (`sqlite.rs`, feature `cli`); contract in `docs/abi.md`.
 //! - [`Limits`]: deadline, fuel, memory, output and log caps; [`LoadLimits`]
 //!   for loading a module (`load.rs`); the compiled-module cache (`cache.rs`);

@@ -199,12 +199,7 @@ impl CallState {
             CallBackend::Local(session) => {
                 let abort = self.abort.as_deref();
                 let never = || false;
-                session.call(
-                    name,
-                    request.to_vec(),
-                    self.deadline,
-                    abort.unwrap_or(&never),
-                )
+                session.call(name, request, self.deadline, abort.unwrap_or(&never))
             }
             CallBackend::Forward(forward) => {
                 let remaining = self

@@ -10,10 +10,13 @@
 //!   the per-task accounting against [`Limits`](crate::Limits).
 //! - `threads.rs`: the threads blocking handlers run on, so a task can be
 //!   failed at its deadline and the call abandoned.
+//! - `async_handlers.rs`: async handlers (`capability_async`), their
+//!   futures on a shared tokio runtime, cancelled at the task's deadline.
 //!
 //! The guest contract is `docs/abi.md` ("Capabilities"); what a capability
 //! exposes is `docs/security.md`.
 
+mod async_handlers;
 mod declared;
 pub(crate) mod imports;
 #[cfg(feature = "cli")]
@@ -29,6 +32,7 @@ use std::sync::Arc;
 
 use serde::{Serialize, de::DeserializeOwned};
 
+use async_handlers::RawAsyncHandler;
 pub(crate) use declared::declared_names;
 
 /// A handler erased to bytes: the encoded request in, the encoded response
@@ -44,10 +48,14 @@ pub(crate) enum Mode {
     Inline,
 }
 
-/// One granted capability.
-pub(crate) struct Entry {
-    pub handler: Arc<RawHandler>,
-    pub mode: Mode,
+/// One granted capability: its handler and where it runs.
+pub(crate) enum Entry {
+    /// On a capability thread; the task waits at most until its deadline.
+    Threaded(Arc<RawHandler>),
+    /// On the task's own thread (no hand-off; the handler must not block).
+    Inline(Arc<RawHandler>),
+    /// A future on the shared runtime, cancelled at the task's deadline.
+    Async(Arc<RawAsyncHandler>),
 }
 
 /// The capabilities a pool (or a folder run) grants, by name: a set of
@@ -183,8 +191,17 @@ impl Capabilities {
 
     /// Adds (or replaces) `name` with a handler on bytes.
     pub(crate) fn insert_raw(&mut self, name: &str, mode: Mode, handler: Arc<RawHandler>) {
+        let entry = match mode {
+            Mode::Threaded => Entry::Threaded(handler),
+            Mode::Inline => Entry::Inline(handler),
+        };
+        self.entries.insert(name.to_string(), Arc::new(entry));
+    }
+
+    /// Adds (or replaces) `name` with an async handler on bytes.
+    pub(crate) fn insert_async(&mut self, name: &str, handler: Arc<RawAsyncHandler>) {
         self.entries
-            .insert(name.to_string(), Arc::new(Entry { handler, mode }));
+            .insert(name.to_string(), Arc::new(Entry::Async(handler)));
     }
 
     /// The first invalid name, if any.
@@ -235,11 +252,12 @@ pub(crate) struct Session {
 
 impl Session {
     /// Runs `name` on `request` for a task whose deadline is `deadline`.
-    /// `abort` is polled while a threaded handler runs.
+    /// `abort` is polled while a threaded or async handler runs. Only a
+    /// threaded handler gets a copy of the request (its thread owns it).
     pub fn call(
         &self,
         name: &str,
-        request: Vec<u8>,
+        request: &[u8],
         deadline: Option<std::time::Instant>,
         abort: &dyn Fn() -> bool,
     ) -> Result<Vec<u8>, String> {
@@ -252,16 +270,19 @@ impl Session {
                 "not declared by the module, or not granted by the pool".to_string()
             });
         };
-        match entry.mode {
-            Mode::Inline => {
-                let result = threads::run_caught(&*entry.handler, &request);
+        match &**entry {
+            Entry::Inline(handler) => {
+                let result = threads::run_caught(&**handler, request);
                 if deadline.is_some_and(|d| std::time::Instant::now() > d) {
                     return Err("the task's deadline passed while the handler ran".into());
                 }
                 result
             }
-            Mode::Threaded => {
-                threads::run_on_thread(Arc::clone(&entry.handler), request, deadline, abort)
+            Entry::Threaded(handler) => {
+                threads::run_on_thread(Arc::clone(handler), request.to_vec(), deadline, abort)
+            }
+            Entry::Async(handler) => {
+                async_handlers::run_async(&**handler, request, deadline, abort)
             }
         }
     }

@@ -46,13 +46,55 @@ fn threads() -> &'static Threads {
 pub(crate) fn run_caught(handler: &RawHandler, request: &[u8]) -> Result<Vec<u8>, String> {
     match catch_unwind(AssertUnwindSafe(|| handler(request))) {
         Ok(result) => result,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a non-string panic payload".into());
-            Err(format!("the handler panicked: {message}"))
+        Err(panic) => Err(format!("the handler panicked: {}", panic_message(&*panic))),
+    }
+}
+
+/// A panic's message, when it has one.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".into())
+}
+
+/// How a wait for a handler's answer ended.
+pub(crate) enum Waited {
+    /// The handler answered (or failed).
+    Answer(Result<Vec<u8>, String>),
+    /// The task's deadline passed first.
+    Deadline,
+    /// The task was aborted first.
+    Aborted,
+    /// The handler's side went away without answering.
+    Gone,
+}
+
+/// Waits for the answer on `rx` until `deadline`, polling `abort`.
+pub(crate) fn wait_for_answer(
+    rx: &Receiver<Result<Vec<u8>, String>>,
+    deadline: Option<Instant>,
+    abort: &dyn Fn() -> bool,
+) -> Waited {
+    loop {
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            // An answer that is already there still counts.
+            return match rx.try_recv() {
+                Ok(result) => Waited::Answer(result),
+                Err(_) => Waited::Deadline,
+            };
+        }
+        let wait = deadline.map_or(ABORT_POLL, |d| (d - now).min(ABORT_POLL));
+        match rx.recv_timeout(wait) {
+            Ok(result) => return Waited::Answer(result),
+            Err(RecvTimeoutError::Timeout) => {
+                if abort() {
+                    return Waited::Aborted;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return Waited::Gone,
         }
     }
 }
@@ -113,26 +155,14 @@ pub(crate) fn run_on_thread(
     if threads.jobs.send(job).is_err() {
         return Err("the handler threads are gone".into());
     }
-    loop {
-        let now = Instant::now();
-        if deadline.is_some_and(|d| now >= d) {
-            return Err(
-                "the task's deadline passed while the handler ran; the call was abandoned".into(),
-            );
+    match wait_for_answer(&rx, deadline, abort) {
+        Waited::Answer(result) => result,
+        Waited::Deadline => {
+            Err("the task's deadline passed while the handler ran; the call was abandoned".into())
         }
-        let wait = deadline.map_or(ABORT_POLL, |d| (d - now).min(ABORT_POLL));
-        match rx.recv_timeout(wait) {
-            Ok(result) => return result,
-            Err(RecvTimeoutError::Timeout) => {
-                if abort() {
-                    return Err(
-                        "the task was aborted while the handler ran; the call was abandoned".into(),
-                    );
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err("the handler thread ended without an answer".into());
-            }
+        Waited::Aborted => {
+            Err("the task was aborted while the handler ran; the call was abandoned".into())
         }
+        Waited::Gone => Err("the handler thread ended without an answer".into()),
     }
 }

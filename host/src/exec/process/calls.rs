@@ -441,10 +441,16 @@ impl Supervisor {
         deadline: Option<Instant>,
     ) -> Result<RawOutcome, Failure> {
         let mut used = super::forward::CallsUsed::default();
+        // Once the task has made a call, the next frame (its next call or
+        // its outcome) is likely microseconds away: spin before sleeping.
+        let mut spin = std::time::Duration::ZERO;
         loop {
-            match self.read_answer(proc, job, id, deadline)? {
+            match self.read_answer(proc, job, id, deadline, spin)? {
                 Answer::Outcome(outcome) => return Ok(outcome),
-                Answer::Call(call) => self.answer_call(proc, job, id, call, &mut used)?,
+                Answer::Call(call) => {
+                    self.answer_call(proc, job, id, call, &mut used)?;
+                    spin = super::forward::call_spin();
+                }
             }
         }
     }
@@ -456,8 +462,13 @@ impl Supervisor {
         job: TaskInput<'_>,
         id: u64,
         deadline: Option<Instant>,
+        spin: std::time::Duration,
     ) -> Result<Answer, Failure> {
-        let payload = match proc.reader.read_frame(max_response(job.limits), deadline) {
+        let payload = match proc.reader.read_frame_spinning(
+            max_response(job.limits),
+            deadline,
+            spin,
+        ) {
             Ok(payload) => payload,
             Err(FrameError::TimedOut) => {
                 let p = self.patience(job).unwrap_or_default();

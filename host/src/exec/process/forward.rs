@@ -2,7 +2,7 @@
 //! answers each with the pool's one session, in this process (`capability/`),
 //! counting the task's calls against its caps a second time.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_bytes::ByteBuf;
 
@@ -11,6 +11,34 @@ use super::child::WorkerProc;
 use super::frame::{self, FrameError, write_frame};
 use super::supervisor::Supervisor;
 use super::wire::{CallReply, CallRequest};
+
+/// How long each side of a forwarded call polls its pipe before it sleeps:
+/// the worker waiting for the reply, and the supervisor waiting for the
+/// task's next frame after it answered a call. A thread asleep in `read`
+/// on an idle CPU takes tens of µs to wake on a VM (an inter-processor
+/// interrupt through the hypervisor), twice per call; polling keeps the
+/// CPU awake for the answer. The cost is bounded: at most this much CPU
+/// per wait, so at most twice this per call when answers are slow (a
+/// handler doing I/O, a guest computing between calls), and nothing for
+/// tasks that make no calls. The poll loop yields the CPU between polls,
+/// so a peer waiting for the same CPU still runs, and a poll that does not
+/// pay off makes the next waits sleep at once (`frame::SPIN_BACKOFF`).
+pub(super) const CALL_SPIN: Duration = Duration::from_micros(50);
+
+/// Overrides [`CALL_SPIN`], in µs (`0`: always sleep at once), read once
+/// per process; for measuring what the polling saves (benches/capability.rs).
+pub(super) const CALL_SPIN_ENV: &str = "SANDPOOL_CALL_SPIN_US";
+
+/// The polling time of forwarded calls: [`CALL_SPIN`] unless [`CALL_SPIN_ENV`] sets it.
+pub(super) fn call_spin() -> Duration {
+    static SPIN: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *SPIN.get_or_init(|| {
+        std::env::var(CALL_SPIN_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(CALL_SPIN, |us| Duration::from_micros(us.min(10_000)))
+    })
+}
 
 /// The capability calls a task has made, as the supervisor counts them.
 #[derive(Default)]
@@ -62,11 +90,9 @@ impl Supervisor {
         };
         let result = match (over, &self.options.capabilities) {
             (Some(why), _) => Err(why.to_string()),
-            (None, Some(session)) => {
-                session.call(&call.name, call.request.into_vec(), deadline, &|| {
-                    job.abort_requested()
-                })
-            }
+            (None, Some(session)) => session.call(&call.name, &call.request, deadline, &|| {
+                job.abort_requested()
+            }),
             (None, None) => {
                 Err("this pool grants no capabilities (PoolBuilder::capability)".into())
             }

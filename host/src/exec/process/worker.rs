@@ -229,7 +229,7 @@ where
         }
         let reply = channel
             .input
-            .read_frame(MAX_REQUEST, None)
+            .read_frame_spinning(MAX_REQUEST, None, super::forward::call_spin())
             .and_then(|payload| frame::decode::<CallReply>(&payload));
         match reply {
             Ok(CallReply { id: got, result }) if got == id => result.map(ByteBuf::into_vec),
