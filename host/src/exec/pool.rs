@@ -186,10 +186,7 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> Pool<In, Out> {
             return least;
         };
         let by_bytes = AUTO_WINDOW_BYTES / input_bytes.max(1);
-        per_worker
-            .saturating_mul(workers)
-            .min(by_bytes)
-            .max(least)
+        per_worker.saturating_mul(workers).min(by_bytes).max(least)
     }
 
     pub(crate) fn task_ref(&self, index: u64) -> TaskRef {
