@@ -145,9 +145,11 @@ impl<In, Out> PoolBuilder<In, Out> {
     ///
     /// Unset, the window follows the workers' recent cost per task: about
     /// 4 ms of work per worker, at least 16 and at most 1,024 inputs per
-    /// worker, and encoded inputs of at most 64 MiB in all (16 per worker
-    /// while the cost is unknown). Cheap tasks then keep the workers busy
-    /// through a caller that is slow to be scheduled.
+    /// worker, no more than the [queue](Self::queue_capacity) holds, and
+    /// (beyond 16 per worker) encoded inputs of at most 64 MiB in all; 16
+    /// per worker while the cost or the inputs' size is unknown. Cheap tasks
+    /// then keep the workers busy through a caller that is slow to be
+    /// scheduled.
     ///
     /// ```
     /// # let task = sandpool::doc_tasks::echo::<u64>();

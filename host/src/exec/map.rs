@@ -130,9 +130,11 @@ where
     /// the first window counts as submitted (a `shutdown` right after the
     /// call still runs them all).
     fn fill(&mut self, whole_window: bool) {
+        // Sized once per fill: the call's own fill, before any input's size
+        // is known, submits the least window.
+        let window = self.pool.window(self.sizes.average());
+        let full_batch = self.pool.batch_size(window).min(window);
         while !self.exhausted {
-            let window = self.pool.window(self.sizes.average());
-            let full_batch = self.pool.batch_size(window).min(window);
             let room = window.saturating_sub(self.pending.len());
             if room == 0 || (!whole_window && room < full_batch) {
                 break;
@@ -370,10 +372,11 @@ where
 
     /// Submits inputs while the window has room for a whole batch (see [`MapIter`]).
     fn fill(&mut self, whole_window: bool) {
+        // Sized once per fill (see `MapIter::fill`).
+        let window = self.pool.window(self.sizes.average());
+        self.window = window;
+        let full_batch = self.pool.batch_size(window).min(window);
         while !self.exhausted {
-            let window = self.pool.window(self.sizes.average());
-            self.window = window;
-            let full_batch = self.pool.batch_size(window).min(window);
             let room = window.saturating_sub(self.running.len() + self.ready.len());
             if room == 0 || (!whole_window && room < full_batch) {
                 break;

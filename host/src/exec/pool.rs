@@ -165,8 +165,9 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> Pool<In, Out> {
 
     /// The map window: as set on the builder, or else about
     /// [`IN_FLIGHT_TIME`] of work per worker at the recent cost per task
-    /// (between [`AUTO_WINDOW_MIN`] and [`AUTO_WINDOW_MAX`] per worker),
-    /// and no more than [`AUTO_WINDOW_BYTES`] of inputs of `input_bytes`
+    /// (between [`AUTO_WINDOW_MIN`] and [`AUTO_WINDOW_MAX`] per worker, and
+    /// within the queue's capacity), and no more than [`AUTO_WINDOW_BYTES`]
+    /// of inputs of `input_bytes`
     /// each (the map's average encoded input so far; `None` before the first).
     pub(crate) fn window(&self, input_bytes: Option<usize>) -> usize {
         if let Some(window) = self.inner.window {
@@ -186,7 +187,12 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> Pool<In, Out> {
             return least;
         };
         let by_bytes = AUTO_WINDOW_BYTES / input_bytes.max(1);
-        per_worker.saturating_mul(workers).min(by_bytes).max(least)
+        // No deeper than the queue can hold, so a fill does not wait for room.
+        per_worker
+            .saturating_mul(workers)
+            .min(by_bytes)
+            .min(self.inner.dispatcher.capacity())
+            .max(least)
     }
 
     pub(crate) fn task_ref(&self, index: u64) -> TaskRef {
