@@ -98,12 +98,35 @@ fn overhead() {
             )
         })
         .collect();
+    // The same pools with the window fixed at 16 per worker (the default
+    // before issue 11), measured in the same rounds.
+    let fixed = |isolation: Isolation, workers: usize| -> Echo {
+        let builder = Pool::builder(task.clone())
+            .workers(workers)
+            .isolation(isolation)
+            .window(16 * workers);
+        let builder = match isolation {
+            Isolation::Process => builder.worker_program(sandpool_exe()),
+            _ => builder,
+        };
+        builder.build().expect("pool starts")
+    };
+    let old: Vec<(Echo, Echo)> = [1, 2]
+        .into_iter()
+        .map(|w| (fixed(Isolation::Instance, w), fixed(Isolation::Process, w)))
+        .collect();
     let (trips, maps) = (scaled(ROUND_TRIPS, 50), scaled(MAP_TASKS, 50));
     // Warm up: allocator slots, page cache, branch predictors, both sides of every pipe.
     for (_, instance, process) in &pools {
         map_cost_us(instance, &input, maps);
         map_cost_us(process, &input, maps);
     }
+    for (instance, process) in &old {
+        map_cost_us(instance, &input, maps);
+        map_cost_us(process, &input, maps);
+    }
+    let mut old1 = Row::new("  same, window 16 (old default)".into());
+    let mut old2 = Row::new("  same, window 32 (old default)".into());
     let mut trip = Row::new("round trip, 1 worker (submit+wait)".into());
     let mut map1 = Row::new(format!("map of {maps}, 1 worker, per task"));
     let mut map2 = Row::new(format!("map of {maps}, 2 workers, per task"));
@@ -117,8 +140,18 @@ fn overhead() {
             map_cost_us(instance, &input, maps),
             map_cost_us(process, &input, maps),
         );
+        let (instance, process) = &old[0];
+        old1.push(
+            map_cost_us(instance, &input, maps),
+            map_cost_us(process, &input, maps),
+        );
         let (_, instance, process) = &pools[1];
         map2.push(
+            map_cost_us(instance, &input, maps),
+            map_cost_us(process, &input, maps),
+        );
+        let (instance, process) = &old[1];
+        old2.push(
             map_cost_us(instance, &input, maps),
             map_cost_us(process, &input, maps),
         );
@@ -138,7 +171,9 @@ fn overhead() {
     );
     trip.print();
     let r1 = map1.print();
+    old1.print();
     let r2 = map2.print();
+    old2.print();
     println!("\nTarget for the process executor: 50 µs or less per task.\n");
     for (workers, r) in [(1, r1), (2, r2)] {
         target_line(

@@ -24,10 +24,14 @@ use std::time::Instant;
 use common::corpus::documents;
 use common::machine::{load_average, print_header};
 use common::scaled;
-use common::stats::target_line;
-use common::wasm::{Breakdown, breakdown, echo_costs, load, pool, primes_scaling, versus_native};
+use common::stats::{median_of, target_line};
+use common::wasm::{
+    Breakdown, breakdown, completed_cost_us, echo_costs, load, map_cost_us, pool, primes_scaling,
+    versus_native,
+};
 use sandpool::workloads::{count_primes, doc_stats_of};
-use sandpool::{FileInput, Isolation, Json, Task, workloads::DocStats};
+use sandpool::{FileInput, Isolation, Json, Pool, Task, workloads::DocStats};
+use serde_bytes::ByteBuf;
 
 /// Rounds of (a); medians are over rounds.
 const ROUNDS: usize = 5;
@@ -102,6 +106,50 @@ fn overhead() {
         "≤ 1.3×",
         c.completed_vs_fresh <= 1.3,
     );
+}
+
+/// `map` and `as_completed` with the window sized by cost (the default)
+/// against a fixed window of 16 per worker (the default before issue 11),
+/// alternating in the same rounds: echo, 1 KiB, 1 worker.
+fn window() {
+    let rounds = scaled(ROUNDS, 2);
+    let tasks = scaled(OVERHEAD_TASKS, 50);
+    let sized = pool(load::<ByteBuf, ByteBuf>("echo"), Isolation::Instance, 1);
+    let fixed = Pool::builder(load::<ByteBuf, ByteBuf>("echo"))
+        .workers(1)
+        .window(16)
+        .build()
+        .expect("pool starts");
+    let input = ByteBuf::from((0..1024).map(|i| i as u8).collect::<Vec<u8>>());
+    for p in [&sized, &fixed] {
+        map_cost_us(p, &input, tasks.min(1000)); // warm: the cost estimate
+    }
+    let (mut map, mut completed) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let pair = |f: &dyn Fn(&Pool<ByteBuf, ByteBuf>) -> f64| {
+            if round % 2 == 0 {
+                let a = f(&fixed);
+                (a, f(&sized))
+            } else {
+                let b = f(&sized);
+                (f(&fixed), b)
+            }
+        };
+        map.push(pair(&|p| map_cost_us(p, &input, tasks)));
+        completed.push(pair(&|p| completed_cost_us(p, &input, tasks)));
+    }
+    println!(
+        "\n## (a2) The map window: fixed at 16 per worker (the old default) vs sized by cost (the default), echo 1 KiB, 1 worker, {rounds} alternating rounds (load {})\n",
+        load_average()
+    );
+    println!("| call | window 16 | window sized by cost | fixed / sized (median of rounds) |");
+    println!("|---|---|---|---|");
+    for (name, pairs) in [("`map`", &map), ("`as_completed`", &completed)] {
+        let fixed_us = median_of(&pairs.iter().map(|p| p.0).collect::<Vec<_>>());
+        let sized_us = median_of(&pairs.iter().map(|p| p.1).collect::<Vec<_>>());
+        let ratio = median_of(&pairs.iter().map(|p| p.0 / p.1).collect::<Vec<_>>());
+        println!("| {name} | {fixed_us:.2} µs | {sized_us:.2} µs | {ratio:.2}× |");
+    }
 }
 
 fn cpu_bound() {
@@ -259,6 +307,7 @@ fn main() {
     print_header("sandpool throughput benchmark", false);
     println!("- every figure: the median over interleaved rounds; ratios taken within a round");
     overhead();
+    window();
     cpu_bound();
     scaling();
     println!(

@@ -313,6 +313,31 @@ fn map_pulls_inputs_lazily_so_an_endless_iterator_works() {
 }
 
 #[test]
+fn an_unset_window_starts_at_16_per_worker_and_stays_within_1024_per_worker() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let pool = spin_pool(2);
+    // Cheap tasks first, so the pool knows its cost per task.
+    let warm: Vec<Spin> = (0..500).map(|id| Spin { id, rounds: 1 }).collect();
+    assert_eq!(pool.map(&warm).filter(|r| r.is_ok()).count(), 500);
+    let taken = AtomicU64::new(0);
+    let inputs = (0u64..5_000).map(|id| {
+        taken.fetch_add(1, Ordering::SeqCst);
+        Spin { id, rounds: 1 }
+    });
+    let mut results = pool.map(inputs);
+    // Before any input's size is known, the call submits the least window.
+    assert_eq!(taken.load(Ordering::SeqCst), 32, "16 per worker");
+    assert_eq!(results.next().unwrap().unwrap().id, 0);
+    let in_flight = taken.load(Ordering::SeqCst);
+    assert!(
+        in_flight <= 1 + 2 * 1024,
+        "{in_flight} taken after one result"
+    );
+    let rest: Vec<u64> = results.map(|r| r.unwrap().id).collect();
+    assert_eq!(rest, (1..5_000).collect::<Vec<_>>());
+}
+
+#[test]
 fn handles_can_be_awaited_from_async_code() {
     let pool = spin_pool(2);
     let rt = tokio::runtime::Builder::new_current_thread()

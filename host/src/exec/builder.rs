@@ -136,12 +136,20 @@ impl<In, Out> PoolBuilder<In, Out> {
         self
     }
 
-    /// How many inputs `map` and `as_completed` keep in flight (default:
-    /// 16 per worker; at least 1). The first window is submitted by the
-    /// `map` call, later inputs are pulled from the iterator lazily. Cheap
-    /// tasks are handed to a worker in batches of up to half a window per
-    /// worker, sized to about 200 µs of work each, so a larger window lets
-    /// the hand-off cost be shared by more tasks.
+    /// How many inputs `map` and `as_completed` keep in flight (at least 1).
+    /// The first window is submitted by the `map` call, later inputs are
+    /// pulled from the iterator lazily. Cheap tasks are handed to a worker
+    /// in batches of up to half a window per worker, sized to about 200 µs
+    /// of work each, so a larger window lets the hand-off cost be shared by
+    /// more tasks.
+    ///
+    /// Unset, the window follows the workers' recent cost per task: about
+    /// 4 ms of work per worker, at least 16 and at most 1,024 inputs per
+    /// worker, no more than the [queue](Self::queue_capacity) holds, and
+    /// (beyond 16 per worker) encoded inputs of at most 64 MiB in all; 16
+    /// per worker while the cost or the inputs' size is unknown. Cheap tasks
+    /// then keep the workers busy through a caller that is slow to be
+    /// scheduled.
     ///
     /// ```
     /// # let task = sandpool::doc_tasks::echo::<u64>();
@@ -473,7 +481,7 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> PoolBuilder<In, Out>
     pub fn build(self) -> Result<Pool<In, Out>, Error> {
         self.check()?;
         let queue = self.queue.unwrap_or(self.workers.saturating_mul(1024));
-        let window = self.window.unwrap_or(self.workers.saturating_mul(16));
+        let window = self.window;
         let fuel = self.fuel_metering || self.limits.fuel.is_some();
         let compiled = self.task.module.compiled_task(fuel)?;
         let name = &self.task.module.name;

@@ -45,6 +45,7 @@ pub struct MapIter<In, Out, I> {
     started: Instant,
     timeout: Option<Duration>,
     expired: bool,
+    sizes: InputSizes,
 }
 
 /// One input of a map, in input order: its task, or its result already.
@@ -91,6 +92,7 @@ where
             started: Instant::now(),
             timeout: None,
             expired: false,
+            sizes: InputSizes::default(),
         };
         it.fill(true);
         it
@@ -128,10 +130,12 @@ where
     /// the first window counts as submitted (a `shutdown` right after the
     /// call still runs them all).
     fn fill(&mut self, whole_window: bool) {
-        let window = self.pool.window();
-        let full_batch = self.pool.batch_size().min(window);
+        // Sized once per fill: the call's own fill, before any input's size
+        // is known, submits the least window.
+        let window = self.pool.window(self.sizes.average());
+        let full_batch = self.pool.batch_size(window).min(window);
         while !self.exhausted {
-            let room = window - self.pending.len();
+            let room = window.saturating_sub(self.pending.len());
             if room == 0 || (!whole_window && room < full_batch) {
                 break;
             }
@@ -147,6 +151,7 @@ where
                 self.next += 1;
                 let state = match self.pool.job_at(index, std::borrow::Borrow::borrow(&input)) {
                     Ok((job, handle)) => {
+                        self.sizes.add(job.input.len());
                         jobs.push(job);
                         EntryState::Submitted(handle)
                     }
@@ -269,6 +274,27 @@ impl<In, Out, I> Drop for MapIter<In, Out, I> {
 
 type Report<Out> = (u64, Result<Out, Error>);
 
+/// The encoded sizes of a map's inputs so far, for a window sized by cost
+/// that also bounds the bytes in flight.
+#[derive(Default)]
+struct InputSizes {
+    bytes: u64,
+    count: u64,
+}
+
+impl InputSizes {
+    fn add(&mut self, len: usize) {
+        self.bytes = self.bytes.saturating_add(len as u64);
+        self.count += 1;
+    }
+
+    /// The average encoded input (`None` before the first).
+    fn average(&self) -> Option<usize> {
+        let avg = self.bytes.checked_div(self.count)?;
+        Some(usize::try_from(avg).unwrap_or(usize::MAX))
+    }
+}
+
 /// The iterator [`Pool::as_completed`] returns: `(index, result)` as tasks finish.
 ///
 /// Same window, submission at the call, end after a refused submission,
@@ -294,6 +320,9 @@ pub struct AsCompleted<In, Out, I> {
     started: Instant,
     timeout: Option<Duration>,
     expired: bool,
+    sizes: InputSizes,
+    /// The window of the last fill (for the batch size the wait expects).
+    window: usize,
 }
 
 impl<In, Out, I> AsCompleted<In, Out, I>
@@ -316,6 +345,8 @@ where
             started: Instant::now(),
             timeout: None,
             expired: false,
+            sizes: InputSizes::default(),
+            window: 1,
         };
         it.fill(true);
         it
@@ -341,10 +372,12 @@ where
 
     /// Submits inputs while the window has room for a whole batch (see [`MapIter`]).
     fn fill(&mut self, whole_window: bool) {
-        let window = self.pool.window();
-        let full_batch = self.pool.batch_size().min(window);
+        // Sized once per fill (see `MapIter::fill`).
+        let window = self.pool.window(self.sizes.average());
+        self.window = window;
+        let full_batch = self.pool.batch_size(window).min(window);
         while !self.exhausted {
-            let room = window - (self.running.len() + self.ready.len());
+            let room = window.saturating_sub(self.running.len() + self.ready.len());
             if room == 0 || (!whole_window && room < full_batch) {
                 break;
             }
@@ -380,6 +413,7 @@ where
                         self.ready.push_back((index, Err(e)));
                     }
                     Ok(job) => {
+                        self.sizes.add(job.input.len());
                         self.running.insert(index, Arc::clone(&job.state));
                         jobs.push(job);
                     }
@@ -450,7 +484,7 @@ where
             }
             // Wake once per batch; a batch that runs late is not waited
             // for much longer than twice its expected time.
-            let batch = self.pool.batch_size() as u64;
+            let batch = self.pool.batch_size(self.window) as u64;
             let patience = self.pool.batch_time_for(batch).saturating_mul(2);
             if !self.inbox.take_all(&mut self.arrived, patience, deadline) {
                 return self.expire();

@@ -22,11 +22,26 @@ use crate::task::Task;
 /// batching adds no noticeable latency.
 const BATCH_TIME: std::time::Duration = std::time::Duration::from_micros(200);
 
+/// The work a map keeps in flight per worker when the window is not set:
+/// deep enough that a worker finds a queued batch even when the caller is
+/// not scheduled for a few milliseconds (a loaded machine) or is slow to
+/// wake (an idle virtual CPU).
+const IN_FLIGHT_TIME: std::time::Duration = std::time::Duration::from_millis(4);
+
+/// Inputs in flight per worker when the window is not set: at least (also
+/// while the cost is unknown) and at most.
+const AUTO_WINDOW_MIN: usize = 16;
+const AUTO_WINDOW_MAX: usize = 1024;
+
+/// Encoded input bytes a map keeps in flight at most when the window is
+/// not set (beyond [`AUTO_WINDOW_MIN`] inputs per worker).
+const AUTO_WINDOW_BYTES: usize = 64 << 20;
+
 /// Wraps started workers as a pool (called by [`PoolBuilder::build`]).
 pub(crate) fn assemble<In, Out>(
     dispatcher: Dispatcher,
     limits: Limits,
-    window: usize,
+    window: Option<usize>,
     name: Arc<str>,
     process: Option<Arc<crate::exec::process::Supervisor>>,
 ) -> Pool<In, Out> {
@@ -45,7 +60,8 @@ pub(crate) fn assemble<In, Out>(
 struct PoolInner {
     dispatcher: Dispatcher,
     limits: Limits,
-    window: usize,
+    /// The window set on the builder; `None`: sized by cost ([`Pool::window`]).
+    window: Option<usize>,
     name: Arc<str>,
     process: Option<Arc<crate::exec::process::Supervisor>>,
 }
@@ -147,9 +163,36 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> Pool<In, Out> {
         self.inner.process.as_ref().map(|p| p.stats())
     }
 
-    /// The map window.
-    pub(crate) fn window(&self) -> usize {
-        self.inner.window
+    /// The map window: as set on the builder, or else about
+    /// [`IN_FLIGHT_TIME`] of work per worker at the recent cost per task
+    /// (between [`AUTO_WINDOW_MIN`] and [`AUTO_WINDOW_MAX`] per worker, and
+    /// within the queue's capacity), and no more than [`AUTO_WINDOW_BYTES`]
+    /// of inputs of `input_bytes`
+    /// each (the map's average encoded input so far; `None` before the first).
+    pub(crate) fn window(&self, input_bytes: Option<usize>) -> usize {
+        if let Some(window) = self.inner.window {
+            return window;
+        }
+        let workers = self.inner.dispatcher.workers().max(1);
+        let least = AUTO_WINDOW_MIN.saturating_mul(workers);
+        let Some(cost) = self.inner.dispatcher.cost_estimate() else {
+            return least;
+        };
+        let per_worker = IN_FLIGHT_TIME.as_nanos() / cost.as_nanos().max(1);
+        let per_worker = usize::try_from(per_worker)
+            .unwrap_or(usize::MAX)
+            .clamp(AUTO_WINDOW_MIN, AUTO_WINDOW_MAX);
+        // Until the first input's size is known, no more than the least.
+        let Some(input_bytes) = input_bytes else {
+            return least;
+        };
+        let by_bytes = AUTO_WINDOW_BYTES / input_bytes.max(1);
+        // No deeper than the queue can hold, so a fill does not wait for room.
+        per_worker
+            .saturating_mul(workers)
+            .min(by_bytes)
+            .min(self.inner.dispatcher.capacity())
+            .max(least)
     }
 
     pub(crate) fn task_ref(&self, index: u64) -> TaskRef {
@@ -212,13 +255,13 @@ impl<In: Serialize, Out: DeserializeOwned + Send + 'static> Pool<In, Out> {
         self.inner.dispatcher.enqueue_batch_blocking(jobs)
     }
 
-    /// How many inputs a map should hand over at once: enough tasks for
-    /// about [`BATCH_TIME`] of work at the workers' recent cost per task, and
-    /// at most a half-window per worker (so a batch is always queued while
+    /// How many inputs a map with `window` should hand over at once: enough
+    /// tasks for about [`BATCH_TIME`] of work at the workers' recent cost per
+    /// task, and at most a half-window per worker (so a batch is always queued while
     /// another runs) and the queue's capacity.
-    pub(crate) fn batch_size(&self) -> usize {
+    pub(crate) fn batch_size(&self, window: usize) -> usize {
         let workers = self.inner.dispatcher.workers().max(1);
-        let most = (self.inner.window / (2 * workers))
+        let most = (window / (2 * workers))
             .min(self.inner.dispatcher.capacity())
             .max(1);
         match self.inner.dispatcher.cost_estimate() {
