@@ -8,39 +8,19 @@
 //! (raw imports).
 #![allow(clippy::unwrap_used)] // test helpers, like the tests, fail loudly
 
+#[path = "common/caller.rs"]
+mod caller;
 mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use sandpool::{Error, ErrorKind, Isolation, Limits, Pool, PoolBuilder, Task};
 
-/// The `caller` guest's input.
-#[derive(Serialize)]
-enum Plan {
-    Echo(ByteBuf),
-    Repeat { times: u32, bytes: ByteBuf },
-    Raw { name: String, bytes: ByteBuf },
-    Block,
-    Fail(String),
-}
-
-/// The `caller` guest's output.
-#[derive(Deserialize, Debug, PartialEq)]
-enum Answer {
-    Bytes(ByteBuf),
-    Count(u32),
-}
-
-const LEVELS: [Isolation; 2] = [Isolation::Instance, Isolation::Process];
-
-fn caller() -> Task<Plan, Answer> {
-    Task::from_file(common::guest("caller")).expect("the caller guest loads")
-}
+use caller::{Answer, LEVELS, Plan, caller};
 
 /// A builder for the caller guest granting its three capabilities.
 fn granted(isolation: Isolation, calls: Arc<AtomicU64>) -> PoolBuilder<Plan, Answer> {

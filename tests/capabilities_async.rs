@@ -6,6 +6,8 @@
 //! The guest: `guest/examples/caller.rs`.
 #![allow(clippy::unwrap_used)] // test helpers, like the tests, fail loudly
 
+#[path = "common/caller.rs"]
+mod caller;
 mod common;
 
 use std::sync::Arc;
@@ -13,29 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
-use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use sandpool::{Error, ErrorKind, Isolation, Limits, Pool, PoolBuilder, Task};
+use sandpool::{Error, ErrorKind, Isolation, Limits, Pool, PoolBuilder};
 
-/// The `caller` guest's input.
-#[derive(Serialize)]
-enum Plan {
-    Echo(ByteBuf),
-    Repeat { times: u32, bytes: ByteBuf },
-    Raw { name: String, bytes: ByteBuf },
-    Block,
-    Fail(String),
-}
-
-/// The `caller` guest's output.
-#[derive(Deserialize, Debug, PartialEq)]
-enum Answer {
-    Bytes(ByteBuf),
-    Count(u32),
-}
-
-const LEVELS: [Isolation; 2] = [Isolation::Instance, Isolation::Process];
+use caller::{Answer, LEVELS, Plan, caller};
 
 /// Generous: only a bound for a wait that should end at once.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -65,7 +49,7 @@ fn granted_async(isolation: Isolation) -> (PoolBuilder<Plan, Answer>, Probes) {
     let (started_tx, started) = crossbeam_channel::unbounded();
     let (dropped_tx, dropped) = crossbeam_channel::unbounded();
     let counter = Arc::clone(&calls);
-    let builder = Pool::builder(Task::from_file(common::guest("caller")).unwrap())
+    let builder = Pool::builder(caller())
         .workers(2)
         .isolation(isolation)
         .capability_async("test.echo", move |bytes: ByteBuf| {
@@ -102,7 +86,7 @@ fn granted_async(isolation: Isolation) -> (PoolBuilder<Plan, Answer>, Probes) {
 
 /// The same guest with the same failing handler, sync.
 fn granted_sync(isolation: Isolation) -> PoolBuilder<Plan, Answer> {
-    Pool::builder(Task::from_file(common::guest("caller")).unwrap())
+    Pool::builder(caller())
         .workers(1)
         .isolation(isolation)
         .capability("test.echo", |bytes: ByteBuf| Ok::<_, String>(bytes))

@@ -6,33 +6,18 @@
 //! The guest: `guest/examples/caller.rs`.
 #![allow(clippy::unwrap_used)] // test helpers, like the tests, fail loudly
 
+#[path = "common/caller.rs"]
+mod caller;
 mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use sandpool::{ErrorKind, Isolation, Limits, Pool, Task};
+use sandpool::{ErrorKind, Isolation, Limits, Pool};
 
-/// The `caller` guest's input (the variants this test uses keep their places).
-#[derive(Serialize)]
-#[allow(dead_code)]
-enum Plan {
-    Echo(ByteBuf),
-    Repeat { times: u32, bytes: ByteBuf },
-    Raw { name: String, bytes: ByteBuf },
-    Block,
-    Fail(String),
-}
-
-/// The `caller` guest's output.
-#[derive(Deserialize, Debug, PartialEq)]
-enum Answer {
-    Bytes(ByteBuf),
-    Count(u32),
-}
+use caller::{Answer, Plan, caller};
 
 /// Generous: only a bound for a wait that should end at once.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -51,7 +36,7 @@ fn a_worker_killed_while_its_call_runs_in_the_host_leaves_the_session_consistent
     let (release, release_rx) = crossbeam_channel::unbounded::<()>();
     let echo_session = Arc::clone(&session);
     let slow_session = Arc::clone(&session);
-    let pool = Pool::builder(Task::<Plan, Answer>::from_file(common::guest("caller")).unwrap())
+    let pool = Pool::builder(caller())
         .workers(1)
         .isolation(Isolation::Process)
         .limits(Limits::default().no_timeout())

@@ -37,7 +37,7 @@ pub struct TaskOutput<Out> {
 /// What every handle can say and do: which task it is, whether it has
 /// started or finished, cancel (before it starts) and abort (also while it
 /// runs). Implemented by [`TaskHandle`], [`IoHandle`] and [`AnyHandle`];
-/// [`as_completed`](crate::as_completed) and [`wait`](crate::exec::wait) take any of them.
+/// [`as_completed`](crate::as_completed) and [`wait`](crate::wait()) take any of them.
 ///
 /// ```
 /// use sandpool::Handle;
@@ -301,7 +301,7 @@ impl<Out> Handle for TaskHandle<Out> {
 }
 
 /// A wasm or an I/O handle with the same value type, so both fit in one
-/// `Vec` for [`wait`](crate::exec::wait) or [`as_completed`](crate::as_completed).
+/// `Vec` for [`wait`](crate::wait()) or [`as_completed`](crate::as_completed).
 ///
 /// ```
 /// use sandpool::{AnyHandle, IoPool, Pool};

@@ -356,7 +356,7 @@ impl IoPool {
     }
 
     /// Runs an async task whose `Err` is a failure of the task: it becomes
-    /// [`Error::Guest`] with the error's text, so [`wait`](crate::exec::wait) with
+    /// [`Error::Guest`] with the error's text, so [`wait`](crate::wait()) with
     /// [`ReturnWhen::FirstError`](crate::ReturnWhen::FirstError) sees it.
     ///
     /// ```
