@@ -114,6 +114,13 @@ for dir in guest/js/*/; do
         done
         grep -v "^import .* from ['\"]\.\.\?/[^'\"]*['\"];\?$" "$dir/app.js"
     } >"$bundle"
+    # A relative import left in the bundle (one of app.js's spread over
+    # several lines, or any in another file) would fail inside
+    # componentize-js with a vaguer message.
+    if grep -nE "^[[:space:]]*(import|export|[}]).*from ['\"][.][.]?/" "$bundle" >&2; then
+        echo "build-components: $dir: relative imports are inlined, so app.js's must each fit on one line and other files may have none" >&2
+        exit 1
+    fi
     node "$npm_dir/node_modules/@bytecodealliance/componentize-js/src/cli.js" "$bundle" \
         -w wit -n task -d http fetch-event -o "$wasm.tmp" >&2
     declare_capabilities "$wasm.tmp" "$dir"

@@ -1,4 +1,4 @@
-//! What component tasks (Python) share with ABI v1 modules beyond running:
+//! What component tasks (Python and JavaScript) share with ABI v1 modules beyond running:
 //! host capabilities (declared in the component, granted by the pool,
 //! answered in process or forwarded from a worker process), the output
 //! kinds of `sandpool run` (raw bytes, named files), and a granted
@@ -31,10 +31,11 @@ fn double(x: u64) -> Result<u64, String> {
     x.checked_mul(2).ok_or_else(|| format!("{x} is too large"))
 }
 
-#[test]
-fn a_python_component_calls_a_granted_capability_at_both_levels() {
+/// Runs `component` (the capability guest: `math.double(n) + 1`) at both
+/// levels with `math.double` granted, including a call the handler refuses.
+fn calls_a_granted_capability_at_both_levels(component: &str) {
     for isolation in [Isolation::Instance, Isolation::Process] {
-        let task: Task<u64, u64> = load(&common::component("capability_py"));
+        let task: Task<u64, u64> = load(&common::component(component));
         let pool = Pool::builder(task)
             .workers(1)
             .isolation(isolation)
@@ -42,21 +43,50 @@ fn a_python_component_calls_a_granted_capability_at_both_levels() {
             .build()
             .unwrap();
         let got: Vec<u64> = pool.map(&[1u64, 20, 300]).map(|r| r.unwrap()).collect();
-        assert_eq!(got, [3, 41, 601], "{isolation:?}");
+        assert_eq!(got, [3, 41, 601], "{component} {isolation:?}");
         // The handler's error fails the task, naming the capability.
         let err = pool.submit(&u64::MAX).unwrap().wait().unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Capability, "{isolation:?}: {err}");
+        assert_eq!(
+            err.kind(),
+            ErrorKind::Capability,
+            "{component} {isolation:?}: {err}"
+        );
         assert!(err.to_string().contains("math.double"), "{err}");
         assert!(err.to_string().contains("too large"), "{err}");
     }
 }
 
 #[test]
+fn a_python_component_calls_a_granted_capability_at_both_levels() {
+    calls_a_granted_capability_at_both_levels("capability_py");
+}
+
+#[test]
+fn a_javascript_component_calls_a_granted_capability_at_both_levels() {
+    calls_a_granted_capability_at_both_levels("capability_js");
+    // Past 2^53 (where a JS Number stops being exact) the guest's BigInt
+    // u64 keeps every bit: 2 * (2^62 + 3) + 1.
+    let task: Task<u64, u64> = load(&common::component("capability_js"));
+    let pool = Pool::builder(task)
+        .capability("math.double", double)
+        .build()
+        .unwrap();
+    let n = (1u64 << 62) + 3;
+    assert_eq!(pool.submit(&n).unwrap().wait().unwrap(), 2 * n + 1);
+}
+
+#[test]
 fn a_component_declaring_a_capability_the_pool_does_not_grant_is_refused_at_build() {
-    let task: Task<u64, u64> = load(&common::component("capability_py"));
-    let err = Pool::builder(task).build().unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::CapabilityDenied, "{err}");
-    assert!(err.to_string().contains("math.double"), "{err}");
+    for component in ["capability_py", "capability_js"] {
+        let task: Task<u64, u64> = load(&common::component(component));
+        let err = Pool::builder(task).build().unwrap_err();
+        assert_eq!(
+            err.kind(),
+            ErrorKind::CapabilityDenied,
+            "{component}: {err}"
+        );
+        assert!(err.to_string().contains("math.double"), "{err}");
+    }
 }
 
 #[test]
@@ -85,8 +115,9 @@ fn a_component_calling_a_capability_it_did_not_declare_fails_the_task() {
     assert_eq!(err.kind(), ErrorKind::Capability, "{err}");
 }
 
-#[test]
-fn sandpool_run_writes_raw_and_multi_file_outputs_of_a_python_task() {
+/// Runs `component` (the kinds guest) through `sandpool run` on one input of
+/// each kind and checks the files written.
+fn sandpool_run_writes_raw_and_multi_file_outputs(component: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let (inputs, out) = (tmp.path().join("in"), tmp.path().join("out"));
     std::fs::create_dir(&inputs).unwrap();
@@ -96,7 +127,7 @@ fn sandpool_run_writes_raw_and_multi_file_outputs_of_a_python_task() {
     let result = std::process::Command::new(env!("CARGO_BIN_EXE_sandpool"))
         .env("SANDPOOL_CACHE_DIR", cache())
         .arg("run")
-        .arg(common::component("kinds_py"))
+        .arg(common::component(component))
         .arg(&inputs)
         .arg("-o")
         .arg(&out)
@@ -105,7 +136,7 @@ fn sandpool_run_writes_raw_and_multi_file_outputs_of_a_python_task() {
     assert_eq!(
         result.status.code(),
         Some(0),
-        "{}",
+        "{component}: {}",
         String::from_utf8_lossy(&result.stderr)
     );
     assert_eq!(
@@ -125,6 +156,16 @@ fn sandpool_run_writes_raw_and_multi_file_outputs_of_a_python_task() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("c.txt.json")).unwrap()).unwrap();
     assert_eq!(json, serde_json::json!({"bytes": 5}));
+}
+
+#[test]
+fn sandpool_run_writes_raw_and_multi_file_outputs_of_a_python_task() {
+    sandpool_run_writes_raw_and_multi_file_outputs("kinds_py");
+}
+
+#[test]
+fn sandpool_run_writes_raw_and_multi_file_outputs_of_a_javascript_task() {
+    sandpool_run_writes_raw_and_multi_file_outputs("kinds_js");
 }
 
 #[test]

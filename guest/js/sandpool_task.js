@@ -19,9 +19,11 @@
 // Besides JSON, a task run by `sandpool run` may return raw bytes (encode
 // with `rawOutput`, the function returning `[ext, data]`) or named files
 // (`filesOutput`, the function returning `{ name: data }`): docs/abi.md,
-// "Output kinds". `call(name, request)` calls a host capability the
-// component declares (capabilities.txt beside its app.js, one name a line)
-// and the pool grants; any failure fails the task on the host's side.
+// "Output kinds". `bigU64` / `encodeBigU64` read and write a u64 as a BigInt
+// (`u64` / `encodeU64` use a Number, exact below 2^53). `call(name, request)`
+// calls a host capability the component declares (capabilities.txt beside
+// its app.js, one name a line) and the pool grants; any failure fails the
+// task on the host's side.
 
 import { call as capabilityCall } from "sandpool:task/capabilities@0.1.0";
 
@@ -50,6 +52,17 @@ export class Reader {
     let n = 0;
     for (let i = width - 1; i >= 0; i--) n = n * 256 + b[i];
     if (!Number.isSafeInteger(n)) throw new InputError(`integer ${n} is past 2^53`);
+    return n;
+  }
+  // A variable-length unsigned integer, as a BigInt (every u64 exactly).
+  bigU64() {
+    const first = this.take(1)[0];
+    if (first < 251) return BigInt(first);
+    const width = { 251: 2, 252: 4, 253: 8 }[first];
+    if (width === undefined) throw new InputError(`invalid integer tag ${first} at byte ${this.pos - 1}`);
+    const b = this.take(width);
+    let n = 0n;
+    for (let i = width - 1; i >= 0; i--) n = n * 256n + BigInt(b[i]);
     return n;
   }
   bytesValue() {
@@ -88,6 +101,17 @@ export class Writer {
     const out = new Uint8Array(width + 1);
     out[0] = { 2: 251, 4: 252, 8: 253 }[width];
     for (let i = 1, v = n; i <= width; i++, v = Math.floor(v / 256)) out[i] = v % 256;
+    return this.push(out);
+  }
+  // A BigInt (or Number) u64, any value below 2^64.
+  bigU64(value) {
+    const n = BigInt(value);
+    if (n < 0n || n >= 2n ** 64n) throw new RangeError(`${n} is not a u64`);
+    if (n < 251n) return this.push(Uint8Array.of(Number(n)));
+    const width = n < 2n ** 16n ? 2 : n < 2n ** 32n ? 4 : 8;
+    const out = new Uint8Array(width + 1);
+    out[0] = { 2: 251, 4: 252, 8: 253 }[width];
+    for (let i = 1, v = n; i <= width; i++, v /= 256n) out[i] = Number(v % 256n);
     return this.push(out);
   }
   bytesValue(bytes) {
@@ -133,6 +157,19 @@ export function jsonValue(value) {
 // Encodes a u64 output.
 export function encodeU64(n) {
   return new Writer().u64(n).finish();
+}
+
+// Decodes a u64 input as a BigInt: every u64, not only those below 2^53.
+export function bigU64(bytes) {
+  const r = new Reader(bytes);
+  const n = r.bigU64();
+  r.end();
+  return n;
+}
+
+// Encodes a BigInt (or Number) as a u64 output, any value below 2^64.
+export function encodeBigU64(n) {
+  return new Writer().bigU64(n).finish();
 }
 
 // Encodes [ext, data]: `sandpool run` writes `data` to `{id}.{ext}` as is.
