@@ -8,6 +8,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Condvar, Mutex};
 
+use crate::error::{Error, TaskRef};
+
 /// Bytes the workers may hold in input buffers at once.
 #[derive(Debug)]
 pub(crate) struct ByteBudget {
@@ -44,6 +46,13 @@ impl ByteBudget {
             budget: self,
             bytes,
         }
+    }
+}
+
+impl Reserved<'_> {
+    /// How many bytes are held.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
     }
 }
 
@@ -106,6 +115,26 @@ pub(crate) enum ReadError {
     Io(std::io::Error),
 }
 
+impl ReadError {
+    /// The error of `task`, whose input is shown as `input`.
+    pub(crate) fn into_error(self, task: TaskRef, input: &str) -> Error {
+        match self {
+            ReadError::TooLarge { size, limit } => Error::Encode {
+                task,
+                reason: format!(
+                    "{input} is {size} bytes, over the input limit of {limit} bytes \
+                     (--max-input, by default half the memory cap); not read"
+                ),
+            },
+            ReadError::NotAFile => Error::Io {
+                context: format!("cannot read input {input}"),
+                message: "not a regular file (replaced since it was listed?)".into(),
+            },
+            ReadError::Io(e) => Error::io(format!("cannot read input {input}"), &e),
+        }
+    }
+}
+
 /// Opens `path` (relative to the input folder `root`), checks its size
 /// against `limit`, reserves twice its size in `budget` (the bytes and
 /// their encoded copy) and reads it. Does not follow a symbolic link and
@@ -138,8 +167,9 @@ pub(crate) fn read_input<'b>(
     if size > limit {
         return Err(ReadError::TooLarge { size, limit });
     }
-    // Small inputs take nothing from the budget: each worker holds one input
-    // at a time, so together they are at most workers × 2 × SMALL_INPUT.
+    // Small inputs take nothing from the budget: a worker holds at most its
+    // read-ahead (worker.rs, READ_AHEAD_BYTES) and one more small input, so
+    // together they are at most workers × (read-ahead + 2 × SMALL_INPUT).
     let reserved = budget.reserve(if size <= SMALL_INPUT {
         0
     } else {

@@ -385,36 +385,8 @@ pub fn run_folder(
             "a folder run needs at least one worker".into(),
         ));
     }
-    let inputs_meta = std::fs::metadata(&job.inputs)
-        .map_err(|e| Error::io(format!("input folder {}", job.inputs.display()), &e))?;
-    if !inputs_meta.is_dir() {
-        return Err(Error::Io {
-            context: format!("input folder {}", job.inputs.display()),
-            message: "not a folder".into(),
-        });
-    }
-    std::fs::create_dir_all(&job.output).map_err(|e| {
-        Error::io(
-            format!("cannot create output folder {}", job.output.display()),
-            &e,
-        )
-    })?;
-    let out_id = walk::DirId::of(&job.output)
-        .map_err(|e| Error::io(format!("output folder {}", job.output.display()), &e))?;
-    if walk::DirId::of(&job.inputs).ok() == Some(out_id) {
-        return Err(Error::Config(format!(
-            "the output folder {} is the input folder; choose another output folder",
-            job.output.display()
-        )));
-    }
     // Declared first so that it is released last, after every worker is gone.
-    let _lock = lock::OutputLock::acquire(&job.output)?;
-    let mut out = writer::OutDir::open(&job.output)?;
-    out.probe_writable()?;
-    out.scan(walk::DirId::of(&job.inputs).ok())?;
-    if out.swept > 0 {
-        on_event(FolderEvent::Swept(out.swept));
-    }
+    let (_lock, out, out_id) = prepare_output(job, &mut on_event)?;
     let root = open_dir(&job.inputs, "input folder")?;
     let max_input = job.effective_max_input();
     let budget = input::ByteBudget::new(max_input.saturating_mul(2).max(64 << 20));
@@ -588,4 +560,47 @@ pub fn run_folder(
         output_inside_inputs: inside.take(),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Makes the output folder ready for a run of `job` (local or on a
+/// cluster): checks that the inputs are a folder, creates the output
+/// folder, refuses it if it is the input folder, takes the run's lock on it
+/// (a second run is refused), checks that it is writable, and sweeps the
+/// temporary files of dead runs (said through `on_event`). Returns the
+/// lock (keep it until every writer is done), the folder and its identity
+/// (for the walk to skip it).
+pub(crate) fn prepare_output(
+    job: &FolderJob,
+    on_event: &mut impl FnMut(FolderEvent<'_>),
+) -> Result<(lock::OutputLock, writer::OutDir, walk::DirId), Error> {
+    let inputs_meta = std::fs::metadata(&job.inputs)
+        .map_err(|e| Error::io(format!("input folder {}", job.inputs.display()), &e))?;
+    if !inputs_meta.is_dir() {
+        return Err(Error::Io {
+            context: format!("input folder {}", job.inputs.display()),
+            message: "not a folder".into(),
+        });
+    }
+    std::fs::create_dir_all(&job.output).map_err(|e| {
+        Error::io(
+            format!("cannot create output folder {}", job.output.display()),
+            &e,
+        )
+    })?;
+    let out_id = walk::DirId::of(&job.output)
+        .map_err(|e| Error::io(format!("output folder {}", job.output.display()), &e))?;
+    if walk::DirId::of(&job.inputs).ok() == Some(out_id) {
+        return Err(Error::Config(format!(
+            "the output folder {} is the input folder; choose another output folder",
+            job.output.display()
+        )));
+    }
+    let lock = lock::OutputLock::acquire(&job.output)?;
+    let mut out = writer::OutDir::open(&job.output)?;
+    out.probe_writable()?;
+    out.scan(walk::DirId::of(&job.inputs).ok())?;
+    if out.swept > 0 {
+        on_event(FolderEvent::Swept(out.swept));
+    }
+    Ok((lock, out, out_id))
 }

@@ -17,13 +17,13 @@ use sandpool_cluster::{Broker, ResultMsg, Status, schema};
 
 use crate::error::{Error, TaskRef};
 use crate::exec::pipeline::CancelToken;
-use crate::folder::input::{ByteBudget, ReadError, read_input};
+use crate::folder::input::{ByteBudget, read_input};
 use crate::folder::naming::{display_name, error_name, folder_id, id_of_bytes, result_name};
 use crate::folder::output;
 use crate::folder::worker::{remove_stale, write_output};
 use crate::folder::writer::OutDir;
 use crate::folder::{
-    Failure, FailureRecord, FolderEvent, FolderJob, FolderSummary, Progress, lock, open_dir, walk,
+    Failure, FailureRecord, FolderEvent, FolderJob, FolderSummary, Progress, open_dir, walk,
 };
 use crate::task::Task;
 use sandpool_guest::FileInput;
@@ -158,20 +158,7 @@ fn read(
     let task = TaskRef::new(Arc::clone(task), p.index);
     read_input(root, &p.path, max_input, budget)
         .map(|(data, _reserved)| data)
-        .map_err(|e| match e {
-            ReadError::TooLarge { size, limit } => Error::Encode {
-                task,
-                reason: format!(
-                    "{input} is {size} bytes, over the input limit of {limit} bytes \
-                     (--max-input, by default half the memory cap); not read"
-                ),
-            },
-            ReadError::NotAFile => Error::Io {
-                context: format!("cannot read input {input}"),
-                message: "not a regular file (replaced since it was listed?)".into(),
-            },
-            ReadError::Io(e) => Error::io(format!("cannot read input {input}"), &e),
-        })
+        .map_err(|e| e.into_error(task, input))
 }
 
 pub(super) fn run(
@@ -183,41 +170,13 @@ pub(super) fn run(
     mut on_event: impl FnMut(FolderEvent<'_>),
 ) -> Result<FolderSummary, Error> {
     let started = Instant::now();
-    let inputs_meta = std::fs::metadata(&job.inputs)
-        .map_err(|e| Error::io(format!("input folder {}", job.inputs.display()), &e))?;
-    if !inputs_meta.is_dir() {
-        return Err(Error::Io {
-            context: format!("input folder {}", job.inputs.display()),
-            message: "not a folder".into(),
-        });
-    }
     if job.grant.is_some() {
         return Err(Error::Config(
             "a directory grant names a folder of this machine; it cannot apply on a cluster's workers"
                 .into(),
         ));
     }
-    std::fs::create_dir_all(&job.output).map_err(|e| {
-        Error::io(
-            format!("cannot create output folder {}", job.output.display()),
-            &e,
-        )
-    })?;
-    let out_id = walk::DirId::of(&job.output)
-        .map_err(|e| Error::io(format!("output folder {}", job.output.display()), &e))?;
-    if walk::DirId::of(&job.inputs).ok() == Some(out_id) {
-        return Err(Error::Config(format!(
-            "the output folder {} is the input folder; choose another output folder",
-            job.output.display()
-        )));
-    }
-    let _lock = lock::OutputLock::acquire(&job.output)?;
-    let mut out = OutDir::open(&job.output)?;
-    out.probe_writable()?;
-    out.scan(walk::DirId::of(&job.inputs).ok())?;
-    if out.swept > 0 {
-        on_event(FolderEvent::Swept(out.swept));
-    }
+    let (_lock, out, out_id) = crate::folder::prepare_output(job, &mut on_event)?;
     let root = open_dir(&job.inputs, "input folder")?;
     let task_name: Arc<str> = Arc::clone(&task.module.name);
     let spec = Spec {
