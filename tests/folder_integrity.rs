@@ -759,11 +759,28 @@ fn reading_is_bounded_in_bytes_in_flight_not_in_count() {
 
 #[test]
 fn a_killed_worker_process_fails_only_the_input_it_was_running() {
+    // ~30 ms tasks: each goes to the worker in a frame of its own.
+    kill_a_worker_mid_run(60, "spin: 30000000", 6);
+}
+
+#[test]
+fn a_worker_killed_in_the_middle_of_a_frame_of_short_tasks_fails_only_its_running_task() {
+    // ~1 ms tasks: a worker thread sends its read-ahead (many inputs) to
+    // its worker process in one frame; the ones after the killed task go
+    // to the replacement.
+    kill_a_worker_mid_run(1500, "spin: 1000000", 200);
+}
+
+/// Runs `n` inputs (each `text` for the probe guest) at the process level
+/// with 2 jobs, SIGKILLs one worker process once `after` outputs exist, and
+/// checks that every input still ends with one output or record, and that
+/// at most the task the worker was running failed, naming the worker.
+fn kill_a_worker_mid_run(n: usize, text: &str, after: usize) {
     let dir = tempfile::tempdir().unwrap();
     let (inputs, out) = (dir.path().join("in"), dir.path().join("out"));
     std::fs::create_dir(&inputs).unwrap();
-    for i in 0..60 {
-        std::fs::write(inputs.join(format!("{i:02}.txt")), "spin: 30000000").unwrap();
+    for i in 0..n {
+        std::fs::write(inputs.join(format!("{i:04}.txt")), text).unwrap();
     }
     let child = sandpool()
         .args(["run".as_ref(), probe().as_os_str(), inputs.as_os_str()])
@@ -774,9 +791,9 @@ fn a_killed_worker_process_fails_only_the_input_it_was_running() {
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0) < 6 {
+    while std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0) < after {
         assert!(std::time::Instant::now() < deadline, "no progress");
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(2));
     }
     let workers = Command::new("pgrep")
         .args(["-P", &child.id().to_string()])
@@ -794,8 +811,12 @@ fn a_killed_worker_process_fails_only_the_input_it_was_running() {
     let result = child.wait_with_output().unwrap();
     let s = summary(&result);
     let (succeeded, failed, _) = counts(&s);
-    assert_eq!(succeeded + failed, 60, "every input has an outcome: {s}");
-    // Killed mid-task (nearly always: tasks take ~30 ms, the gaps µs), that
+    assert_eq!(
+        succeeded + failed,
+        n as u64,
+        "every input has an outcome: {s}"
+    );
+    // Killed mid-task (nearly always: the gaps between tasks are µs), that
     // task fails; killed between tasks, the next one goes to a new worker.
     assert!(failed <= 1, "only the task in flight is lost: {s}");
     if failed == 1 {
@@ -807,7 +828,7 @@ fn a_killed_worker_process_fails_only_the_input_it_was_running() {
             "{failure}"
         );
     }
-    assert_eq!(names(&out).len(), 60, "one output or record per input");
+    assert_eq!(names(&out).len(), n, "one output or record per input");
 }
 
 /// Inputs of the mirrored-tree cases: relative path (bytes) → where its

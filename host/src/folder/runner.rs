@@ -11,7 +11,7 @@ use crate::capability::Capabilities;
 use crate::capability::imports::CallBackend;
 use crate::error::{Error, TaskRef};
 use crate::exec::builder::Isolation;
-use crate::exec::dispatch::{Backend, Job};
+use crate::exec::dispatch::{Backend, BatchSink, Job};
 use crate::exec::process::{ProcessBackend, ProcessOptions};
 use crate::limits::Limits;
 use crate::runtime::compiled::Compiled;
@@ -113,10 +113,12 @@ impl SharedRunner {
             SharedRunner::Instance { .. } => ThreadRunner {
                 shared: self,
                 slot: None,
+                cost_ns: 0,
             },
             SharedRunner::Process(backend) => ThreadRunner {
                 shared: self,
                 slot: backend.start_worker(id).ok(),
+                cost_ns: 0,
             },
         }
     }
@@ -126,9 +128,108 @@ impl SharedRunner {
 pub(crate) struct ThreadRunner<'a> {
     shared: &'a SharedRunner,
     slot: Option<<ProcessBackend as Backend>::Worker>,
+    /// Moving average of a task's run time, in ns (0: none yet).
+    cost_ns: u64,
+}
+
+/// Tasks that take longer than this (on average) are sent to a worker
+/// process one per frame, so that Ctrl-C, which lets the tasks in flight
+/// finish, never waits for a whole frame of slow ones.
+const BATCH_TASKS_UNDER: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Collects a batch's outcomes by position.
+struct Outcomes(Vec<Option<RawOutcome>>);
+
+impl BatchSink for Outcomes {
+    fn begin(&mut self, _i: usize) -> bool {
+        true
+    }
+    fn done(&mut self, i: usize, outcome: RawOutcome) {
+        if let Some(slot) = self.0.get_mut(i) {
+            *slot = Some(outcome);
+        }
+    }
+}
+
+/// A task failed by the host worker thread itself (a panic, a worker that could not start).
+fn failed(task: &TaskRef, reason: String) -> RawOutcome {
+    RawOutcome {
+        result: Err(Error::WorkerCrashed {
+            task: task.clone(),
+            reason,
+        }),
+        logs: TaskLogs::default(),
+    }
+}
+
+fn panic_reason(panic: &(dyn std::any::Any + Send)) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    format!("host worker thread panicked: {what}")
 }
 
 impl ThreadRunner<'_> {
+    /// Whether [`run_batch`](Self::run_batch) saves anything: at the
+    /// process level, for tasks known to be short, it sends them to the
+    /// worker in one frame (one round trip instead of one per task).
+    pub(crate) fn batches(&self) -> bool {
+        matches!(self.shared, SharedRunner::Process(_))
+            && self.slot.is_some()
+            && self.cost_ns > 0
+            && self.cost_ns < BATCH_TASKS_UNDER.as_nanos() as u64
+    }
+
+    /// Runs `tasks` in order and returns one outcome per task. At the
+    /// process level they go to this thread's worker in as few frames as
+    /// fit; it still answers each task as it ends, so a worker lost in the
+    /// middle fails only the task it was running, and the tasks after it go
+    /// to its replacement.
+    pub(crate) fn run_batch(
+        &mut self,
+        tasks: Vec<(TaskRef, Vec<u8>)>,
+        limits: &Limits,
+    ) -> Vec<RawOutcome> {
+        let (SharedRunner::Process(backend), Some(slot)) = (self.shared, self.slot.as_mut()) else {
+            return tasks
+                .into_iter()
+                .map(|(task, input)| self.run(&task, input, limits))
+                .collect();
+        };
+        let jobs: Vec<Job> = tasks
+            .into_iter()
+            .map(|(task, input)| Job::direct(task, input, *limits))
+            .collect();
+        let refs: Vec<&Job> = jobs.iter().collect();
+        let mut sink = Outcomes(jobs.iter().map(|_| None).collect());
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            backend.run_batch(slot, &refs, &mut sink)
+        }));
+        let reason = match ran {
+            Ok(()) => "the worker gave no outcome".to_string(),
+            Err(panic) => panic_reason(&*panic),
+        };
+        let outcomes: Vec<RawOutcome> = jobs
+            .iter()
+            .zip(sink.0)
+            .map(|(job, outcome)| outcome.unwrap_or_else(|| failed(&job.task, reason.clone())))
+            .collect();
+        for outcome in &outcomes {
+            self.record_cost(outcome);
+        }
+        outcomes
+    }
+
+    fn record_cost(&mut self, outcome: &RawOutcome) {
+        let took = u64::try_from(outcome.logs.elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.cost_ns = match self.cost_ns {
+            0 => took.max(1),
+            old => (old - old / 8 + took / 8).max(1),
+        };
+    }
+
     /// Runs one task on `input` (encoded) and returns its outcome. A panic
     /// in the host while running it fails this task only.
     pub(crate) fn run(&mut self, task: &TaskRef, input: Vec<u8>, limits: &Limits) -> RawOutcome {
@@ -142,28 +243,14 @@ impl ThreadRunner<'_> {
             } => module.run_task_calling(limits, task, &input, grant.as_ref(), Some(calls)),
             SharedRunner::Process(backend) => match slot.as_mut() {
                 Some(slot) => backend.run(slot, &Job::direct(task.clone(), input, *limits)),
-                None => RawOutcome {
-                    result: Err(Error::WorkerCrashed {
-                        task: task.clone(),
-                        reason: "this thread's worker process could not be started".into(),
-                    }),
-                    logs: TaskLogs::default(),
-                },
+                None => failed(
+                    task,
+                    "this thread's worker process could not be started".into(),
+                ),
             },
         }));
-        ran.unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            RawOutcome {
-                result: Err(Error::WorkerCrashed {
-                    task: task.clone(),
-                    reason: format!("host worker thread panicked: {what}"),
-                }),
-                logs: TaskLogs::default(),
-            }
-        })
+        let outcome = ran.unwrap_or_else(|panic| failed(task, panic_reason(&*panic)));
+        self.record_cost(&outcome);
+        outcome
     }
 }

@@ -99,17 +99,17 @@ pub(crate) fn work(cx: &Context<'_>, id: usize, mut runner: ThreadRunner<'_>) {
                 }
             }
             // Run them, in order; a stop leaves the rest unrun (not written).
-            let mut ran = 0;
-            for item in staged.iter_mut() {
-                if stopped(cx) {
-                    break;
-                }
-                let failed = item.run(cx, &mut runner);
-                ran += 1;
-                if failed && cx.fail_fast {
-                    break;
-                }
-            }
+            let ran = if staged.len() > 1
+                && runner.batches()
+                && cx.max_retries == 0
+                && !cx.fail_fast
+                && !stopped(cx)
+            {
+                run_together(cx, &mut runner, &mut staged);
+                staged.len()
+            } else {
+                run_in_turn(cx, &mut runner, &mut staged)
+            };
             // Write what ran.
             for item in staged.drain(..).take(ran) {
                 finish(cx, item, &mut tmp);
@@ -118,6 +118,52 @@ pub(crate) fn work(cx: &Context<'_>, id: usize, mut runner: ThreadRunner<'_>) {
                 return;
             }
         }
+    }
+}
+
+/// Runs the staged inputs one by one, stopping early on a stop (or, when
+/// failing fast, after a failure); returns how many ran.
+fn run_in_turn(
+    cx: &Context<'_>,
+    runner: &mut ThreadRunner<'_>,
+    staged: &mut [Staged<'_>],
+) -> usize {
+    let mut ran = 0;
+    for item in staged.iter_mut() {
+        if stopped(cx) {
+            break;
+        }
+        let failed = item.run(cx, runner);
+        ran += 1;
+        if failed && cx.fail_fast {
+            break;
+        }
+    }
+    ran
+}
+
+/// Runs the staged inputs as one batch ([`ThreadRunner::run_batch`]: one
+/// frame to the worker process instead of one round trip per input). Used
+/// without retries and fail-fast, which decide input by input.
+fn run_together(cx: &Context<'_>, runner: &mut ThreadRunner<'_>, staged: &mut [Staged<'_>]) {
+    let mut tasks = Vec::with_capacity(staged.len());
+    let mut held = Vec::with_capacity(staged.len());
+    let mut read_at = Vec::with_capacity(staged.len());
+    for (k, item) in staged.iter_mut().enumerate() {
+        match item.read.take() {
+            Some(Ok((encoded, reserved))) => {
+                tasks.push((item.task.clone(), encoded));
+                held.push(reserved);
+                read_at.push(k);
+            }
+            Some(Err(e)) => item.result = Some(Err(e)),
+            None => {}
+        }
+    }
+    let outcomes = runner.run_batch(tasks, &cx.limits);
+    drop(held);
+    for (k, outcome) in read_at.into_iter().zip(outcomes) {
+        staged[k].result = Some(outcome.result);
     }
 }
 
