@@ -137,12 +137,34 @@ fn io_tasks_start_in_submission_order() {
             .build()
             .unwrap();
         let started = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        // Each task ends only after the one submitted before it has ended, so
+        // the slots free up in submission order and task j can start only
+        // once task j - concurrency has ended (which it did after it
+        // started), however late a thread is scheduled. Slots handed out of
+        // order would leave a task waiting for one that has no slot: that
+        // shows as a timeout, not a hang.
+        let ended = std::sync::Arc::new((std::sync::Mutex::new(0usize), std::sync::Condvar::new()));
         let handles: Vec<_> = (0..200usize)
             .map(|i| {
                 let started = std::sync::Arc::clone(&started);
+                let ended = std::sync::Arc::clone(&ended);
                 let blocking = pool.submit_blocking(move || {
                     started.lock().unwrap().push(i);
-                    std::thread::sleep(Duration::from_micros(200));
+                    std::thread::sleep(Duration::from_micros(50));
+                    let (count, turn) = &*ended;
+                    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+                    let mut count = count.lock().unwrap();
+                    while *count < i {
+                        let left = give_up.saturating_duration_since(std::time::Instant::now());
+                        assert!(
+                            !left.is_zero(),
+                            "task {i} waited for task {} to end",
+                            *count
+                        );
+                        count = turn.wait_timeout(count, left).unwrap().0;
+                    }
+                    *count = i + 1;
+                    turn.notify_all();
                 });
                 blocking.unwrap()
             })
@@ -154,7 +176,8 @@ fn io_tasks_start_in_submission_order() {
         let mut sorted = started.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, (0..200).collect::<Vec<_>>());
-        // A task may record itself after one submitted up to `concurrency - 1` later.
+        // A task may record itself after one submitted up to `concurrency - 1`
+        // later (both held slots at once), never after one further on.
         for (position, &i) in started.iter().enumerate() {
             assert!(
                 i.abs_diff(position) < concurrency,

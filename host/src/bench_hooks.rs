@@ -273,7 +273,7 @@ impl ComponentRunner {
     /// Runs one task in a fresh instance; `input` and the output are encoded.
     pub fn run_fresh(&self, input: &[u8]) -> Result<Vec<u8>, Error> {
         self.component
-            .run_task(&self.limits, &self.task, input)
+            .run_task_calling(&self.limits, &self.task, input, None, None)
             .result
     }
 

@@ -187,12 +187,6 @@ impl CompiledComponent {
     }
 
     /// Runs one task on `input` (already encoded) in a fresh instance, with
-    /// no granted directory and no capabilities.
-    pub fn run_task(&self, limits: &Limits, task: &TaskRef, input: &[u8]) -> RawOutcome {
-        self.run_task_calling(limits, task, input, None, None)
-    }
-
-    /// Runs one task on `input` (already encoded) in a fresh instance, with
     /// the pool's granted directory, if any, as its one preopen, and its
     /// capability calls answered by `calls`.
     pub fn run_task_calling(
