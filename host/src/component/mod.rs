@@ -198,21 +198,12 @@ impl CompiledComponent {
         calls: Option<&CallBackend>,
     ) -> RawOutcome {
         let started = Instant::now();
-        let failed = |error: Error| RawOutcome {
-            result: Err(error),
-            logs: TaskLogs {
-                elapsed: started.elapsed(),
-                ..TaskLogs::default()
-            },
-        };
-        if !self.fuel && limits.fuel.is_some() {
-            return failed(Error::Config(format!(
-                "{task}: a fuel limit needs a pool built with fuel metering (PoolBuilder::fuel_metering)"
-            )));
+        if let Err(e) = crate::runtime::instance::fuel_available(self.fuel, limits, task) {
+            return RawOutcome::failed_since(started, e);
         }
         let mut store = match self.new_store(limits, grant, calls) {
             Ok(store) => store,
-            Err(e) => return failed(e),
+            Err(e) => return RawOutcome::failed_since(started, e),
         };
         let result = self.call(&mut store, limits, task, input);
         let state = store.into_data();

@@ -57,6 +57,29 @@ pub(crate) struct RawOutcome {
     pub logs: TaskLogs,
 }
 
+impl RawOutcome {
+    /// A task that failed before its guest ran: `error`, with the time since `started`.
+    pub(crate) fn failed_since(started: Instant, error: Error) -> Self {
+        RawOutcome {
+            result: Err(error),
+            logs: TaskLogs {
+                elapsed: started.elapsed(),
+                ..TaskLogs::default()
+            },
+        }
+    }
+}
+
+/// Refuses a per-task fuel limit on an engine built without fuel metering.
+pub(crate) fn fuel_available(metering: bool, limits: &Limits, task: &TaskRef) -> Result<(), Error> {
+    if !metering && limits.fuel.is_some() {
+        return Err(Error::Config(format!(
+            "{task}: a fuel limit needs a pool built with fuel metering (PoolBuilder::fuel_metering)"
+        )));
+    }
+    Ok(())
+}
+
 /// Runs one task of `module` on `input` (already encoded) in a fresh
 /// instance, with the pool's granted directory, if any, visible to the guest.
 pub(crate) fn run_fresh(
@@ -68,21 +91,12 @@ pub(crate) fn run_fresh(
     calls: Option<&CallBackend>,
 ) -> RawOutcome {
     let started = Instant::now();
-    let failed = |error: Error| RawOutcome {
-        result: Err(error),
-        logs: TaskLogs {
-            elapsed: started.elapsed(),
-            ..TaskLogs::default()
-        },
-    };
-    if !module.fuel && limits.fuel.is_some() {
-        return failed(Error::Config(format!(
-            "{task}: a fuel limit needs a pool built with fuel metering (PoolBuilder::fuel_metering)"
-        )));
+    if let Err(e) = fuel_available(module.fuel, limits, task) {
+        return RawOutcome::failed_since(started, e);
     }
     let mut store = match new_store(module, limits) {
         Ok(store) => store,
-        Err(e) => return failed(e),
+        Err(e) => return RawOutcome::failed_since(started, e),
     };
     if let Some(root) = grant {
         store.data_mut().files = Some(Box::new(FileTable::new(Arc::clone(root))));
