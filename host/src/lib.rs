@@ -80,8 +80,10 @@
 //!   one serde form).
 //! - [`run_folder`]: a task over a folder, one output file per input, the
 //!   `sandpool run` command (`folder/`: output naming, the output folder's
-//!   lock, the streaming walk, bounded reads, atomic writes; rules in
-//!   `docs/cli.md`). [`run_jsonl`]: a task over the lines of a JSON Lines
+//!   lock, the streaming walk, bounded reads, atomic writes; each worker
+//!   thread reads, runs and writes a run of inputs itself in
+//!   `folder/worker.rs`, through `folder/runner.rs` at either level; rules
+//!   in `docs/cli.md`). [`run_jsonl`]: a task over the lines of a JSON Lines
 //!   file, results in input order (`folder/jsonl/`). [`folder_status`] and
 //!   [`jsonl_status`]: what is done, failed, missing. Output kinds a task
 //!   chooses through `sandpool_guest::output` (JSON, raw bytes `{id}.{ext}`,
