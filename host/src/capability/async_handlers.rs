@@ -15,7 +15,8 @@ use std::time::Instant;
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::Capabilities;
-use super::threads::{Waited, panic_message, wait_for_answer};
+use super::threads::{Waited, wait_for_answer};
+use crate::sync::panic_message;
 
 /// The future of an encoded response (or why the call failed).
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send>>;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::RawHandler;
+use crate::sync::panic_message;
 
 /// The most handler threads alive at once (busy, idle or stuck in a handler that never returns).
 pub(crate) const MAX_THREADS: usize = 512;
@@ -48,15 +49,6 @@ pub(crate) fn run_caught(handler: &RawHandler, request: &[u8]) -> Result<Vec<u8>
         Ok(result) => result,
         Err(panic) => Err(format!("the handler panicked: {}", panic_message(&*panic))),
     }
-}
-
-/// A panic's message, when it has one.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string panic payload".into())
 }
 
 /// How a wait for a handler's answer ended.

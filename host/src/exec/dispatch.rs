@@ -20,7 +20,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, TaskRef};
 use crate::limits::Limits;
-use crate::runtime::instance::{RawOutcome, TaskLogs};
+use crate::runtime::instance::RawOutcome;
+use crate::sync::panic_message;
 
 const QUEUED: u8 = 0;
 const RUNNING: u8 = 1;
@@ -186,6 +187,27 @@ pub(crate) trait BatchSink {
     fn begin(&mut self, i: usize) -> bool;
     /// Job `i`'s outcome, once, after it began.
     fn done(&mut self, i: usize, outcome: RawOutcome);
+}
+
+/// A sink that keeps the outcomes by position for jobs run outside the queue, already started (the process
+/// level's single job, the folder runner's batches).
+pub(crate) struct Collect(pub Vec<Option<RawOutcome>>);
+
+impl Collect {
+    pub(crate) fn new(n: usize) -> Self {
+        Collect((0..n).map(|_| None).collect())
+    }
+}
+
+impl BatchSink for Collect {
+    fn begin(&mut self, _i: usize) -> bool {
+        true
+    }
+    fn done(&mut self, i: usize, outcome: RawOutcome) {
+        if let Some(slot) = self.0.get_mut(i) {
+            *slot = Some(outcome);
+        }
+    }
 }
 
 /// What a worker takes from the queue in one go: one job, or a batch that
@@ -531,21 +553,7 @@ impl BatchSink for DeliverSink<'_> {
 }
 
 fn worker_failed(job: &Job, reason: String) -> RawOutcome {
-    RawOutcome {
-        result: Err(Error::WorkerCrashed {
-            task: job.task.clone(),
-            reason,
-        }),
-        logs: TaskLogs::default(),
-    }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
+    RawOutcome::worker_crashed(&job.task, reason)
 }
 
 /// Folds `took` for `n` jobs into the moving average of one job's run time.

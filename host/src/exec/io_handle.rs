@@ -168,11 +168,7 @@ impl<T> Future for IoHandle<T> {
                     }));
                 }
                 let reason = match join.try_into_panic() {
-                    Ok(panic) => panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into()),
+                    Ok(panic) => crate::sync::panic_message(&*panic),
                     Err(e) => e.to_string(),
                 };
                 Poll::Ready(Err(Error::WorkerCrashed {

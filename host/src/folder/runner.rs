@@ -11,11 +11,11 @@ use crate::capability::Capabilities;
 use crate::capability::imports::CallBackend;
 use crate::error::{Error, TaskRef};
 use crate::exec::builder::Isolation;
-use crate::exec::dispatch::{Backend, BatchSink, Job};
+use crate::exec::dispatch::{Backend, Collect, Job};
 use crate::exec::process::{ProcessBackend, ProcessOptions};
 use crate::limits::Limits;
 use crate::runtime::compiled::Compiled;
-use crate::runtime::instance::{RawOutcome, TaskLogs};
+use crate::runtime::instance::RawOutcome;
 use crate::sandbox::grant::{GrantOptions, GrantRoot};
 use crate::task::Task;
 
@@ -137,38 +137,11 @@ pub(crate) struct ThreadRunner<'a> {
 /// finish, never waits for a whole frame of slow ones.
 const BATCH_TASKS_UNDER: std::time::Duration = std::time::Duration::from_millis(2);
 
-/// Collects a batch's outcomes by position.
-struct Outcomes(Vec<Option<RawOutcome>>);
-
-impl BatchSink for Outcomes {
-    fn begin(&mut self, _i: usize) -> bool {
-        true
-    }
-    fn done(&mut self, i: usize, outcome: RawOutcome) {
-        if let Some(slot) = self.0.get_mut(i) {
-            *slot = Some(outcome);
-        }
-    }
-}
-
-/// A task failed by the host worker thread itself (a panic, a worker that could not start).
-fn failed(task: &TaskRef, reason: String) -> RawOutcome {
-    RawOutcome {
-        result: Err(Error::WorkerCrashed {
-            task: task.clone(),
-            reason,
-        }),
-        logs: TaskLogs::default(),
-    }
-}
-
 fn panic_reason(panic: &(dyn std::any::Any + Send)) -> String {
-    let what = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into());
-    format!("host worker thread panicked: {what}")
+    format!(
+        "host worker thread panicked: {}",
+        crate::sync::panic_message(panic)
+    )
 }
 
 impl ThreadRunner<'_> {
@@ -203,7 +176,7 @@ impl ThreadRunner<'_> {
             .map(|(task, input)| Job::direct(task, input, *limits))
             .collect();
         let refs: Vec<&Job> = jobs.iter().collect();
-        let mut sink = Outcomes(jobs.iter().map(|_| None).collect());
+        let mut sink = Collect::new(jobs.len());
         let ran = catch_unwind(AssertUnwindSafe(|| {
             backend.run_batch(slot, &refs, &mut sink)
         }));
@@ -214,7 +187,9 @@ impl ThreadRunner<'_> {
         let outcomes: Vec<RawOutcome> = jobs
             .iter()
             .zip(sink.0)
-            .map(|(job, outcome)| outcome.unwrap_or_else(|| failed(&job.task, reason.clone())))
+            .map(|(job, outcome)| {
+                outcome.unwrap_or_else(|| RawOutcome::worker_crashed(&job.task, reason.clone()))
+            })
             .collect();
         for outcome in &outcomes {
             self.record_cost(outcome);
@@ -243,13 +218,14 @@ impl ThreadRunner<'_> {
             } => module.run_task_calling(limits, task, &input, grant.as_ref(), Some(calls)),
             SharedRunner::Process(backend) => match slot.as_mut() {
                 Some(slot) => backend.run(slot, &Job::direct(task.clone(), input, *limits)),
-                None => failed(
+                None => RawOutcome::worker_crashed(
                     task,
                     "this thread's worker process could not be started".into(),
                 ),
             },
         }));
-        let outcome = ran.unwrap_or_else(|panic| failed(task, panic_reason(&*panic)));
+        let outcome =
+            ran.unwrap_or_else(|panic| RawOutcome::worker_crashed(task, panic_reason(&*panic)));
         self.record_cost(&outcome);
         outcome
     }

@@ -58,6 +58,18 @@ pub(crate) struct RawOutcome {
 }
 
 impl RawOutcome {
+    /// A task lost by the host's side of running it (a worker thread that
+    /// panicked, a worker process that died or could not start), with why.
+    pub(crate) fn worker_crashed(task: &TaskRef, reason: String) -> Self {
+        RawOutcome {
+            result: Err(Error::WorkerCrashed {
+                task: task.clone(),
+                reason,
+            }),
+            logs: TaskLogs::default(),
+        }
+    }
+
     /// A task that failed before its guest ran: `error`, with the time since `started`.
     pub(crate) fn failed_since(started: Instant, error: Error) -> Self {
         RawOutcome {

@@ -17,7 +17,7 @@ use super::wire::{
     CallRequest, FromWorker, MAX_BATCH, MAX_INPUT, REQUEST_OVERHEAD, Request, max_response,
 };
 use crate::error::{Error, TaskRef};
-use crate::exec::dispatch::{AbortGuard, BatchSink, Job, JobState};
+use crate::exec::dispatch::{AbortGuard, BatchSink, Collect, Job, JobState};
 use crate::limits::Limits;
 use crate::runtime::instance::{RawOutcome, TaskLogs};
 use crate::sync::lock;
@@ -67,34 +67,8 @@ impl<'a> From<&'a Job> for TaskInput<'a> {
     }
 }
 
-/// A sink that keeps the outcomes by position (for jobs already started).
-pub(crate) struct Collect(pub Vec<Option<RawOutcome>>);
-
-impl Collect {
-    fn new(n: usize) -> Self {
-        Collect((0..n).map(|_| None).collect())
-    }
-}
-
-impl BatchSink for Collect {
-    fn begin(&mut self, _i: usize) -> bool {
-        true
-    }
-    fn done(&mut self, i: usize, outcome: RawOutcome) {
-        if let Some(slot) = self.0.get_mut(i) {
-            *slot = Some(outcome);
-        }
-    }
-}
-
 fn crashed(job: TaskInput<'_>, reason: String) -> RawOutcome {
-    RawOutcome {
-        result: Err(Error::WorkerCrashed {
-            task: job.task.clone(),
-            reason,
-        }),
-        logs: TaskLogs::default(),
-    }
+    RawOutcome::worker_crashed(job.task, reason)
 }
 
 impl Supervisor {
