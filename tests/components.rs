@@ -15,17 +15,7 @@ use std::time::{Duration, Instant};
 use sandpool::workloads::DocStats;
 use sandpool::{ErrorKind, FileInput, Isolation, Json, Limits, Pool, Task};
 
-fn cache() -> PathBuf {
-    common::workspace().join("target/test-component-cache")
-}
-
-/// Loads through the cache, with no compile deadline: a first compile of
-/// a Python component on a busy 2-core machine can pass the default 60 s.
-fn load<In: serde::Serialize, Out: serde::de::DeserializeOwned>(path: &Path) -> Task<In, Out> {
-    let limits = sandpool::LoadLimits::default().no_compile_timeout();
-    Task::from_file_cached_with(path, cache(), limits)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use common::{component_cache as cache, load_component as load};
 
 /// Every file under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<PathBuf> {

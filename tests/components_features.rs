@@ -11,21 +11,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
 use sandpool::{DirAccess, ErrorKind, Isolation, Pool, Task};
 
-fn cache() -> PathBuf {
-    common::workspace().join("target/test-component-cache")
-}
-
-/// Loads through the cache, with no compile deadline (a first compile of a
-/// Python component on a busy 2-core machine can pass the default 60 s).
-fn load<In: serde::Serialize, Out: serde::de::DeserializeOwned>(path: &Path) -> Task<In, Out> {
-    let limits = sandpool::LoadLimits::default().no_compile_timeout();
-    Task::from_file_cached_with(path, cache(), limits)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use common::{component_cache as cache, load_component as load};
 
 fn double(x: u64) -> Result<u64, String> {
     x.checked_mul(2).ok_or_else(|| format!("{x} is too large"))
@@ -91,28 +79,30 @@ fn a_component_declaring_a_capability_the_pool_does_not_grant_is_refused_at_buil
 
 #[test]
 fn a_component_calling_a_capability_it_did_not_declare_fails_the_task() {
-    // The probe declares no capability: even a granted name is refused.
-    let task: Task<String, String> = load(&common::component("probe_py"));
-    let pool = Pool::builder(task)
-        .capability("math.double", double)
-        .build()
-        .unwrap();
-    let err = pool
-        .submit(&"call:math.double".into())
-        .unwrap()
-        .wait()
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Capability, "{err}");
-    assert!(err.to_string().contains("math.double"), "{err}");
-    // Without any grant, the same.
-    let task: Task<String, String> = load(&common::component("probe_py"));
-    let pool = Pool::builder(task).build().unwrap();
-    let err = pool
-        .submit(&"call:math.double".into())
-        .unwrap()
-        .wait()
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Capability, "{err}");
+    // The probe declares no capability: even a granted name is refused, and
+    // without any grant the same.
+    for granted in [true, false] {
+        let task: Task<String, String> = load(&common::component("probe_py"));
+        let builder = Pool::builder(task);
+        let builder = match granted {
+            true => builder.capability("math.double", double),
+            false => builder,
+        };
+        let pool = builder.build().unwrap();
+        let err = pool
+            .submit(&"call:math.double".into())
+            .unwrap()
+            .wait()
+            .unwrap_err();
+        assert_eq!(
+            err.kind(),
+            ErrorKind::Capability,
+            "granted {granted}: {err}"
+        );
+        if granted {
+            assert!(err.to_string().contains("math.double"), "{err}");
+        }
+    }
 }
 
 /// Runs `component` (the kinds guest) through `sandpool run` on one input of

@@ -36,6 +36,23 @@ pub fn component(name: &str) -> PathBuf {
     path
 }
 
+/// Where the component tests cache compiled components (a Python
+/// component takes seconds to compile; later runs reuse it).
+pub fn component_cache() -> PathBuf {
+    workspace().join("target/test-component-cache")
+}
+
+/// Loads the component at `path` through [`component_cache`], with no
+/// compile deadline: a first compile of a Python component on a busy
+/// 2-core machine can pass the default 60 s.
+pub fn load_component<In: serde::Serialize, Out: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+) -> sandpool::Task<In, Out> {
+    let limits = sandpool::LoadLimits::default().no_compile_timeout();
+    sandpool::Task::from_file_cached_with(path, component_cache(), limits)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 fn existing(path: PathBuf) -> PathBuf {
     assert!(
         path.exists(),
