@@ -133,13 +133,20 @@ pub struct EchoCosts {
     pub map_us: f64,
     /// `Pool::map`, one worker: CPU time of every thread of the process per task.
     pub map_cpu_us: f64,
-    /// `Pool::map` per task / the raw fresh instance, per round.
+    /// The raw fresh-instance path amortised like `map`: one timed loop of
+    /// the round's tasks, total / count (outliers and all).
+    pub fresh_loop_us: f64,
+    /// `Pool::map` per task / the raw fresh-instance loop, per round: both
+    /// amortised over the same number of tasks (the target's ratio).
     pub map_vs_fresh: f64,
+    /// `Pool::map` per task / the median individually timed fresh instance
+    /// (stricter: the median drops the outliers the amortised figure keeps).
+    pub map_vs_fresh_median: f64,
     /// One task at a time through the one-worker pool (submit + wait).
     pub round_trip_us: f64,
     /// `Pool::as_completed`, one worker, wall time per task.
     pub completed_us: f64,
-    /// `Pool::as_completed` per task / the raw fresh instance, per round.
+    /// `Pool::as_completed` per task / the raw fresh-instance loop, per round.
     pub completed_vs_fresh: f64,
 }
 
@@ -161,7 +168,7 @@ pub fn echo_costs(rounds: usize, tasks: usize) -> EchoCosts {
         black_box(reused.run(&encoded).expect("reused"));
     }
     map_cost_us(&pool, &bytes, tasks.min(1000));
-    let mut v: [Vec<f64>; 11] = Default::default();
+    let mut v: [Vec<f64>; 13] = Default::default();
     for _ in 0..rounds {
         let n = time_each(tasks, || drop(black_box(echo(black_box(&bytes)))));
         let r = time_each(tasks, || {
@@ -170,6 +177,11 @@ pub fn echo_costs(rounds: usize, tasks: usize) -> EchoCosts {
         let f = time_each(tasks, || {
             drop(black_box(runner.run_fresh(&encoded).expect("fresh")))
         });
+        let t0 = Instant::now();
+        for _ in 0..tasks {
+            drop(black_box(runner.run_fresh(&encoded).expect("fresh")));
+        }
+        let fl = micros_since(t0) / tasks as f64;
         let (map, map_cpu) = with_cpu(tasks, || map_cost_us(&pool, &bytes, tasks));
         let rt = round_trip_us(&pool, &bytes, (tasks / 4).max(1));
         let completed = completed_cost_us(&pool, &bytes, tasks);
@@ -182,16 +194,18 @@ pub fn echo_costs(rounds: usize, tasks: usize) -> EchoCosts {
             fm / rm,
             map,
             map_cpu * 1e6,
-            map / fm,
+            map / fl,
             rt,
             completed,
-            completed / fm,
+            completed / fl,
+            fl,
+            map / fm,
         ]) {
             into.push(x);
         }
     }
     pool.shutdown(true, false);
-    let [a, b, c, d, e, f, g, h, i, j, k] = &mut v;
+    let [a, b, c, d, e, f, g, h, i, j, k, l, m] = &mut v;
     EchoCosts {
         native_us: median(a),
         reused_us: median(b),
@@ -204,6 +218,8 @@ pub fn echo_costs(rounds: usize, tasks: usize) -> EchoCosts {
         round_trip_us: median(i),
         completed_us: median(j),
         completed_vs_fresh: median(k),
+        fresh_loop_us: median(l),
+        map_vs_fresh_median: median(m),
     }
 }
 

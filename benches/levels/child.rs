@@ -455,6 +455,7 @@ pub fn targets_child() -> Value {
         "reused_us": echo_costs.reused_us,
         "map_us": echo_costs.map_us,
         "map_vs_fresh": echo_costs.map_vs_fresh,
+        "fresh_loop_us": echo_costs.fresh_loop_us,
         "primes_native_1": scaling.native_1,
         "primes_native_2": scaling.native_2,
         "primes_instance_1": scaling.pool_1,

@@ -139,7 +139,7 @@ impl<In, Out> PoolBuilder<In, Out> {
     /// How many inputs `map` and `as_completed` keep in flight (at least 1).
     /// The first window is submitted by the `map` call, later inputs are
     /// pulled from the iterator lazily. Cheap tasks are handed to a worker
-    /// in batches of up to half a window per worker, sized to about 200 µs
+    /// in batches of up to half a window per worker, sized to about 1 ms
     /// of work each, so a larger window lets the hand-off cost be shared by
     /// more tasks.
     ///
