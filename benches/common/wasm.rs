@@ -150,6 +150,9 @@ pub struct EchoCosts {
     pub completed_vs_fresh: f64,
 }
 
+/// Chunks per round in which [`echo_costs`] alternates the fresh loop and `map`.
+const MAP_CHUNKS: usize = 4;
+
 /// Measures [`EchoCosts`]: `rounds` rounds of `tasks` individually timed
 /// tasks per path (the pool's `map` over `tasks` inputs), paths one after
 /// another within a round, ratios within a round.
@@ -177,12 +180,34 @@ pub fn echo_costs(rounds: usize, tasks: usize) -> EchoCosts {
         let f = time_each(tasks, || {
             drop(black_box(runner.run_fresh(&encoded).expect("fresh")))
         });
-        let t0 = Instant::now();
-        for _ in 0..tasks {
-            drop(black_box(runner.run_fresh(&encoded).expect("fresh")));
+        // The fresh loop and `map` alternate in chunks (ABBA), so that both
+        // sample the same stretches of a VM whose speed drifts by tens of
+        // percent over tens of milliseconds.
+        let chunk = (tasks / MAP_CHUNKS).max(1);
+        let (mut fresh_total, mut map_total, mut map_cpu_total) = (0.0, 0.0, 0.0);
+        for i in 0..MAP_CHUNKS {
+            let fresh_loop = || {
+                let t0 = Instant::now();
+                for _ in 0..chunk {
+                    drop(black_box(runner.run_fresh(&encoded).expect("fresh")));
+                }
+                micros_since(t0)
+            };
+            let mapped = || with_cpu(chunk, || map_cost_us(&pool, &bytes, chunk));
+            let (f, (m, c)) = if i % 2 == 0 {
+                let f = fresh_loop();
+                (f, mapped())
+            } else {
+                let m = mapped();
+                (fresh_loop(), m)
+            };
+            fresh_total += f;
+            map_total += m * chunk as f64;
+            map_cpu_total += c * chunk as f64;
         }
-        let fl = micros_since(t0) / tasks as f64;
-        let (map, map_cpu) = with_cpu(tasks, || map_cost_us(&pool, &bytes, tasks));
+        let measured = (chunk * MAP_CHUNKS) as f64;
+        let fl = fresh_total / measured;
+        let (map, map_cpu) = (map_total / measured, map_cpu_total / measured);
         let rt = round_trip_us(&pool, &bytes, (tasks / 4).max(1));
         let completed = completed_cost_us(&pool, &bytes, tasks);
         let (nm, rm, fm) = (median_of(&n), median_of(&r), median_of(&f));
