@@ -417,7 +417,9 @@ impl Supervisor {
         let mut used = super::forward::CallsUsed::default();
         // Once the task has made a call, the next frame (its next call or
         // its outcome) is likely microseconds away: spin before sleeping.
-        let mut spin = std::time::Duration::ZERO;
+        // A short task's answer is likely microseconds away too: polling
+        // for it spares the worker a wake-up of this thread per task.
+        let mut spin = super::forward::answer_spin();
         loop {
             match self.read_answer(proc, job, id, deadline, spin)? {
                 Answer::Outcome(outcome) => return Ok(outcome),

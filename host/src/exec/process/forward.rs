@@ -29,15 +29,37 @@ pub(super) const CALL_SPIN: Duration = Duration::from_micros(50);
 /// per process; for measuring what the polling saves (benches/capability.rs).
 pub(super) const CALL_SPIN_ENV: &str = "SANDPOOL_CALL_SPIN_US";
 
+/// How long the supervisor polls for a task's answer before it sleeps.
+/// The worker answers each task of a frame as it ends; when the thread
+/// waiting for that answer sleeps, every answer pays for waking it (tens of
+/// µs on a VM's idle vCPU). Polling catches the answers of short tasks, and
+/// the poll's back-off (`frame::SPIN_BACKOFF`) makes it sleep at once for
+/// long tasks. Measured (docs/performance.md, fourth pass): process-level
+/// `map` 1.81× → 1.62× the instance level with 1 worker, 1.78× → 1.46×
+/// with 2 (together with the larger pipes, `supervisor::PIPE_BYTES`).
+pub(super) const ANSWER_SPIN: Duration = Duration::from_micros(50);
+
+/// Overrides [`ANSWER_SPIN`], in µs (`0`: always sleep at once), read once per process.
+pub(super) const ANSWER_SPIN_ENV: &str = "SANDPOOL_ANSWER_SPIN_US";
+
 /// The polling time of forwarded calls: [`CALL_SPIN`] unless [`CALL_SPIN_ENV`] sets it.
 pub(super) fn call_spin() -> Duration {
     static SPIN: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
-    *SPIN.get_or_init(|| {
-        std::env::var(CALL_SPIN_ENV)
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map_or(CALL_SPIN, |us| Duration::from_micros(us.min(10_000)))
-    })
+    *SPIN.get_or_init(|| spin_setting(CALL_SPIN_ENV, CALL_SPIN))
+}
+
+/// The polling time for answers: [`ANSWER_SPIN`] unless [`ANSWER_SPIN_ENV`] sets it.
+pub(super) fn answer_spin() -> Duration {
+    static SPIN: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *SPIN.get_or_init(|| spin_setting(ANSWER_SPIN_ENV, ANSWER_SPIN))
+}
+
+/// `env` in µs (at most 10 ms), or `default` when it is unset or not a number.
+fn spin_setting(env: &str, default: Duration) -> Duration {
+    std::env::var(env)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(default, |us| Duration::from_micros(us.min(10_000)))
 }
 
 /// The capability calls a task has made, as the supervisor counts them.

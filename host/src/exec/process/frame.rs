@@ -259,6 +259,23 @@ pub(crate) fn set_nonblocking(fd: &impl AsFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Asks the kernel for a pipe buffer of `bytes` (Linux; best effort:
+/// unprivileged processes get at most `/proc/sys/fs/pipe-max-size`, 1 MiB
+/// by default, and elsewhere this does nothing). A request frame of many
+/// tasks then goes into the pipe in one write, without the two sides
+/// waking each other once per 64 KiB (the default size).
+pub(crate) fn grow_pipe(fd: &impl AsFd, bytes: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        let fd = fd.as_fd().as_raw_fd();
+        let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: fcntl on a descriptor we hold open (borrowed for the call); no memory is passed.
+        unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, bytes) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (fd, bytes);
+}
+
 /// Waits until `fd` is ready for `events` or `deadline` passes. Data that
 /// is already there counts even after the deadline (it is checked once more).
 fn wait_for(fd: i32, events: libc::c_short, deadline: Instant) -> Result<(), FrameError> {
@@ -337,6 +354,41 @@ mod tests {
     struct Msg {
         id: u64,
         text: String,
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_grown_pipe_takes_a_whole_large_frame_in_one_write() {
+        let (reader, mut writer) = std::io::pipe().expect("pipe");
+        let limit: usize = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1 << 20);
+        let want = limit.min(1 << 20);
+        grow_pipe(&writer, want);
+        // SAFETY: fcntl on a descriptor held open; no memory is passed.
+        let size = unsafe { libc::fcntl(writer.as_fd().as_raw_fd(), libc::F_GETPIPE_SZ) };
+        assert!(
+            size >= 0 && size as usize >= want,
+            "pipe size {size}, asked {want}"
+        );
+        // A frame larger than the default 64 KiB goes in without a reader.
+        set_nonblocking(&writer).expect("nonblocking");
+        let payload = vec![7u8; (want / 2).max(128 << 10)];
+        let len = u32::try_from(payload.len()).expect("small");
+        let mut frame = len.to_le_bytes().to_vec();
+        frame.extend_from_slice(&payload);
+        write_frame(
+            &mut writer,
+            &frame,
+            Some(Instant::now() + Duration::from_secs(5)),
+        )
+        .expect("the whole frame fits in the grown pipe");
+        let mut frames = FrameReader::new(reader);
+        assert_eq!(
+            frames.read_frame(payload.len(), None).expect("frame"),
+            payload
+        );
     }
 
     fn frame_of(msg: &Msg) -> Vec<u8> {

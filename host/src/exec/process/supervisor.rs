@@ -34,6 +34,10 @@ use crate::sync::lock;
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
+/// The pipe buffer asked for each direction: a whole request frame of
+/// ~1 ms of small tasks fits (about 150 KiB for 1 KiB inputs).
+const PIPE_BYTES: usize = 1 << 20;
+
 /// The per-thread state: this thread's worker process, if one is running.
 pub(crate) struct Slot {
     pub(super) id: usize,
@@ -210,6 +214,8 @@ impl Supervisor {
             return Err("the worker's pipes are missing".into());
         };
         lock(&self.registry).pids.insert(pid);
+        frame::grow_pipe(&stdin, PIPE_BYTES);
+        frame::grow_pipe(&stdout, PIPE_BYTES);
         let mut proc = WorkerProc {
             child,
             pid,
