@@ -36,7 +36,7 @@ pub(super) const CALL_SPIN_ENV: &str = "SANDPOOL_CALL_SPIN_US";
 /// the poll's back-off (`frame::SPIN_BACKOFF`) makes it sleep at once for
 /// long tasks. Measured (docs/performance.md, fourth pass): process-level
 /// `map` 1.81× → 1.62× the instance level with 1 worker, 1.78× → 1.46×
-/// with 2 (together with the larger pipes, `supervisor::PIPE_BYTES`).
+/// with 2 (together with a larger request pipe, `supervisor::PIPE_BYTES`).
 pub(super) const ANSWER_SPIN: Duration = Duration::from_micros(50);
 
 /// Overrides [`ANSWER_SPIN`], in µs (`0`: always sleep at once), read once per process.

@@ -34,9 +34,12 @@ use crate::sync::lock;
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// The pipe buffer asked for each direction: a whole request frame of
-/// ~1 ms of small tasks fits (about 150 KiB for 1 KiB inputs).
-const PIPE_BYTES: usize = 1 << 20;
+/// The pipe buffer asked for a worker's requests: a whole request frame of
+/// ~1 ms of small tasks fits (about 150 KiB for 1 KiB inputs). Not more,
+/// and not for the answers (one small frame per task): Linux counts pipe
+/// buffers per user (`pipe-user-pages-soft`, 64 MiB by default), and past
+/// that limit every new pipe of the user gets a single page.
+const PIPE_BYTES: usize = 256 << 10;
 
 /// The per-thread state: this thread's worker process, if one is running.
 pub(crate) struct Slot {
@@ -215,7 +218,6 @@ impl Supervisor {
         };
         lock(&self.registry).pids.insert(pid);
         frame::grow_pipe(&stdin, PIPE_BYTES);
-        frame::grow_pipe(&stdout, PIPE_BYTES);
         let mut proc = WorkerProc {
             child,
             pid,
