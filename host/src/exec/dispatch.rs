@@ -503,7 +503,7 @@ fn run_batch<B: Backend>(
                 Err(panic) => {
                     let what = panic_message(&*panic);
                     tracing::error!("worker {id} panicked running a batch: {what}");
-                    Some(format!("host worker thread panicked: {what}"))
+                    Some(panic_reason(&what))
                 }
             }
         }
@@ -513,7 +513,7 @@ fn run_batch<B: Backend>(
     let reason = failure.unwrap_or_else(|| "the backend gave no outcome".into());
     for (i, job) in jobs.iter().enumerate() {
         if sink.replies[i].is_some() && sink.begin(i) {
-            let outcome = worker_failed(job, reason.clone());
+            let outcome = RawOutcome::worker_crashed(&job.task, reason.clone());
             sink.done(i, outcome);
         }
     }
@@ -552,20 +552,27 @@ impl BatchSink for DeliverSink<'_> {
     }
 }
 
-fn worker_failed(job: &Job, reason: String) -> RawOutcome {
-    RawOutcome::worker_crashed(&job.task, reason)
-}
-
 /// Folds `took` for `n` jobs into the moving average of one job's run time.
 fn record_cost(shared: &Shared, took: std::time::Duration, n: u64) {
-    let took = (u64::try_from(took.as_nanos()).unwrap_or(u64::MAX) / n).max(1);
     let old = shared.cost_ns.load(Ordering::Relaxed);
-    let avg = if old == 0 {
-        took
-    } else {
-        old - old / 8 + took / 8
-    };
-    shared.cost_ns.store(avg.max(1), Ordering::Relaxed);
+    shared
+        .cost_ns
+        .store(moving_cost(old, took, n), Ordering::Relaxed);
+}
+
+/// The moving average of one task's run time in ns (`old`; 0: none yet)
+/// after `n` tasks took `took` in all: each sample weighs 1/8. Never 0.
+pub(crate) fn moving_cost(old: u64, took: std::time::Duration, n: u64) -> u64 {
+    let took = (u64::try_from(took.as_nanos()).unwrap_or(u64::MAX) / n.max(1)).max(1);
+    match old {
+        0 => took,
+        old => (old - old / 8 + took / 8).max(1),
+    }
+}
+
+/// Why a task failed when the host thread running it panicked.
+pub(crate) fn panic_reason(what: &str) -> String {
+    format!("host worker thread panicked: {what}")
 }
 
 /// Hands a started job's outcome to its reply.
@@ -600,13 +607,13 @@ fn run_job<B: Backend>(
     }
     let started = std::time::Instant::now();
     let outcome = match worker.as_mut() {
-        None => worker_failed(&job, format!("worker {id} failed to start")),
+        None => RawOutcome::worker_crashed(&job.task, format!("worker {id} failed to start")),
         Some(w) => match catch_unwind(AssertUnwindSafe(|| backend.run(w, &job))) {
             Ok(outcome) => outcome,
             Err(panic) => {
                 let what = panic_message(&*panic);
                 tracing::error!("worker {id} panicked running {}: {what}", job.task);
-                worker_failed(&job, format!("host worker thread panicked: {what}"))
+                RawOutcome::worker_crashed(&job.task, panic_reason(&what))
             }
         },
     };

@@ -11,7 +11,7 @@ use crate::capability::Capabilities;
 use crate::capability::imports::CallBackend;
 use crate::error::{Error, TaskRef};
 use crate::exec::builder::Isolation;
-use crate::exec::dispatch::{Backend, Collect, Job};
+use crate::exec::dispatch::{Backend, Collect, Job, moving_cost};
 use crate::exec::process::{ProcessBackend, ProcessOptions};
 use crate::limits::Limits;
 use crate::runtime::compiled::Compiled;
@@ -138,10 +138,7 @@ pub(crate) struct ThreadRunner<'a> {
 const BATCH_TASKS_UNDER: std::time::Duration = std::time::Duration::from_millis(2);
 
 fn panic_reason(panic: &(dyn std::any::Any + Send)) -> String {
-    format!(
-        "host worker thread panicked: {}",
-        crate::sync::panic_message(panic)
-    )
+    crate::exec::dispatch::panic_reason(&crate::sync::panic_message(panic))
 }
 
 impl ThreadRunner<'_> {
@@ -198,11 +195,7 @@ impl ThreadRunner<'_> {
     }
 
     fn record_cost(&mut self, outcome: &RawOutcome) {
-        let took = u64::try_from(outcome.logs.elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.cost_ns = match self.cost_ns {
-            0 => took.max(1),
-            old => (old - old / 8 + took / 8).max(1),
-        };
+        self.cost_ns = moving_cost(self.cost_ns, outcome.logs.elapsed, 1);
     }
 
     /// Runs one task on `input` (encoded) and returns its outcome. A panic
